@@ -5,6 +5,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_spiritlm import SpiritLMConfig
 from .modeling_spiritlm import SpiritLMForCausalLM, SpiritLMModel, SpiritLMPreTrainedModel
+from .units import string_to_units, units_to_string
 
 
 AutoConfig.register(SpiritLMConfig.model_type, SpiritLMConfig, exist_ok=True)
@@ -18,4 +19,6 @@ __all__ = [
     "SpiritLMForCausalLM",
     "SpiritLMModel",
     "SpiritLMPreTrainedModel",
+    "string_to_units",
+    "units_to_string",
 ]
