@@ -1,7 +1,9 @@
 """Configurations of the SPIRIT LM components: language model, speech tokenizer and vocoder."""
 
+import math
+
 from huggingface_hub.dataclasses import strict
-from transformers import LlamaConfig
+from transformers import LlamaConfig, PreTrainedConfig
 
 
 VARIANTS = ("base", "expressive")
@@ -79,9 +81,8 @@ class SpiritLMConfig(LlamaConfig):
         """Unit streams of this variant: `("hubert",)` or `("hubert", "pitch", "style")`."""
         return ("hubert", "pitch", "style") if self.variant == "expressive" else ("hubert",)
 
-    def validate_architecture(self):
-        """Checks the LLaMA shape and that the embedding matrix holds every id of the SPIRIT LM layout."""
-        super().validate_architecture()
+    def __post_init__(self, **kwargs):
+        # Checked here rather than in validate_architecture so that users get a plain ValueError.
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; use one of {', '.join(map(repr, VARIANTS))}")
         if self.vocab_size < self.num_spiritlm_tokens:
@@ -90,6 +91,149 @@ class SpiritLMConfig(LlamaConfig):
                 f"{self.num_spiritlm_tokens} ids (text_vocab_size={self.text_vocab_size} + 2 markers + "
                 f"{self.num_hubert_units} hubert + {self.num_pitch_units} pitch + {self.num_style_units} style units)"
             )
+        super().__post_init__(**kwargs)
 
 
-__all__ = ["SpiritLMConfig"]
+@strict
+class SpiritLMVocoderConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`SpiritLMVocoder`]: a unit HiFi-GAN that turns HuBERT units (+ pitch and style units for
+    EXPRESSIVE) into a 16 kHz waveform, conditioned on a speaker (and, for BASE, a global style), with a duration
+    predictor that re-expands deduplicated units.
+
+    The generator input is the concatenation of one `embedding_dim` vector per stream, in the official order:
+    hubert, pitch, style units, speaker, global style. Its width (`model_in_dim`) and the stream rate ratios are
+    derived, never stored.
+
+    num_hubert_units (`int`, defaults to 501):
+        Rows of the HuBERT unit embedding.
+    num_pitch_units (`int`, *optional*):
+        Rows of the pitch unit embedding (64 for EXPRESSIVE); `None` when the vocoder takes no pitch units.
+    num_style_units (`int`, *optional*):
+        Rows of the style unit embedding (100 for EXPRESSIVE); `None` when the vocoder takes no style units.
+    num_speakers (`int`, *optional*):
+        Rows of the speaker embedding; `None` for a single-speaker vocoder.
+    num_styles (`int`, *optional*):
+        Rows of BASE's global style embedding (one style for the whole utterance); `None` when absent.
+    embedding_dim (`int`, defaults to 128):
+        Width of every embedding.
+    hubert_hop_size, pitch_hop_size, style_hop_size (`int`, defaults to 640, 1280, 16000):
+        Audio samples per hubert, pitch and style unit (25, 12.5 and 1 units per second at 16 kHz). Pitch and style
+        units are up-sampled to the hubert rate by the rounded ratio of these.
+    upsample_initial_channel, upsample_rates, upsample_kernel_sizes, resblock_kernel_sizes, resblock_dilation_sizes:
+        HiFi-GAN generator shape, as in [`~transformers.SpeechT5HifiGanConfig`]. Each hubert frame becomes
+        `prod(upsample_rates)` samples.
+    leaky_relu_slope (`float`, defaults to 0.1):
+        Negative slope of the generator's leaky ReLUs (the last one, before `conv_post`, uses 0.01 as official).
+    duration_predictor_hidden_size (`int`, *optional*, defaults to 128):
+        Width of the duration predictor; `None` for a vocoder without one.
+    duration_predictor_kernel_size (`int`, defaults to 3):
+        Kernel size of the duration predictor's convolutions (the official second convolution pads by 1, so 3).
+    duration_predictor_dropout (`float`, defaults to 0.5):
+        Dropout of the duration predictor (training only).
+    speakers (`list[str]`, *optional*):
+        Speaker names by id (official `speakers.txt`), so a speaker can be passed by name.
+    styles (`list[str]`, *optional*):
+        Global style names by id (official `styles.txt`).
+    default_style_id (`int`, *optional*):
+        Global style used when none is given (official BASE default: 8, `"conv-default"`).
+    sampling_rate (`int`, defaults to 16000):
+        Sampling rate of the generated waveform.
+    initializer_range (`float`, defaults to 0.01):
+        Standard deviation of the random initialisation.
+
+    ```python
+    >>> from transformers_spiritlm import SpiritLMVocoderConfig
+    >>> config = SpiritLMVocoderConfig(num_pitch_units=64, num_style_units=100, num_speakers=4)
+    >>> config.model_in_dim, config.hubert_to_pitch, config.hubert_to_style, config.hop_length
+    (512, 2, 25, 640)
+    ```"""
+
+    model_type = "spiritlm_vocoder"
+
+    num_hubert_units: int = 501
+    num_pitch_units: int | None = None
+    num_style_units: int | None = None
+    num_speakers: int | None = None
+    num_styles: int | None = None
+    embedding_dim: int = 128
+    hubert_hop_size: int = 640
+    pitch_hop_size: int = 1280
+    style_hop_size: int = 16000
+    upsample_initial_channel: int = 512
+    upsample_rates: list[int] | tuple[int, ...] = (5, 4, 4, 4, 2)
+    upsample_kernel_sizes: list[int] | tuple[int, ...] = (11, 8, 8, 8, 4)
+    resblock_kernel_sizes: list[int] | tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: list | tuple = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    leaky_relu_slope: float = 0.1
+    duration_predictor_hidden_size: int | None = 128
+    duration_predictor_kernel_size: int = 3
+    duration_predictor_dropout: float = 0.5
+    speakers: list[str] | None = None
+    styles: list[str] | None = None
+    default_style_id: int | None = None
+    sampling_rate: int = 16000
+    initializer_range: float = 0.01
+
+    @property
+    def model_in_dim(self) -> int:
+        """Width of the generator input: one `embedding_dim` block per conditioning stream."""
+        optional = (self.num_pitch_units, self.num_style_units, self.num_speakers, self.num_styles)
+        return self.embedding_dim * (1 + sum(count is not None for count in optional))
+
+    @property
+    def hubert_to_pitch(self) -> int:
+        """Hubert units per pitch unit (official: `round(f0_hop_size / code_hop_size)`)."""
+        return round(self.pitch_hop_size / self.hubert_hop_size)
+
+    @property
+    def hubert_to_style(self) -> int:
+        """Hubert units per style unit."""
+        return round(self.style_hop_size / self.hubert_hop_size)
+
+    @property
+    def hop_length(self) -> int:
+        """Waveform samples generated per (expanded) hubert unit."""
+        return math.prod(self.upsample_rates)
+
+    def validate_architecture(self):
+        """Checks the generator shape, the duration predictor and the speaker / style name lists."""
+        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
+            raise ValueError(
+                f"upsample_rates {list(self.upsample_rates)} and upsample_kernel_sizes "
+                f"{list(self.upsample_kernel_sizes)} must have the same length"
+            )
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
+            raise ValueError(
+                f"resblock_kernel_sizes {list(self.resblock_kernel_sizes)} and resblock_dilation_sizes must have the "
+                "same length"
+            )
+        for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            if (kernel - rate) % 2:
+                raise ValueError(
+                    f"upsample kernel {kernel} with rate {rate}: kernel - rate must be even so that each layer "
+                    "multiplies the length exactly by its rate"
+                )
+        if self.upsample_initial_channel % 2 ** len(self.upsample_rates):
+            raise ValueError(
+                f"upsample_initial_channel={self.upsample_initial_channel} must be divisible by "
+                f"2 ** {len(self.upsample_rates)} (each upsampling layer halves the channels)"
+            )
+        if self.duration_predictor_hidden_size is not None and self.duration_predictor_kernel_size != 3:
+            raise ValueError(
+                f"duration_predictor_kernel_size={self.duration_predictor_kernel_size}: only 3 is supported (the "
+                "official second convolution pads by 1)"
+            )
+        for names, count, what in (
+            (self.speakers, self.num_speakers, "speakers"),
+            (self.styles, self.num_styles, "styles"),
+        ):
+            if names is not None and (count is None or len(names) > count):
+                raise ValueError(f"{len(names)} {what} names given but the vocoder has {count} {what}")
+        if self.default_style_id is not None and not 0 <= self.default_style_id < (self.num_styles or 0):
+            raise ValueError(
+                f"default_style_id={self.default_style_id} is out of range for a vocoder with num_styles={self.num_styles}"
+            )
+
+
+__all__ = ["SpiritLMConfig", "SpiritLMVocoderConfig"]

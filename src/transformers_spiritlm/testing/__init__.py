@@ -1,0 +1,87 @@
+"""Tiny random-weight SPIRIT LM checkpoints, for tests, the offline demo and the benchmarks.
+
+Everything here is random and small: it exercises the real code paths, never produces meaningful speech or text.
+"""
+
+import os
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import LlamaTokenizer
+
+from ..configuration_spiritlm import SpiritLMConfig
+from ..modeling_spiritlm import SpiritLMForCausalLM
+from ..tokenization_spiritlm import add_spiritlm_tokens
+
+
+TINY_TEXT_VOCAB_SIZE = 384
+_BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]
+_CORPUS = [
+    "Hello, this is spirit language model.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Speech and text are interleaved at the word level, so the model learns both modalities together.",
+    "Good morning, how are you doing today?",
+    "A language model reads text and speech units, then writes text or speech.",
+    "one two three four five six seven eight nine ten",
+]
+
+
+def tiny_text_tokenizer(vocab_size: int = TINY_TEXT_VOCAB_SIZE) -> LlamaTokenizer:
+    """A Llama-style (SentencePiece-like BPE with byte fallback) text tokenizer of exactly `vocab_size` tokens:
+    `<unk>`, `<s>`, `</s>`, the 256 byte tokens, then merges learnt from a small built-in corpus."""
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", *_BYTE_TOKENS], show_progress=False
+    )
+    bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    bpe.train_from_iterator(_CORPUS * 4, trainer)
+    vocab = bpe.get_vocab()
+    if len(vocab) != vocab_size:
+        raise ValueError(f"the tiny corpus yields {len(vocab)} tokens, fewer than vocab_size={vocab_size}")
+    merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge) for merge in _merges(bpe)]
+    return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
+
+
+def _merges(bpe: Tokenizer) -> list:
+    import json
+
+    return json.loads(bpe.to_str())["model"]["merges"]
+
+
+def tiny_lm_config(variant: str = "expressive", text_vocab_size: int = TINY_TEXT_VOCAB_SIZE, **kwargs) -> SpiritLMConfig:
+    """A 2-layer, 64-wide SPIRIT LM config whose id layout follows `text_vocab_size`."""
+    num_tokens = text_vocab_size + 2 + 501 + 64 + 100
+    defaults = dict(
+        variant=variant,
+        text_vocab_size=text_vocab_size,
+        vocab_size=num_tokens,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=0,
+    )
+    defaults.update(kwargs)
+    return SpiritLMConfig(**defaults)
+
+
+def build_tiny_repo(output_dir: str | os.PathLike, variant: str = "expressive", seed: int = 0) -> Path:
+    """
+    Writes a complete converted SPIRIT LM repo with random weights to `output_dir` (layout of DESIGN.md) and returns
+    its path: the LM (config, generation config, safetensors) and the text + unit tokenizer.
+    """
+    output_dir = Path(output_dir)
+    torch.manual_seed(seed)
+    config = tiny_lm_config(variant)
+    tokenizer = add_spiritlm_tokens(tiny_text_tokenizer(config.text_vocab_size), config)
+    model = SpiritLMForCausalLM(config).eval()
+    model.generation_config.pad_token_id = config.pad_token_id
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+__all__ = ["TINY_TEXT_VOCAB_SIZE", "build_tiny_repo", "tiny_lm_config", "tiny_text_tokenizer"]

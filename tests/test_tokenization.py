@@ -1,0 +1,63 @@
+import pytest
+from transformers import AutoTokenizer, LlamaTokenizer
+
+from transformers_spiritlm import SpiritLMConfig
+from transformers_spiritlm.testing import tiny_lm_config, tiny_text_tokenizer
+from transformers_spiritlm.tokenization_spiritlm import add_spiritlm_tokens, check_spiritlm_token_layout
+
+
+def llama_sized_tokenizer() -> LlamaTokenizer:
+    """A Llama-style tokenizer with exactly 32000 text tokens, like Llama 2's."""
+    vocab = dict(tiny_text_tokenizer().get_vocab())
+    vocab.update({f"▁filler{i}": i for i in range(len(vocab), 32000)})
+    return LlamaTokenizer(vocab=vocab, add_bos_token=True)
+
+
+@pytest.mark.parametrize("text_vocab_size", [32000, 384])
+def test_markers_and_units_get_layout_ids(text_vocab_size):
+    config = SpiritLMConfig(variant="expressive", text_vocab_size=text_vocab_size, vocab_size=text_vocab_size + 667)
+    base = llama_sized_tokenizer() if text_vocab_size == 32000 else tiny_text_tokenizer(text_vocab_size)
+    tokenizer = add_spiritlm_tokens(base, config)
+    ids = tokenizer("[Speech][Hu12][Pi3][St7][Text]hello").input_ids
+    v = text_vocab_size
+    assert ids[:6] == [1, v + 1, v + 2 + 12, v + 2 + 501 + 3, v + 2 + 501 + 64 + 7, v]
+    assert all(i < v for i in ids[6:]) and len(ids) > 6
+    if v == 32000:
+        assert ids[:6] == [1, 32001, 32014, 32506, 32574, 32000]
+
+
+@pytest.mark.parametrize(
+    "string",
+    [
+        "[Speech][Hu12][Hu500][Hu0]",
+        "[St71][Pi39][Hu99][Hu49][Pi63][St99][Hu1]",
+        "[Speech][Hu3][Hu3][Hu3]",
+        "[Text]hello[Speech][Hu12][Hu13]",
+    ],
+)
+def test_decode_round_trips_unit_strings(string):
+    config = tiny_lm_config()
+    tokenizer = add_spiritlm_tokens(tiny_text_tokenizer(), config)
+    ids = tokenizer(string, add_special_tokens=False).input_ids
+    assert tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False) == string
+
+
+def test_save_load_keeps_layout(tmp_path):
+    config = tiny_lm_config()
+    tokenizer = add_spiritlm_tokens(tiny_text_tokenizer(), config)
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    check_spiritlm_token_layout(reloaded, config)
+    assert reloaded("[Speech][Hu7][Text]hi").input_ids == tokenizer("[Speech][Hu7][Text]hi").input_ids
+
+
+def test_layout_mismatch_is_a_clear_error():
+    config = tiny_lm_config(text_vocab_size=400, vocab_size=2000)
+    with pytest.raises(ValueError, match=r"has 384 tokens but the config expects a text vocabulary of 400"):
+        add_spiritlm_tokens(tiny_text_tokenizer(), config)
+    tokenizer = tiny_text_tokenizer()
+    tokenizer.add_tokens(["[Speech]"])
+    with pytest.raises(ValueError, match=r"'\[Text\]' is missing, expected id 384"):
+        check_spiritlm_token_layout(tokenizer, tiny_lm_config())
+    with pytest.raises(ValueError, match=r"'\[Text\]' has id 385, expected id 384"):
+        add_spiritlm_tokens(tokenizer, tiny_lm_config())
