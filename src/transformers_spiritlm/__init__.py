@@ -3,14 +3,17 @@ processor and the `"spirit-lm"` pipeline with the transformers Auto classes."""
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from .configuration_spiritlm import SpiritLMConfig
+from .configuration_spiritlm import SpiritLMConfig, SpiritLMVocoderConfig
 from .modeling_spiritlm import SpiritLMForCausalLM, SpiritLMModel, SpiritLMPreTrainedModel
 from .units import string_to_units, units_to_string
+from .vocoder import SpiritLMVocoder, SpiritLMVocoderOutput
 
 
 AutoConfig.register(SpiritLMConfig.model_type, SpiritLMConfig, exist_ok=True)
 AutoModel.register(SpiritLMConfig, SpiritLMModel, exist_ok=True)
 AutoModelForCausalLM.register(SpiritLMConfig, SpiritLMForCausalLM, exist_ok=True)
+AutoConfig.register(SpiritLMVocoderConfig.model_type, SpiritLMVocoderConfig, exist_ok=True)
+AutoModel.register(SpiritLMVocoderConfig, SpiritLMVocoder, exist_ok=True)
 
 __version__ = "0.1.0"
 
@@ -19,6 +22,9 @@ __all__ = [
     "SpiritLMForCausalLM",
     "SpiritLMModel",
     "SpiritLMPreTrainedModel",
+    "SpiritLMVocoder",
+    "SpiritLMVocoderConfig",
+    "SpiritLMVocoderOutput",
     "string_to_units",
     "units_to_string",
 ]
