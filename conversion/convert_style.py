@@ -115,7 +115,7 @@ def _style_dir(path: str | Path) -> Path:
 
 
 def load_official_style_encoder(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Official `config.json` and state dict, from `checkpoints/` or `checkpoints/speech_tokenizer/style_encoder_w2v2`."""
+    """Official `config.json` and state dict, from `checkpoints/` or its `speech_tokenizer/style_encoder_w2v2`."""
     directory = _style_dir(path)
     config_file, weights_file = directory / "config.json", directory / "pytorch_model.bin"
     for file in (config_file, weights_file):
