@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from transformers_spiritlm.configuration_spiritlm import SpiritLMVocoderConfig
 from transformers_spiritlm.vocoder import SpiritLMVocoder
@@ -156,9 +157,12 @@ def load_official_vocoder(src_dir: str | Path, default_style_id: int | None = No
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("generator"), dict):
         raise ValueError(f"{weights_path} has no 'generator' state dict")
 
-    config = vocoder_config_from_official(
-        official, _read_names(src_dir / "speakers.txt"), _read_names(src_dir / "styles.txt"), default_style_id
-    )
+    try:
+        config = vocoder_config_from_official(
+            official, _read_names(src_dir / "speakers.txt"), _read_names(src_dir / "styles.txt"), default_style_id
+        )
+    except StrictDataclassError as error:  # a config check failed: report its cause on one line
+        raise ValueError(f"{config_path}: {error.__cause__ or error}") from None
     model = SpiritLMVocoder(config)
     state = official_state_dict_to_hf(checkpoint["generator"])
     expected = model.state_dict()
