@@ -4,6 +4,8 @@ processor and the `"spirit-lm"` pipeline with the transformers Auto classes."""
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_spiritlm import SpiritLMConfig, SpiritLMVocoderConfig
+from .data import SpiritLMDataCollator, SpiritLMSequenceBuilder
+from .evaluation import minimal_pair_accuracy, score_continuations
 from .modeling_spiritlm import SpiritLMForCausalLM, SpiritLMModel, SpiritLMPreTrainedModel
 from .units import string_to_units, units_to_string
 from .vocoder import SpiritLMVocoder, SpiritLMVocoderOutput
@@ -19,12 +21,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SpiritLMConfig",
+    "SpiritLMDataCollator",
     "SpiritLMForCausalLM",
     "SpiritLMModel",
     "SpiritLMPreTrainedModel",
+    "SpiritLMSequenceBuilder",
     "SpiritLMVocoder",
     "SpiritLMVocoderConfig",
     "SpiritLMVocoderOutput",
+    "minimal_pair_accuracy",
+    "score_continuations",
     "string_to_units",
     "units_to_string",
 ]
