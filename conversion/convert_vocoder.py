@@ -10,6 +10,7 @@ here, so inference needs none; `generator.pt` is read with `torch.load(..., weig
 
 import argparse
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -151,8 +152,8 @@ def load_official_vocoder(src_dir: str | Path, default_style_id: int | None = No
         raise ValueError(f"{config_path} is not valid JSON ({error})") from None
     try:
         checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or non-checkpoint files
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:  # non-checkpoint / truncated file
+        message = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
         raise ValueError(f"{weights_path} is not a readable PyTorch checkpoint ({message})") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("generator"), dict):
         raise ValueError(f"{weights_path} has no 'generator' state dict")

@@ -1,5 +1,6 @@
 """SPIRIT LM vocoder: speech units -> 16 kHz waveform (unit HiFi-GAN with a duration predictor)."""
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -179,7 +180,7 @@ class SpiritLMVocoder(PreTrainedModel):
         self,
         unit_string: str | Sequence[str],
         speaker_id: int | str | Sequence[int | str] = 2,
-        generator=None,
+        generator: random.Random | int | None = None,
     ) -> torch.FloatTensor | SpiritLMVocoderOutput:
         """
         Synthesises speech from a SPIRIT LM unit string, as the official `SpiritLMTokenizer.decode(string)`.
@@ -193,6 +194,7 @@ class SpiritLMVocoder(PreTrainedModel):
         Args:
             unit_string: e.g. `"[St71][Pi39][Hu99][Hu49]"`, or a list of them (a batch).
             speaker_id: speaker index or name; default 2 as official.
+            generator: source of the random style choice above (a seed restarts for each string of a batch).
 
         Returns:
             As [`~SpiritLMVocoder.forward`]: a float32 `(num_samples,)` tensor, or a [`SpiritLMVocoderOutput`] for a
