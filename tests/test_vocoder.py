@@ -178,6 +178,8 @@ def test_save_and_load_give_identical_waveforms(vocoders, tmp_path):
     assert isinstance(reloaded, SpiritLMVocoder)
     string = next(case["string"] for case in RECORD["cases"] if case["name"] == "expressive_string_2s")
     assert torch.equal(reloaded.decode_string(string), vocoder.decode_string(string))
+    from_repo = SpiritLMVocoder.from_pretrained(tmp_path.parent, subfolder=tmp_path.name)
+    assert torch.equal(from_repo.decode_string(string), vocoder.decode_string(string))
 
 
 _RUNTIME_KEYS = ("dtype", "architectures", "_name_or_path")
