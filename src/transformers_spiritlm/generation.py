@@ -1,0 +1,85 @@
+"""Output-modality control for SPIRIT LM generation: a `LogitsProcessor` over the id ranges of the config.
+
+It enters generation the standard way, `model.generate(..., logits_processor=LogitsProcessorList([processor]))`.
+"""
+
+import torch
+from transformers import LogitsProcessor
+
+from .configuration_spiritlm import SpiritLMConfig
+
+
+OUTPUT_MODALITIES = ("text", "speech", "arbitrary")
+
+
+def check_output_modality(output_modality: str) -> str:
+    """Returns `output_modality` lower-cased (`"TEXT"` works like `"text"`, as in the official code), or raises a
+    `ValueError` naming the allowed values."""
+    if isinstance(output_modality, str) and output_modality.lower() in OUTPUT_MODALITIES:
+        return output_modality.lower()
+    raise ValueError(
+        f"unknown output_modality {output_modality!r}; use one of {', '.join(map(repr, OUTPUT_MODALITIES))}"
+    )
+
+
+def banned_token_ranges(config: SpiritLMConfig, output_modality: str) -> list[range]:
+    """
+    The token ids that generation in `output_modality` must not produce, as ranges (the official forbidden tokens):
+
+    - `"text"`: the `[Text]` / `[Speech]` markers and the hubert units; pitch and style units too for EXPRESSIVE.
+    - `"speech"`: the text vocabulary and the markers, so that only unit tokens remain.
+    - `"arbitrary"`: nothing.
+
+    Ids past the layout (`vocab_size` padding rows, which have no token) are not banned, as in the official lists.
+    The end-of-sequence id falls in the `"speech"` ranges; [`SpiritLMModalityLogitsProcessor`] exempts it, as
+    `generate` exempts it from the official `bad_words_ids`.
+    """
+    output_modality = check_output_modality(output_modality)
+    markers = range(config.text_token_id, config.speech_token_id + 1)
+    if output_modality == "text":
+        last_unit = config.num_spiritlm_tokens if config.variant == "expressive" else config.pitch_token_offset
+        # Markers and units are adjacent ids: one range covers them.
+        return [range(markers.start, last_unit)]
+    if output_modality == "speech":
+        return [range(0, markers.stop)]
+    return []
+
+
+class SpiritLMModalityLogitsProcessor(LogitsProcessor):
+    r"""
+    Restricts generation to one output modality by setting the scores of the banned ids to `-inf` (see
+    [`banned_token_ranges`]). The result equals the official `bad_words_ids` list of single tokens as `generate`
+    applies it, end-of-sequence exemption included, without building a 32000-entry list.
+
+    Args:
+        config ([`SpiritLMConfig`]): the model config, which defines the id layout.
+        output_modality (`str`): `"text"`, `"speech"` or `"arbitrary"` (no constraint).
+        eos_token_id (`int` or `list[int]`, *optional*): ids that stay allowed so that generation can stop; defaults
+            to `config.eos_token_id`. Pass the generation config's when it differs.
+
+    ```python
+    >>> from transformers import LogitsProcessorList
+    >>> processor = SpiritLMModalityLogitsProcessor(model.config, "speech")
+    >>> model.generate(**inputs, logits_processor=LogitsProcessorList([processor]), max_new_tokens=100)
+    ```
+    """
+
+    def __init__(self, config: SpiritLMConfig, output_modality: str, eos_token_id: int | list[int] | None = None):
+        self.output_modality = check_output_modality(output_modality)
+        self.banned_ranges = banned_token_ranges(config, self.output_modality)
+        if eos_token_id is None:
+            eos_token_id = config.eos_token_id
+        self.eos_token_ids = [] if eos_token_id is None else [int(i) for i in torch.tensor(eos_token_id).reshape(-1)]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if not self.banned_ranges:
+            return scores
+        exempt = scores[:, self.eos_token_ids]
+        scores = scores.clone()
+        for banned in self.banned_ranges:
+            scores[:, banned.start : banned.stop] = -float("inf")
+        scores[:, self.eos_token_ids] = exempt
+        return scores
+
+
+__all__ = ["OUTPUT_MODALITIES", "SpiritLMModalityLogitsProcessor", "banned_token_ranges", "check_output_modality"]
