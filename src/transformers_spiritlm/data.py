@@ -7,9 +7,7 @@ frame): hubert at 25 Hz, pitch at 12.5 Hz, style at 1 Hz. Word alignments are `(
 from a forced aligner or ASR word timestamps.
 """
 
-import io
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -394,30 +392,13 @@ def tokenize_sequences(
     return dataset.map(tokenize_batch, batched=True, batch_size=batch_size, desc="Tokenizing SPIRIT LM sequences")
 
 
-def load_audio_value(value, sampling_rate: int | None = None):
-    """
-    Normalises one audio value of a dataset for the speech tokenizer: an undecoded `datasets.Audio` entry
-    (`{"bytes", "path"}`) is decoded with soundfile; an `{"array", "sampling_rate"}` dict and a path pass through; a
-    bare array or tensor needs `sampling_rate`.
-    """
-    if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
-    if isinstance(value, Mapping):
-        if value.get("array") is not None:
-            return {"array": np.asarray(value["array"], dtype=np.float32), "sampling_rate": value["sampling_rate"]}
-        if value.get("bytes") is not None:
-            import soundfile
-
-            array, rate = soundfile.read(io.BytesIO(value["bytes"]), dtype="float32", always_2d=True)
-            return {"array": array.T if array.shape[1] > 1 else array[:, 0], "sampling_rate": rate}
-        if value.get("path") is not None:
-            return os.fspath(value["path"])
-        raise ValueError(f"audio entry {sorted(value)} has neither 'array', 'bytes' nor 'path'")
-    if isinstance(value, (np.ndarray, torch.Tensor, list)):
-        if sampling_rate is None:
-            raise ValueError("the audio column holds bare arrays: pass sampling_rate= (Hz) to extract_units")
-        return {"array": np.asarray(value, dtype=np.float32), "sampling_rate": sampling_rate}
-    raise TypeError(f"unsupported audio value of type {type(value).__name__}; use a path, an array or an Audio dict")
+def _as_audio_input(value):
+    # `datasets` hands back arrays as python lists; the speech tokenizer reads paths, bytes and arrays itself.
+    if isinstance(value, list):
+        return np.asarray(value, dtype=np.float32)
+    if isinstance(value, Mapping) and isinstance(value.get("array"), list):
+        return {**value, "array": np.asarray(value["array"], dtype=np.float32)}
+    return value
 
 
 def _speech_tokenizer_fingerprint(speech_tokenizer) -> str:
@@ -447,8 +428,9 @@ def extract_units(
     batches, with a datasets progress bar.
 
     The map's fingerprint hashes the speech tokenizer's config and weights, so a dataset stored on disk reuses its
-    cache file when the same tokenizer runs again. An `Audio` column is read undecoded and decoded with soundfile
-    (no torchcodec needed); the speech tokenizer resamples and down-mixes.
+    cache file when the same tokenizer runs again. An `Audio` column is read undecoded (no torchcodec needed): the speech
+    tokenizer reads the files / bytes with soundfile, resamples and down-mixes. `sampling_rate` is the rate of a
+    column of bare arrays.
     """
     from datasets import Audio
     from datasets.fingerprint import Hasher
@@ -468,9 +450,8 @@ def extract_units(
     )
 
     def encode_batch(batch):
-        audios = [load_audio_value(value, sampling_rate) for value in batch[audio_column]]
-        with torch.inference_mode():
-            units = speech_tokenizer.encode_units(audios)
+        audios = [_as_audio_input(value) for value in batch[audio_column]]
+        units = speech_tokenizer.encode_units(audios, sampling_rate=sampling_rate)
         return {
             units_column: [{key: [int(value) for value in values] for key, values in item.items()} for item in units]
         }
@@ -584,7 +565,6 @@ __all__ = [
     "WordAlignment",
     "build_sequences",
     "extract_units",
-    "load_audio_value",
     "parse_word_alignments",
     "tokenize_sequences",
 ]
