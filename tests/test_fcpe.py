@@ -50,7 +50,7 @@ def extractor_from(checkpoint: dict, **overrides) -> FCPEF0Extractor:
 
 @pytest.fixture(scope="module")
 def real_fcpe() -> FCPEF0Extractor:
-    path = find_fcpe_checkpoint()
+    path = find_fcpe_checkpoint(download=True)
     if path is None:
         pytest.skip(f"real FCPE weights not found: run `{FCPE_DOWNLOAD_COMMAND}` or set SPIRITLM_FCPE_CHECKPOINT")
     return extractor_from(load_fcpe_checkpoint(path))

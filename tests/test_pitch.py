@@ -71,7 +71,7 @@ def vqvae_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def real_fcpe_checkpoint() -> dict:
-    path = find_fcpe_checkpoint()
+    path = find_fcpe_checkpoint(download=True)
     if path is None:
         pytest.skip(f"real FCPE weights not found: run `{FCPE_DOWNLOAD_COMMAND}` or set SPIRITLM_FCPE_CHECKPOINT")
     return load_fcpe_checkpoint(path)

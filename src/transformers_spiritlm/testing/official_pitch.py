@@ -13,24 +13,31 @@ This module imports only math, os, torch and yaml, so the official environment c
 
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
 import yaml
 
 
-# Where `.ci/run` downloads the torchfcpe wheel (real FCPE weights); SPIRITLM_FCPE_CHECKPOINT overrides it.
+# Where the tests download the torchfcpe wheel (real FCPE weights); SPIRITLM_FCPE_CHECKPOINT overrides it.
 FCPE_CACHE_DIR = Path.home() / ".cache" / "transformers-spiritlm" / "torchfcpe"
 FCPE_DOWNLOAD_COMMAND = f"pip download torchfcpe==0.0.4 --no-deps -d {FCPE_CACHE_DIR}"
 
 
-def find_fcpe_checkpoint() -> Path | None:
+def find_fcpe_checkpoint(download: bool = False) -> Path | None:
     """The real FCPE weights for tests: `$SPIRITLM_FCPE_CHECKPOINT` (a `.pt`, a torchfcpe wheel or a folder of
-    one) or a torchfcpe wheel in `FCPE_CACHE_DIR`; None when neither exists."""
+    one) or a torchfcpe wheel in `FCPE_CACHE_DIR`; None when neither exists. With `download=True` a missing wheel
+    is first fetched into `FCPE_CACHE_DIR` with `FCPE_DOWNLOAD_COMMAND` (the wheel is read as a zip, never
+    installed)."""
     configured = os.environ.get("SPIRITLM_FCPE_CHECKPOINT")
     if configured:
         path = Path(configured).expanduser()
         return path if path.exists() and (path.is_file() or any(path.iterdir())) else None
+    if download and not any(FCPE_CACHE_DIR.glob("torchfcpe-*.whl")):
+        command = [sys.executable, "-m", "pip", "download", "-q", "torchfcpe==0.0.4", "--no-deps", "-d", str(FCPE_CACHE_DIR)]
+        subprocess.run(command, check=False, capture_output=True, timeout=600)
     return FCPE_CACHE_DIR if any(FCPE_CACHE_DIR.glob("torchfcpe-*.whl")) else None
 
 
