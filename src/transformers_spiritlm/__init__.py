@@ -1,12 +1,14 @@
 """SPIRIT LM for Hugging Face Transformers. Importing this package registers the SPIRIT LM configs, models,
 processor and the `"spirit-lm"` pipeline with the transformers Auto classes."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM
 
-from .configuration_spiritlm import SpiritLMConfig, SpiritLMVocoderConfig
+from .configuration_spiritlm import SpiritLMConfig, SpiritLMSpeechTokenizerConfig, SpiritLMVocoderConfig
 from .data import SpiritLMDataCollator, SpiritLMSequenceBuilder
 from .evaluation import minimal_pair_accuracy, score_continuations
+from .feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from .modeling_spiritlm import SpiritLMForCausalLM, SpiritLMModel, SpiritLMPreTrainedModel
+from .speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer, SpiritLMSpeechTokenizerOutput
 from .units import string_to_units, units_to_string
 from .vocoder import SpiritLMVocoder, SpiritLMVocoderOutput
 
@@ -16,16 +18,24 @@ AutoModel.register(SpiritLMConfig, SpiritLMModel, exist_ok=True)
 AutoModelForCausalLM.register(SpiritLMConfig, SpiritLMForCausalLM, exist_ok=True)
 AutoConfig.register(SpiritLMVocoderConfig.model_type, SpiritLMVocoderConfig, exist_ok=True)
 AutoModel.register(SpiritLMVocoderConfig, SpiritLMVocoder, exist_ok=True)
+AutoConfig.register(SpiritLMSpeechTokenizerConfig.model_type, SpiritLMSpeechTokenizerConfig, exist_ok=True)
+AutoModel.register(SpiritLMSpeechTokenizerConfig, SpiritLMSpeechTokenizer, exist_ok=True)
+AutoFeatureExtractor.register(SpiritLMConfig, SpiritLMFeatureExtractor, exist_ok=True)
+AutoFeatureExtractor.register(SpiritLMSpeechTokenizerConfig, SpiritLMFeatureExtractor, exist_ok=True)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SpiritLMConfig",
     "SpiritLMDataCollator",
+    "SpiritLMFeatureExtractor",
     "SpiritLMForCausalLM",
     "SpiritLMModel",
     "SpiritLMPreTrainedModel",
     "SpiritLMSequenceBuilder",
+    "SpiritLMSpeechTokenizer",
+    "SpiritLMSpeechTokenizerConfig",
+    "SpiritLMSpeechTokenizerOutput",
     "SpiritLMVocoder",
     "SpiritLMVocoderConfig",
     "SpiritLMVocoderOutput",

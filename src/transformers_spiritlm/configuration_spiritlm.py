@@ -3,7 +3,8 @@
 import math
 
 from huggingface_hub.dataclasses import strict
-from transformers import LlamaConfig, PreTrainedConfig
+from transformers import HubertConfig, LlamaConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 
 
 VARIANTS = ("base", "expressive")
@@ -236,4 +237,125 @@ class SpiritLMVocoderConfig(PreTrainedConfig):
             )
 
 
-__all__ = ["SpiritLMConfig", "SpiritLMVocoderConfig"]
+# mHuBERT-base 25 Hz, as the official `hubert_25hz/mhubert_base_25hz.pt` is built, truncated to the 11 layers whose
+# output the official tokenizer quantizes. Dropouts are zero: the tokenizer is inference-only.
+MHUBERT_BASE_25HZ = {
+    "hidden_size": 768,
+    "num_hidden_layers": 11,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "conv_dim": [512] * 8,
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2, 2],
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2, 2],
+    "conv_bias": False,
+    "feat_extract_norm": "group",
+    "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16,
+    "hidden_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "feat_proj_dropout": 0.0,
+    "final_dropout": 0.0,
+    "layerdrop": 0.0,
+    "apply_spec_augment": False,
+    "mask_time_prob": 0.0,
+}
+
+
+@strict
+class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`SpiritLMSpeechTokenizer`]: 16 kHz audio → 25 Hz HuBERT units (BASE); EXPRESSIVE adds the pitch
+    and style unit encoders, configured by `pitch_config` / `style_config`.
+
+    The HuBERT units are the argmax of an MLP ("linear quantizer") over the output of the HuBERT encoder's last layer
+    (the official layer 11; layers above it are dropped at conversion), blanks filled in as the official code does.
+
+    hubert_config (`HubertConfig` or `dict`, *optional*):
+        The HuBERT encoder (a stock `HubertModel`). Defaults to the mHuBERT-base 25 Hz shapes (640-sample hop).
+    num_hubert_units (`int`, defaults to 501):
+        Outputs of the quantizer: 500 units then the CTC blank (id 500). Blanks take the value of the nearest unit to
+        their left, so id 500 only survives in a chunk made of blanks; all 501 ids are valid `[HuN]` tokens.
+    quantizer_hidden_sizes (`list[int]`, defaults to `[702, 635]`):
+        Widths of the quantizer's two hidden layers (leaky ReLU after each).
+    sampling_rate (`int`, defaults to 16000):
+        Rate of the audio the encoders take; other rates are resampled to it.
+    max_chunk_samples (`int`, defaults to 1600000):
+        Audio is encoded in consecutive chunks of this many samples (100 s), each on its own, as the official code.
+    min_chunk_samples (`int`, defaults to 1280):
+        Shortest chunk encoded (80 ms, the official minimum): a shorter final chunk is skipped, as the official code
+        does, and shorter audio is an error.
+    pitch_config (`dict`, *optional*):
+        EXPRESSIVE pitch unit encoder (F0 + VQ-VAE, 12.5 Hz); `None` for BASE.
+    style_config (`dict`, *optional*):
+        EXPRESSIVE style unit encoder (1 Hz); `None` for BASE.
+
+    ```python
+    >>> from transformers_spiritlm import SpiritLMSpeechTokenizerConfig
+    >>> config = SpiritLMSpeechTokenizerConfig()
+    >>> config.hop_length, config.frame_rate, config.blank_unit, config.unit_types
+    (640, 25.0, 500, ('hubert',))
+    ```"""
+
+    model_type = "spiritlm_speech_tokenizer"
+    sub_configs_defaults = {"hubert_config": SubConfigSpec(HubertConfig, init_kwargs=MHUBERT_BASE_25HZ)}
+
+    hubert_config: HubertConfig | dict | None = None
+    num_hubert_units: int = 501
+    quantizer_hidden_sizes: list[int] | tuple[int, ...] = (702, 635)
+    sampling_rate: int = 16000
+    max_chunk_samples: int = 1_600_000
+    min_chunk_samples: int = 1280
+    pitch_config: dict | None = None
+    style_config: dict | None = None
+
+    @property
+    def hop_length(self) -> int:
+        """Audio samples per HuBERT frame (640 at 25 Hz)."""
+        return math.prod(self.hubert_config.conv_stride)
+
+    @property
+    def frame_rate(self) -> float:
+        """HuBERT units per second."""
+        return self.sampling_rate / self.hop_length
+
+    @property
+    def blank_unit(self) -> int:
+        """Id of the quantizer's CTC blank, the last of its outputs."""
+        return self.num_hubert_units - 1
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples needed for one HuBERT frame (the conv stack's receptive field)."""
+        field = 1
+        for kernel, stride in reversed(list(zip(self.hubert_config.conv_kernel, self.hubert_config.conv_stride))):
+            field = (field - 1) * stride + kernel
+        return field
+
+    @property
+    def unit_types(self) -> tuple[str, ...]:
+        """Unit streams produced: `("hubert",)`, plus `"pitch"` and `"style"` when configured."""
+        optional = (("pitch", self.pitch_config), ("style", self.style_config))
+        return ("hubert",) + tuple(name for name, config in optional if config is not None)
+
+    def validate_architecture(self):
+        """Checks the HuBERT layout the tokenizer supports, the quantizer and the chunk sizes."""
+        hubert = self.hubert_config
+        if hubert.feat_extract_norm != "group" or hubert.do_stable_layer_norm or hubert.conv_pos_batch_norm:
+            raise ValueError(
+                "hubert_config must be a HuBERT-base layout (feat_extract_norm='group', do_stable_layer_norm=False, "
+                f"conv_pos_batch_norm=False), got {hubert.feat_extract_norm!r}, {hubert.do_stable_layer_norm}, "
+                f"{hubert.conv_pos_batch_norm}"
+            )
+        if self.num_hubert_units < 2:
+            raise ValueError(f"num_hubert_units={self.num_hubert_units}: the quantizer needs units and a blank")
+        if not self.quantizer_hidden_sizes or min(self.quantizer_hidden_sizes) < 1:
+            raise ValueError(f"quantizer_hidden_sizes must be positive widths, got {self.quantizer_hidden_sizes}")
+        if not self.receptive_field <= self.min_chunk_samples <= self.max_chunk_samples:
+            raise ValueError(
+                f"need receptive_field ({self.receptive_field}) <= min_chunk_samples ({self.min_chunk_samples}) <= "
+                f"max_chunk_samples ({self.max_chunk_samples})"
+            )
+
+
+__all__ = ["SpiritLMConfig", "SpiritLMSpeechTokenizerConfig", "SpiritLMVocoderConfig"]

@@ -1,0 +1,279 @@
+"""Audio input for the speech tokenizer: reading files and in-memory audio, int → float scaling, resampling to the
+model rate and averaging channels to mono, all in torch (no torchaudio).
+
+`resample` is torchaudio's `functional.resample` default algorithm (Hann-windowed sinc, `lowpass_filter_width=6`,
+`rolloff=0.99`, kernel computed in the waveform's dtype), which the official SPIRIT LM code applies to float32 audio:
+the same input gives bit-identical output, so resampled audio yields the official units.
+"""
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import soundfile
+import torch
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+AudioInput = str | os.PathLike | np.ndarray | torch.Tensor | Mapping
+"""A path, a 1-D or (channels, samples) array / tensor, or a `datasets` Audio value (a dict with `"array"` and
+`"sampling_rate"`, or with `"path"` / `"bytes"`, or a decoder with `get_all_samples()`)."""
+
+# Divisors that map each integer PCM type to [-1, 1), as soundfile / torchaudio do when reading files.
+_INT_SCALES = {torch.int8: 2**7, torch.int16: 2**15, torch.int32: 2**31}
+
+
+def _sinc_resample_kernel(
+    orig_freq: int, new_freq: int, lowpass_filter_width: int, rolloff: float, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, int]:
+    """Polyphase filter bank `(new_freq, 1, 2 * width + orig_freq)` for coprime rates, and its half-width `width`."""
+    base_freq = min(orig_freq, new_freq) * rolloff
+    width = math.ceil(lowpass_filter_width * orig_freq / base_freq)
+    # Each arithmetic step below runs in `dtype`, in torchaudio's order: float32 rounding is part of the result.
+    taps = torch.arange(-width, width + orig_freq, dtype=dtype, device=device)[None, None] / orig_freq
+    phases = torch.arange(0, -new_freq, -1, dtype=dtype, device=device)[:, None, None] / new_freq
+    t = (phases + taps) * base_freq
+    t = t.clamp(-lowpass_filter_width, lowpass_filter_width)
+    window = torch.cos(t * math.pi / lowpass_filter_width / 2) ** 2
+    t = t * math.pi
+    sinc = torch.where(t == 0, torch.ones((), dtype=dtype, device=device), t.sin() / t)
+    return sinc * (window * (base_freq / orig_freq)), width
+
+
+def _resampled_length(length: int, orig_freq: int, new_freq: int) -> int:
+    # torchaudio rounds the exact length ratio through a float32 tensor before taking the ceiling; for long inputs
+    # that can drop the last sample compared with exact arithmetic, and parity needs the same length.
+    return int(torch.ceil(torch.tensor(new_freq * length / orig_freq, dtype=torch.float32)))
+
+
+def resample(
+    waveform: torch.Tensor | Sequence[torch.Tensor],
+    orig_freq: int,
+    new_freq: int,
+    lowpass_filter_width: int = 6,
+    rolloff: float = 0.99,
+) -> torch.Tensor | list[torch.Tensor]:
+    """
+    Band-limited resampling of `waveform` from `orig_freq` to `new_freq` Hz (torchaudio's `functional.resample`).
+
+    Args:
+        waveform: a floating-point tensor `(..., time)`, or a list of such tensors (any lengths), which share one
+            filter bank.
+        orig_freq, new_freq: integer sampling rates in Hz.
+        lowpass_filter_width, rolloff: filter sharpness and cutoff as a fraction of the lower Nyquist frequency.
+
+    Returns:
+        `(..., ceil(time * new_freq / orig_freq))` in the input dtype, or a list of such tensors for a list input.
+    """
+    if isinstance(waveform, torch.Tensor):
+        return resample([waveform], orig_freq, new_freq, lowpass_filter_width, rolloff)[0]
+    waveforms = list(waveform)
+    if int(orig_freq) != orig_freq or int(new_freq) != new_freq or orig_freq <= 0 or new_freq <= 0:
+        raise ValueError(f"sampling rates must be positive integers, got orig_freq={orig_freq}, new_freq={new_freq}")
+    for item in waveforms:
+        if not item.is_floating_point():
+            raise TypeError(f"resample needs a floating-point waveform, got {item.dtype}; convert it with .float()")
+    if orig_freq == new_freq or not waveforms:
+        return waveforms
+    gcd = math.gcd(int(orig_freq), int(new_freq))
+    orig, new = int(orig_freq) // gcd, int(new_freq) // gcd
+    reference = waveforms[0]
+    kernel, width = _sinc_resample_kernel(orig, new, lowpass_filter_width, rolloff, reference.dtype, reference.device)
+
+    outputs = []
+    for item in waveforms:
+        # One convolution per input, not one over a padded batch: oneDNN picks its algorithm per input shape, and
+        # only the shapes torchaudio sees give its exact bits.
+        rows = item.reshape(-1, item.shape[-1])
+        padded = torch.nn.functional.pad(rows, (width, width + orig))
+        resampled = torch.nn.functional.conv1d(padded[:, None], kernel, stride=orig)
+        resampled = resampled.transpose(1, 2).reshape(rows.shape[0], -1)
+        target = _resampled_length(rows.shape[-1], orig, new)
+        outputs.append(resampled[:, :target].reshape(item.shape[:-1] + (target,)))
+    return outputs
+
+
+def to_float_waveform(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """
+    Converts PCM samples to a float32 tensor in [-1, 1]: int8 / int16 / int32 are divided by 2**7 / 2**15 / 2**31,
+    uint8 is centred on 128, floating-point input is cast to float32.
+    """
+    if isinstance(array, np.ndarray):
+        if array.dtype == np.uint8:
+            return (torch.from_numpy(array.astype(np.float32)) - 128.0) / 128.0
+        if array.dtype.kind not in "iuf":
+            raise TypeError(f"audio must hold integer PCM or float samples, got a numpy array of {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    elif isinstance(array, torch.Tensor):
+        tensor = array.detach()
+        if tensor.dtype == torch.uint8:
+            return (tensor.float() - 128.0) / 128.0
+    else:
+        raise TypeError(f"expected a numpy array or torch tensor, got {type(array).__name__}")
+
+    if tensor.is_floating_point():
+        return tensor.to(torch.float32)
+    if tensor.dtype in _INT_SCALES:
+        return tensor.to(torch.float32) / _INT_SCALES[tensor.dtype]
+    raise TypeError(
+        f"cannot tell the scale of {tensor.dtype} audio; pass float samples in [-1, 1] or int16 / int32 PCM"
+    )
+
+
+def read_audio_file(path: str | os.PathLike | io.BytesIO) -> tuple[torch.Tensor, int]:
+    """Reads an audio file with soundfile as float32 `(channels, samples)` (what the official `torchaudio.load`
+    returns) and its sampling rate."""
+    name = "audio bytes" if isinstance(path, io.BytesIO) else f"audio file {os.fspath(path)!r}"
+    if not isinstance(path, io.BytesIO) and not os.path.isfile(path):
+        raise FileNotFoundError(f"{name} does not exist")
+    try:
+        data, sampling_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"could not read {name} ({error}); pass a format libsndfile reads (wav, flac, ogg, mp3) or an array"
+        ) from None
+    return torch.from_numpy(data.T.copy()), int(sampling_rate)
+
+
+def _check_sampling_rate(sampling_rate, source: str) -> int:
+    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float, np.integer, np.floating)):
+        raise TypeError(f"sampling_rate of {source} must be an int (Hz), got {type(sampling_rate).__name__}")
+    if sampling_rate <= 0 or int(sampling_rate) != sampling_rate:
+        raise ValueError(f"sampling_rate of {source} must be a positive whole number of Hz, got {sampling_rate}")
+    return int(sampling_rate)
+
+
+def _agree(found: int, given: int | None, source: str) -> int:
+    if given is not None and _check_sampling_rate(given, "the call") != found:
+        raise ValueError(
+            f"{source} is sampled at {found} Hz but sampling_rate={given} was passed; drop the argument or fix it"
+        )
+    return found
+
+
+def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_sampling_rate: int = 16000):
+    """
+    Reads one audio input at its own rate, without resampling or mixing channels.
+
+    Args:
+        audio: a path, a 1-D or (channels, samples) array / tensor (int PCM is scaled to [-1, 1]), or a `datasets`
+            Audio value.
+        sampling_rate: rate of an array / tensor input. Files and Audio values carry their own; passing a
+            different one raises. Arrays without a rate are taken to be at `default_sampling_rate` (with a warning).
+
+    Returns:
+        `(waveform, sampling_rate)`: a float32 `(channels, samples)` tensor and its rate in Hz.
+    """
+    if isinstance(audio, (list, tuple)):
+        audio = np.asarray(audio, dtype=np.float32)
+    if isinstance(audio, (str, os.PathLike)):
+        waveform, found = read_audio_file(audio)
+        found = _agree(found, sampling_rate, f"audio file {os.fspath(audio)!r}")
+    elif isinstance(audio, Mapping):
+        if audio.get("array") is not None:
+            if "sampling_rate" not in audio:
+                raise ValueError("an audio dict with 'array' also needs 'sampling_rate'")
+            waveform = to_float_waveform(
+                np.asarray(audio["array"]) if isinstance(audio["array"], list) else audio["array"]
+            )
+            found = _agree(
+                _check_sampling_rate(audio["sampling_rate"], "the audio dict"), sampling_rate, "the audio dict"
+            )
+        elif audio.get("bytes") is not None:
+            waveform, found = read_audio_file(io.BytesIO(audio["bytes"]))
+            found = _agree(found, sampling_rate, "the audio dict's bytes")
+        elif audio.get("path") is not None:
+            return load_audio(audio["path"], sampling_rate)
+        else:
+            raise ValueError(
+                f"an audio dict needs 'array' and 'sampling_rate' (or 'path' / 'bytes'), got keys {sorted(audio)}"
+            )
+    elif hasattr(audio, "get_all_samples"):
+        samples = audio.get_all_samples()
+        waveform = to_float_waveform(samples.data)
+        found = _agree(_check_sampling_rate(samples.sample_rate, "the audio decoder"), sampling_rate, "the decoder")
+    elif isinstance(audio, (np.ndarray, torch.Tensor)):
+        waveform = to_float_waveform(audio)
+        if sampling_rate is None:
+            logger.warning_once(
+                f"No sampling_rate given for array audio; assuming {default_sampling_rate} Hz. Pass sampling_rate= "
+                "to resample audio recorded at another rate."
+            )
+            found = default_sampling_rate
+        else:
+            found = _check_sampling_rate(sampling_rate, "the call")
+    else:
+        raise TypeError(
+            f"unsupported audio input of type {type(audio).__name__}; pass a path, a numpy array, a torch tensor or "
+            "a datasets Audio dict {'array', 'sampling_rate'}"
+        )
+
+    while waveform.dim() > 2 and waveform.shape[0] == 1:
+        waveform = waveform[0]
+    if waveform.dim() == 1:
+        waveform = waveform[None]
+    if waveform.dim() != 2:
+        raise ValueError(f"audio must be 1-D (samples) or 2-D (channels, samples), got shape {tuple(waveform.shape)}")
+    if waveform.numel() == 0:
+        raise ValueError(f"audio is empty (shape {tuple(waveform.shape)})")
+    if waveform.shape[0] > waveform.shape[1]:
+        raise ValueError(
+            f"audio of shape {tuple(waveform.shape)} has more channels than samples; pass (channels, samples), "
+            "e.g. array.T for (samples, channels) data"
+        )
+    if not torch.isfinite(waveform).all():
+        raise ValueError("audio contains NaN or infinite samples; clean or clip it before tokenizing")
+    return waveform, found
+
+
+def is_audio_batch(audio) -> bool:
+    """Whether `audio` is a list / tuple of audio inputs (an empty list is an empty batch) rather than one input
+    (a list of samples)."""
+    if not isinstance(audio, (list, tuple)):
+        return False
+    return len(audio) == 0 or not isinstance(audio[0], (int, float, np.number))
+
+
+def prepare_audio(
+    audios: Sequence[AudioInput], sampling_rate: int | None = None, target_sampling_rate: int = 16000
+) -> list[torch.Tensor]:
+    """
+    Loads audio inputs as mono float32 waveforms at `target_sampling_rate`, like the official code: channels are
+    resampled, then averaged (with a one-time warning). Inputs sharing a rate are resampled in one batch.
+
+    Returns:
+        One 1-D float32 tensor per input.
+    """
+    loaded = [load_audio(audio, sampling_rate, default_sampling_rate=target_sampling_rate) for audio in audios]
+    waveforms = [waveform for waveform, _ in loaded]
+    for rate in {rate for _, rate in loaded} - {target_sampling_rate}:
+        indices = [i for i, (_, found) in enumerate(loaded) if found == rate]
+        for i, resampled in zip(indices, resample([waveforms[i] for i in indices], rate, target_sampling_rate)):
+            waveforms[i] = resampled
+
+    mono = []
+    for waveform in waveforms:
+        if waveform.shape[0] > 1:
+            logger.warning_once(
+                f"Found audio with {waveform.shape[0]} channels; averaging them to mono, as the official SPIRIT LM "
+                "code does. Select a channel yourself (e.g. audio[0]) to keep only one."
+            )
+            mono.append(waveform.mean(0))
+        else:
+            mono.append(waveform[0])
+    return mono
+
+
+__all__ = [
+    "AudioInput",
+    "is_audio_batch",
+    "load_audio",
+    "prepare_audio",
+    "read_audio_file",
+    "resample",
+    "to_float_waveform",
+]
