@@ -1,14 +1,25 @@
-"""The SPIRIT LM text + unit tokenizer: a Llama fast tokenizer with the modality markers and unit tokens added
-at the ids of the SPIRIT LM layout (see [`SpiritLMConfig`])."""
+"""The SPIRIT LM text + unit tokenizer: a Llama fast tokenizer with the modality markers and unit tokens at the ids
+of the SPIRIT LM layout (see [`SpiritLMConfig`]).
 
-from tokenizers import AddedToken
-from transformers import PreTrainedTokenizerBase
+[`build_spiritlm_tokenizer`] builds one that encodes and decodes exactly as the official code did: transformers 4.x's
+SentencePiece `LlamaTokenizer` on the official files. [`add_spiritlm_tokens`] adds the tokens to any Llama tokenizer.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE
+from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
 from .configuration_spiritlm import SpiritLMConfig
 
-
 TEXT_MARKER = "[Text]"
 SPEECH_MARKER = "[Speech]"
+SPIECE_UNDERLINE = "\u2581"
+LLAMA_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
+# Unicode noncharacters, never produced by decoding: mark unit boundaries inside the decoder.
+_BOUNDARY, _EMPTY_LAST_RUN = "\ufdd0", "\ufdd1"
 
 
 def spiritlm_token_strings(config: SpiritLMConfig) -> list[str]:
@@ -58,4 +69,119 @@ def add_spiritlm_tokens(tokenizer: PreTrainedTokenizerBase, config: SpiritLMConf
     return tokenizer
 
 
-__all__ = ["TEXT_MARKER", "SPEECH_MARKER", "add_spiritlm_tokens", "check_spiritlm_token_layout", "spiritlm_token_strings"]
+def _alternation(names: Sequence[str]) -> str:
+    return "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+
+
+def _official_decoder(unit_tokens: Sequence[str], leading_spaces: int, join_units: bool) -> decoders.Decoder:
+    """
+    The decoding of transformers 4.x's slow `LlamaTokenizer` with `skip_special_tokens=True`: pieces are
+    concatenated, `▁` read as a space, and up to `leading_spaces` spaces of the dummy prefix are dropped from the start
+    (one by transformers, one more by SentencePiece in legacy mode).
+
+    With `join_units` (units stored as added tokens), 4.x decodes each run of text pieces between units on its own,
+    dropping its leading spaces the same way, and joins the units and the runs with single spaces (its `_decode`
+    defaults `spaces_between_special_tokens` to True), leaving out runs that decode to nothing, except the last one.
+    Regexes over the fused text reproduce this: a boundary mark after each unit absorbs the spaces that start the next
+    run, then becomes the joining space.
+    """
+    steps = [
+        decoders.Replace(SPIECE_UNDERLINE, " "),
+        decoders.ByteFallback(),
+        decoders.Fuse(),
+        decoders.Strip(content=" ", left=leading_spaces, right=0),
+    ]
+    if join_units:
+        names = _alternation([token[1:-1] for token in unit_tokens])
+        mark, empty_last_run = _BOUNDARY, _EMPTY_LAST_RUN
+        steps += [
+            decoders.Replace(Regex(rf"\[(?:{names})\K\] {{1,{leading_spaces}}}\z"), "]" + mark + empty_last_run),
+            decoders.Replace(Regex(rf"\[(?:{names})\K\] {{0,{leading_spaces}}}(?!{mark})"), "]" + mark),
+            decoders.Replace(Regex(rf"[^{mark}]\K\[(?=(?:{names})\])"), " ["),
+            decoders.Replace(Regex(rf"{mark}\z"), ""),
+            decoders.Replace(mark, " "),
+            decoders.Replace(empty_last_run, ""),
+        ]
+    return decoders.Sequence(steps)
+
+
+def build_spiritlm_tokenizer(
+    text_vocab: Mapping[str, int],
+    merges: Sequence[tuple[str, str]],
+    unit_tokens: Sequence[str],
+    units_in_sentencepiece: bool = True,
+    legacy: bool = True,
+) -> PreTrainedTokenizerBase:
+    """
+    Builds the SPIRIT LM fast tokenizer from a Llama-style text BPE (`text_vocab` with ids `0..V-1`, `<unk>`, `<s>`,
+    `</s>` and the `<0xXX>` byte pieces included, and its `merges`) and the marker / unit tokens, which get ids `V`,
+    `V + 1`, ... in the order given (see [`spiritlm_token_strings`]).
+
+    It encodes and decodes (`skip_special_tokens=True`) exactly as transformers 4.x's SentencePiece `LlamaTokenizer`
+    (what the official code ran, with `add_bos_token=True`) on files that store the units
+    - as user-defined pieces of the SentencePiece model (`units_in_sentencepiece=True`): one dummy-prefix `▁` for the
+      whole text, so `"[Text]hello"` is `▁`, `[Text]`, `hello`;
+    - or as added tokens in `tokenizer_config.json` (`units_in_sentencepiece=False`): with `legacy=True` every chunk
+      between units gets its own dummy prefix (`[Text]`, `▁hello`); with `legacy=False` it encodes as above.
+    `legacy` is the `tokenizer_config.json` setting (absent means True in transformers 4.x).
+
+    The text between units is normalized as SentencePiece does (`▁` prefix, spaces to `▁`), units are split off
+    whole, and the rest is byte-fallback BPE. The unknown token `<unk>` doubles as the padding token.
+    """
+    text_vocab_size = len(text_vocab)
+    if sorted(text_vocab.values()) != list(range(text_vocab_size)):
+        raise ValueError(f"text_vocab ids must be exactly 0..{text_vocab_size - 1}")
+    missing = [token for token in LLAMA_SPECIAL_TOKENS if token not in text_vocab]
+    if missing:
+        raise ValueError(f"text_vocab lacks the Llama special tokens {missing}")
+    malformed = [token for token in unit_tokens if not re.fullmatch(r"\[\w+\]", token) or token in text_vocab]
+    if malformed:
+        raise ValueError(f"unit tokens must look like '[Name]' and not be text pieces; got {malformed[:5]}")
+    # One dummy prefix for the whole text (units inside the text model) or one per chunk (units as added tokens).
+    whole_text_prefix = units_in_sentencepiece or not legacy
+    vocab = dict(text_vocab)
+    if whole_text_prefix:
+        vocab.update({token: text_vocab_size + index for index, token in enumerate(unit_tokens)})
+    # ignore_merges lets the BPE emit a unit (a vocabulary entry no merge builds) whole, as SentencePiece does.
+    backend = Tokenizer(
+        BPE(
+            vocab=vocab,
+            merges=list(merges),
+            unk_token="<unk>",
+            fuse_unk=True,
+            byte_fallback=True,
+            ignore_merges=whole_text_prefix,
+        )
+    )
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Prepend(SPIECE_UNDERLINE), normalizers.Replace(" ", SPIECE_UNDERLINE)]
+    )
+    if whole_text_prefix:
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex(_alternation(unit_tokens)), behavior="isolated")
+    backend.decoder = _official_decoder(unit_tokens, 2 if legacy else 1, join_units=not units_in_sentencepiece)
+    backend.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in LLAMA_SPECIAL_TOKENS])
+    if not whole_text_prefix:
+        # Matched on the raw text, so each chunk between them is normalized (and prefixed) on its own.
+        backend.add_tokens([AddedToken(token, normalized=False, special=False) for token in unit_tokens])
+    return TokenizersBackend(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<unk>",
+        add_bos_token=True,
+        add_eos_token=False,
+        clean_up_tokenization_spaces=False,
+        padding_side="left",
+    )
+
+
+__all__ = [
+    "LLAMA_SPECIAL_TOKENS",
+    "SPEECH_MARKER",
+    "TEXT_MARKER",
+    "add_spiritlm_tokens",
+    "build_spiritlm_tokenizer",
+    "check_spiritlm_token_layout",
+    "spiritlm_token_strings",
+]
