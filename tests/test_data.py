@@ -1,6 +1,8 @@
 import itertools
+import json
 import random
 import re
+from pathlib import Path
 
 import datasets
 import pytest
@@ -12,10 +14,12 @@ from transformers_spiritlm.data import (
     SpiritLMSequenceBuilder,
     WordAlignment,
     build_sequences,
+    extract_units,
     parse_word_alignments,
     tokenize_sequences,
 )
 from transformers_spiritlm.testing import tiny_lm_config, tiny_text_tokenizer
+from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer
 from transformers_spiritlm.tokenization_spiritlm import add_spiritlm_tokens
 
 # 2 s of speech: hubert unit i is the value i, so a unit in a string tells the frame (time i / 25 s) it came from.
@@ -264,3 +268,49 @@ def test_collator_batch_trains_a_causal_lm(tokenizer):
     logits = model(**batch).logits[1, :2]
     manual = torch.nn.functional.cross_entropy(logits, torch.tensor([385, 390]))
     torch.testing.assert_close(manual, unpadded)
+
+
+ALIGNED = Path(__file__).resolve().parent / "fixtures" / "audio" / "aligned"
+
+
+@pytest.fixture(scope="module")
+def aligned_clips():
+    records = [json.loads(line) for line in (ALIGNED / "words.jsonl").read_text().splitlines()][3:5]
+    return datasets.Dataset.from_dict(
+        {"audio": [str(ALIGNED / record["audio"]) for record in records], "words": [r["words"] for r in records]}
+    )
+
+
+@pytest.fixture(scope="module")
+def speech_tokenizer():
+    return tiny_speech_tokenizer(seed=0)
+
+
+def test_extract_units_matches_the_speech_tokenizer_on_each_clip(aligned_clips, speech_tokenizer):
+    expected = [speech_tokenizer.encode_units(path) for path in aligned_clips["audio"]]
+    assert all(len(units["hubert"]) > 40 for units in expected)
+    assert extract_units(aligned_clips, speech_tokenizer, batch_size=1)["units"] == expected
+    as_audio = aligned_clips.cast_column("audio", datasets.Audio())
+    with_audio_column = extract_units(as_audio, speech_tokenizer, batch_size=2)
+    assert with_audio_column["units"] == expected
+    assert with_audio_column.features["audio"] == datasets.Audio()
+    # The espeak-ng word times fit the extracted units: every kind builds.
+    built = build_sequences(with_audio_column, kinds=("speech", "text", "interleaved", "asr", "tts"))
+    assert built["sequence"][0] == "[Speech]" + units_to_string(expected[0])
+    assert built["sequence"][1] == "[Text]one two three four five six"
+
+
+def test_extract_units_reuses_its_cache_for_the_same_speech_tokenizer(aligned_clips, tmp_path):
+    aligned_clips.save_to_disk(tmp_path / "clips")
+    on_disk = datasets.load_from_disk(tmp_path / "clips")
+    calls = []
+    speech_tokenizer = tiny_speech_tokenizer(seed=0)
+    encode_units = speech_tokenizer.encode_units
+    speech_tokenizer.encode_units = lambda *args, **kwargs: calls.append(1) or encode_units(*args, **kwargs)
+    first = extract_units(on_disk, speech_tokenizer)
+    assert len(calls) == 1
+    second = extract_units(on_disk, speech_tokenizer)
+    assert len(calls) == 1 and second["units"] == first["units"]
+    assert second.cache_files == first.cache_files
+    other = tiny_speech_tokenizer(seed=1)
+    assert extract_units(on_disk, other).cache_files != first.cache_files
