@@ -86,7 +86,9 @@ def test_sampling_equals_the_official_bad_words_list(output_modality, min_new_to
     model = tiny_model("expressive")
     config = model.config
     case = next(
-        c for c in OFFICIAL["forbidden_tokens"] if c["variant"] == "expressive" and c["output_modality"] == output_modality
+        c
+        for c in OFFICIAL["forbidden_tokens"]
+        if c["variant"] == "expressive" and c["output_modality"] == output_modality
     )
 
     def to_tiny_layout(official_id: int) -> int:  # range ends: 0, or an id of the layout after the 32000 text ids

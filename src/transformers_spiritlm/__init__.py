@@ -1,13 +1,16 @@
 """SPIRIT LM for Hugging Face Transformers. Importing this package registers the SPIRIT LM configs, models,
 processor and the `"spirit-lm"` pipeline with the transformers Auto classes."""
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor
 
 from .configuration_spiritlm import SpiritLMConfig, SpiritLMSpeechTokenizerConfig, SpiritLMVocoderConfig
 from .data import SpiritLMDataCollator, SpiritLMSequenceBuilder
 from .evaluation import minimal_pair_accuracy, score_continuations
 from .feature_extraction_spiritlm import SpiritLMFeatureExtractor
+from .generation import SpiritLMModalityLogitsProcessor
 from .modeling_spiritlm import SpiritLMForCausalLM, SpiritLMModel, SpiritLMPreTrainedModel
+from .pipeline_spiritlm import SpiritLMPipeline
+from .processing_spiritlm import SpiritLMProcessor
 from .speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer, SpiritLMSpeechTokenizerOutput
 from .units import string_to_units, units_to_string
 from .vocoder import SpiritLMVocoder, SpiritLMVocoderOutput
@@ -22,6 +25,7 @@ AutoConfig.register(SpiritLMSpeechTokenizerConfig.model_type, SpiritLMSpeechToke
 AutoModel.register(SpiritLMSpeechTokenizerConfig, SpiritLMSpeechTokenizer, exist_ok=True)
 AutoFeatureExtractor.register(SpiritLMConfig, SpiritLMFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(SpiritLMSpeechTokenizerConfig, SpiritLMFeatureExtractor, exist_ok=True)
+AutoProcessor.register(SpiritLMConfig, SpiritLMProcessor, exist_ok=True)
 
 __version__ = "0.1.0"
 
@@ -30,8 +34,11 @@ __all__ = [
     "SpiritLMDataCollator",
     "SpiritLMFeatureExtractor",
     "SpiritLMForCausalLM",
+    "SpiritLMModalityLogitsProcessor",
     "SpiritLMModel",
+    "SpiritLMPipeline",
     "SpiritLMPreTrainedModel",
+    "SpiritLMProcessor",
     "SpiritLMSequenceBuilder",
     "SpiritLMSpeechTokenizer",
     "SpiritLMSpeechTokenizerConfig",

@@ -4,6 +4,7 @@ Everything here is random and small: it exercises the real code paths, never pro
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -11,8 +12,12 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaTokenizer
 
 from ..configuration_spiritlm import SpiritLMConfig
+from ..feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from ..modeling_spiritlm import SpiritLMForCausalLM
+from ..processing_spiritlm import SpiritLMProcessor
 from ..tokenization_spiritlm import add_spiritlm_tokens
+from ..vocoder import SpiritLMVocoder
+from .speech_tokenizer import tiny_speech_tokenizer
 
 
 TINY_TEXT_VOCAB_SIZE = 384
@@ -68,10 +73,28 @@ def tiny_lm_config(variant: str = "expressive", text_vocab_size: int = TINY_TEXT
     return SpiritLMConfig(**defaults)
 
 
-def build_tiny_repo(output_dir: str | os.PathLike, variant: str = "expressive", seed: int = 0) -> Path:
+def tiny_vocoder(variant: str = "expressive", seed: int = 0) -> SpiritLMVocoder:
+    """A tiny random-weight vocoder: the official-format one of `official_vocoder.write_official_vocoder`, converted
+    (its weights give non-silent audio and duration predictions of 1 to 3 frames, unlike a default initialisation)."""
+    from ..conversion.convert_vocoder import load_official_vocoder
+    from .official_vocoder import write_official_vocoder
+
+    with tempfile.TemporaryDirectory() as directory:
+        return load_official_vocoder(write_official_vocoder(directory, variant, seed=seed)).eval()
+
+
+def build_tiny_repo(
+    output_dir: str | os.PathLike,
+    variant: str = "expressive",
+    seed: int = 0,
+    speech_tokenizer: bool = True,
+    vocoder: bool = True,
+) -> Path:
     """
     Writes a complete converted SPIRIT LM repo with random weights to `output_dir` (layout of DESIGN.md) and returns
-    its path: the LM (config, generation config, safetensors) and the text + unit tokenizer.
+    its path: the LM (config, generation config, safetensors), the text + unit tokenizer, `preprocessor_config.json`
+    and `processor_config.json`, and (unless switched off) the speech tokenizer in `speech_tokenizer/` and the
+    vocoder in `vocoder/`.
     """
     output_dir = Path(output_dir)
     torch.manual_seed(seed)
@@ -80,8 +103,11 @@ def build_tiny_repo(output_dir: str | os.PathLike, variant: str = "expressive", 
     model = SpiritLMForCausalLM(config).eval()
     model.generation_config.pad_token_id = config.pad_token_id
     model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    speech_model = tiny_speech_tokenizer(seed=seed) if speech_tokenizer else None
+    SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_model).save_pretrained(output_dir)
+    if vocoder:
+        tiny_vocoder(variant, seed=seed).save_pretrained(output_dir / "vocoder")
     return output_dir
 
 
-__all__ = ["TINY_TEXT_VOCAB_SIZE", "build_tiny_repo", "tiny_lm_config", "tiny_text_tokenizer"]
+__all__ = ["TINY_TEXT_VOCAB_SIZE", "build_tiny_repo", "tiny_lm_config", "tiny_text_tokenizer", "tiny_vocoder"]

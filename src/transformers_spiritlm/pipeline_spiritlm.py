@@ -1,0 +1,246 @@
+"""The `"spirit-lm"` pipeline: interleaved speech / text prompt in, text / speech segments out."""
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import GenerationConfig, LogitsProcessorList, Pipeline, PreTrainedModel, set_seed
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import cached_file, logging
+
+from .generation import SpiritLMModalityLogitsProcessor, check_output_modality
+from .modeling_spiritlm import SpiritLMForCausalLM
+from .vocoder import SpiritLMVocoder
+
+
+logger = logging.get_logger(__name__)
+
+VOCODER_SUBFOLDER = "vocoder"
+_AUDIO_DICT_KEYS = ("array", "path", "bytes")
+
+
+class SpiritLMPipeline(Pipeline):
+    r"""
+    Generates text and / or speech from an interleaved speech + text prompt with SPIRIT LM.
+
+    Loads the model, the [`SpiritLMProcessor`] (with its speech tokenizer) and the [`SpiritLMVocoder`] of a converted
+    repo (`vocoder/` subfolder; pass `vocoder=` to use another one).
+
+    Inputs, per prompt:
+        - a `str`: a text prompt;
+        - a `pathlib.Path`, numpy array, torch tensor or `datasets` Audio dict (`{"array", "sampling_rate"}`): a
+          speech prompt (`sampling_rate=` gives the rate of arrays / tensors);
+        - a segment dict or a list of them: `{"type": "text", "text": ...}`, `{"type": "speech", "audio": ...}` or
+          `{"type": "speech", "units": "[Hu..]..."}`, interleaved in order.
+        A list whose items are any of these (not segment dicts) is a batch: one output list per item.
+
+    Call kwargs:
+        output_modality (`str`, defaults to `"arbitrary"`): `"text"`, `"speech"` or `"arbitrary"`. It ends the prompt
+            with the marker of that modality and, unless `force_output_modality=False`, restricts generation to it.
+        speaker_id (`int` or `str`, defaults to 2): vocoder speaker (index or name), as official.
+        seed (`int`, *optional*): seeds python, numpy and torch before each prompt's generation, so an item gives the
+            same output alone or in a batch.
+        return_prompt (`bool`, defaults to `False`): return `{"prompt": str, "segments": [...]}` instead of the list.
+        any generation kwarg (`max_new_tokens`, `do_sample`, `temperature`, `top_p`, `generation_config`, ...). When
+        neither the call nor the model's generation config sets a length, up to 200 new tokens are generated.
+
+    Returns:
+        Per prompt, a list of `{"type": "text", "text": str}` and `{"type": "speech", "audio": np.ndarray (float32),
+        "sampling_rate": 16000, "units": str}` segments, decoded as the official code does (see
+        [`~SpiritLMProcessor.decode_generation`]).
+
+    ```python
+    >>> import transformers_spiritlm
+    >>> from transformers import pipeline
+    >>> pipe = pipeline("spirit-lm", model="path/to/spiritlm-expressive")
+    >>> pipe("The capital of France is", output_modality="text", max_new_tokens=20)
+    [{'type': 'text', 'text': '...'}]
+    >>> pipe(Path("question.wav"), output_modality="speech", do_sample=True, seed=0)
+    [{'type': 'speech', 'audio': array([...], dtype=float32), 'sampling_rate': 16000, 'units': '[Hu..]...'}]
+    ```
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _pipeline_calls_generate = True
+    _default_generation_config = GenerationConfig(max_new_tokens=200)
+
+    def __init__(self, *args, vocoder: SpiritLMVocoder | str | os.PathLike | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError(
+                "the spirit-lm pipeline needs a SpiritLMProcessor; pass processor=... or a converted repo"
+            )
+        self.tokenizer = self.processor.tokenizer
+        if self.processor.speech_tokenizer is not None:
+            self.processor.speech_tokenizer.to(self.device)
+        if self.tokenizer.pad_token_id is not None:
+            # Set after the base class read it: the tokenizer only arrives with the processor.
+            self._generation_defaults.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        self.vocoder = self._load_vocoder(vocoder)
+
+    def _load_vocoder(self, vocoder) -> SpiritLMVocoder | None:
+        if isinstance(vocoder, PreTrainedModel):
+            return vocoder.to(self.device).eval()
+        if vocoder is not None:
+            return SpiritLMVocoder.from_pretrained(vocoder).to(self.device).eval()
+        repo = self.model.name_or_path
+        if repo and cached_file(
+            repo, "config.json", subfolder=VOCODER_SUBFOLDER, _raise_exceptions_for_missing_entries=False
+        ):
+            return SpiritLMVocoder.from_pretrained(repo, subfolder=VOCODER_SUBFOLDER).to(self.device).eval()
+        logger.warning(
+            f"no vocoder found in {repo!r} (expected a {VOCODER_SUBFOLDER}/ folder): speech outputs will carry their "
+            "units but no audio; pass vocoder=SpiritLMVocoder.from_pretrained(...) to get audio"
+        )
+        return None
+
+    def __call__(self, inputs, **kwargs):
+        """Generates from one prompt or a batch of prompts; see the class docstring for inputs, kwargs and outputs."""
+        if _is_batch(inputs):
+            return super().__call__(
+                [tuple(_to_segments(item, f"input {i}")) for i, item in enumerate(inputs)], **kwargs
+            )
+        # A tuple is not taken for a batch by the base class.
+        return super().__call__(tuple(_to_segments(inputs, "input")), **kwargs)
+
+    def _sanitize_parameters(
+        self,
+        output_modality: str | None = None,
+        speaker_id: int | str | None = None,
+        seed: int | None = None,
+        return_prompt: bool | None = None,
+        force_output_modality: bool | None = None,
+        sampling_rate: int | None = None,
+        **generate_kwargs,
+    ):
+        preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if output_modality is not None:
+            output_modality = check_output_modality(output_modality)
+            preprocess_params["output_modality"] = forward_params["output_modality"] = output_modality
+            postprocess_params["output_modality"] = output_modality
+        if sampling_rate is not None:
+            preprocess_params["sampling_rate"] = sampling_rate
+        if seed is not None:
+            forward_params["seed"] = seed
+        if force_output_modality is not None:
+            forward_params["force_output_modality"] = force_output_modality
+        if generate_kwargs:
+            forward_params["generate_kwargs"] = generate_kwargs
+            # Where generation stops matters to decoding too.
+            eos_token_id = generate_kwargs.get("eos_token_id")
+            if eos_token_id is None and generate_kwargs.get("generation_config") is not None:
+                eos_token_id = generate_kwargs["generation_config"].eos_token_id
+            if eos_token_id is not None:
+                postprocess_params["eos_token_id"] = eos_token_id
+        if speaker_id is not None:
+            postprocess_params["speaker_id"] = speaker_id
+        if return_prompt is not None:
+            postprocess_params["return_prompt"] = return_prompt
+        return preprocess_params, forward_params, postprocess_params
+
+    def preprocess(self, segments, output_modality: str = "arbitrary", sampling_rate: int | None = None):
+        prompt = self.processor.build_prompt(
+            list(segments), output_modality=output_modality, sampling_rate=sampling_rate
+        )
+        encoded = self.tokenizer(prompt, return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "prompt": prompt}
+
+    def _forward(
+        self,
+        model_inputs,
+        output_modality: str = "arbitrary",
+        seed: int | None = None,
+        force_output_modality: bool = True,
+        generate_kwargs: dict | None = None,
+    ):
+        generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
+        logits_processor = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
+        if force_output_modality and output_modality != "arbitrary":
+            eos_token_id = self._get_set_generation_params(generate_kwargs).get("eos_token_id")
+            logits_processor.append(SpiritLMModalityLogitsProcessor(self.model.config, output_modality, eos_token_id))
+        if seed is not None:
+            set_seed(seed)
+        output = self.model.generate(
+            input_ids=model_inputs["input_ids"],
+            attention_mask=model_inputs["attention_mask"],
+            logits_processor=logits_processor,
+            **generate_kwargs,
+        )
+        sequences = output if isinstance(output, torch.Tensor) else output.sequences
+        return {
+            "sequences": sequences,
+            "attention_mask": model_inputs["attention_mask"],
+            "prompt": model_inputs["prompt"],
+        }
+
+    def postprocess(
+        self,
+        model_outputs,
+        output_modality: str = "arbitrary",
+        speaker_id: int | str = 2,
+        return_prompt: bool = False,
+        eos_token_id: int | list[int] | None = None,
+    ):
+        if eos_token_id is None:
+            eos_token_id = self.model.generation_config.eos_token_id
+        prompt = model_outputs["prompt"]
+        prompt = prompt[0] if isinstance(prompt, list) else prompt
+        segments = self.processor.post_process_generation(
+            model_outputs["sequences"],
+            model_outputs["attention_mask"],
+            output_modality=output_modality,
+            vocoder=self.vocoder,
+            speaker_id=speaker_id,
+            eos_token_id=eos_token_id,
+        )[0]
+        return {"prompt": prompt, "segments": segments} if return_prompt else segments
+
+
+def _is_segment(item) -> bool:
+    return isinstance(item, Mapping) and "type" in item
+
+
+def _is_batch(inputs) -> bool:
+    """A list (or tuple) of prompts, as opposed to one prompt given as a list of segment dicts."""
+    if not isinstance(inputs, (list, tuple)):
+        return False
+    if len(inputs) == 0:
+        raise ValueError("empty input: give a prompt (str, audio, segment list) or a non-empty list of prompts")
+    return not all(_is_segment(item) for item in inputs)
+
+
+def _to_segments(prompt, where: str) -> list[Mapping]:
+    """One pipeline input as a segment list (validated later by the processor)."""
+    if isinstance(prompt, str):
+        return [{"type": "text", "text": prompt}]
+    if isinstance(prompt, (Path, np.ndarray, torch.Tensor)):
+        return [{"type": "speech", "audio": prompt}]
+    if _is_segment(prompt):
+        return [prompt]
+    if isinstance(prompt, Mapping):
+        if any(key in prompt for key in _AUDIO_DICT_KEYS):
+            return [{"type": "speech", "audio": prompt}]
+        raise ValueError(
+            f"{where}: a dict must be a segment (with a 'type' key: 'text' or 'speech') or a datasets Audio dict "
+            f"(with 'array' and 'sampling_rate'), got keys {sorted(prompt)}"
+        )
+    if isinstance(prompt, Sequence) and len(prompt) and all(_is_segment(item) for item in prompt):
+        return list(prompt)
+    if isinstance(prompt, Sequence) and not len(prompt):
+        raise ValueError(f"{where}: the segment list is empty; give at least one text or speech segment")
+    raise TypeError(
+        f"{where}: unsupported prompt of type {type(prompt).__name__}; pass a str (text), a pathlib.Path, numpy array, "
+        "torch tensor or Audio dict (speech), or a list of segment dicts such as {'type': 'text', 'text': 'Hi'} "
+        "(a plain str is text: wrap a file path in pathlib.Path to use it as speech)"
+    )
+
+
+PIPELINE_REGISTRY.register_pipeline("spirit-lm", pipeline_class=SpiritLMPipeline, pt_model=SpiritLMForCausalLM)
+
+__all__ = ["SpiritLMPipeline"]

@@ -1,0 +1,472 @@
+"""SPIRIT LM processor: interleaved text / speech segments -> prompt string -> token ids, and generated ids -> text /
+speech segments (speech vocoded when a vocoder is given)."""
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModel, BatchEncoding, PreTrainedModel
+from transformers.processing_utils import AudioKwargs, ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.utils import cached_file, logging
+
+from .generation import check_output_modality
+from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
+from .units import string_to_units
+
+
+logger = logging.get_logger(__name__)
+
+SEGMENT_TYPES = ("text", "speech")
+SPEECH_TOKENIZER_SUBFOLDER = "speech_tokenizer"
+# Official decoding drops generated speech shorter than this, counted as `len(chunk.split("[Hu"))`, i.e. one more than
+# the number of hubert units: speech with fewer than 24 new hubert units is dropped.
+MIN_SPEECH_HUBERT_COUNT = 25
+
+_UNIT_PREFIXES = ("Hu", "Pi", "St")
+# The official parser's tokens: a marker, a unit-looking token (`[Hu`/`[Pi`/`[St` up to the next `]` or the end of
+# the string, whatever is in between), a lone `[`, or a run of text.
+_PARSE_TOKEN = re.compile(r"\[(?:Text|Speech)\]|\[(?:Hu|Pi|St)[^\]]*\]?|\[|[^\[]+")
+_UNIT_TOKEN = re.compile(r"\[(?:Hu|Pi|St)\d+\]")
+
+
+def parse_generation(string: str) -> list[dict[str, str]]:
+    """
+    Splits a generated string into text and speech segments exactly like the official parser.
+
+    `[Text]` / `[Speech]` markers are dropped (they do not end a segment: `"abc[Text]def"` is one text segment);
+    anything starting with `[Hu`, `[Pi` or `[St` up to the next `]` is speech; everything else, stray brackets
+    included (`"[abc"`, `"abc[]"`), is text.
+
+    Returns:
+        `[{"type": "text", "text": str} | {"type": "speech", "units": str}, ...]`, consecutive pieces of one type
+        merged.
+    """
+    if not isinstance(string, str):
+        raise TypeError(f"parse expects a str, got {type(string).__name__}")
+    segments: list[dict[str, str]] = []
+    for match in _PARSE_TOKEN.finditer(string):
+        piece = match.group(0)
+        if piece in (TEXT_MARKER, SPEECH_MARKER):
+            continue
+        kind, key = ("speech", "units") if piece[1:3] in _UNIT_PREFIXES else ("text", "text")
+        if segments and segments[-1]["type"] == kind:
+            segments[-1][key] += piece
+        else:
+            segments.append({"type": kind, key: piece})
+    return segments
+
+
+def ends_with_unit_token(string: str) -> bool:
+    """Whether `string` ends with a speech unit token, as the official `does_end_with_speech_token` decides: the last
+    `[` among the final 11 characters that is at least 3 characters before the end must open `Hu`, `Pi` or `St`."""
+    if len(string) <= 4 or not string.endswith("]"):
+        return False
+    for position in range(len(string) - 2, max(len(string) - 12, -1), -1):
+        if string[position] == "[" and position + 3 < len(string):
+            return string[position + 1 : position + 3] in _UNIT_PREFIXES
+    return False
+
+
+def starts_with_unit_token(string: str) -> bool:
+    """Whether `string` starts with a speech unit token, as the official `does_start_with_speech_token` decides:
+    it opens with `[Hu`, `[Pi` or `[St` and has a `]` at character 4 to 10."""
+    if len(string) <= 4 or not string.startswith("["):
+        return False
+    for position in range(4, min(len(string), 11)):
+        if string[position] == "]":
+            return string[1:3] in _UNIT_PREFIXES
+    return False
+
+
+def last_speech_start(prompt: str) -> int | None:
+    """Character index where the last run of adjacent unit tokens (`[Hu12][Pi3]...`) of `prompt` starts, `None`
+    without unit tokens (the official `find_prompt_last_speech_start_position`)."""
+    tokens = list(_UNIT_TOKEN.finditer(prompt))
+    if not tokens:
+        return None
+    index = len(tokens) - 1
+    while index > 0 and tokens[index - 1].end() == tokens[index].start():
+        index -= 1
+    return tokens[index].start()
+
+
+class SpiritLMAudioKwargs(AudioKwargs, total=False):
+    """
+    sampling_rate (`int`, *optional*):
+        Sampling rate of speech segments given as arrays / tensors without their own `"sampling_rate"`. Files and
+        Audio dicts carry theirs.
+    """
+
+
+class SpiritLMProcessorKwargs(ProcessingKwargs, total=False):
+    """
+    output_modality (`str`, *optional*, defaults to `"arbitrary"`):
+        What the prompt asks for: `"text"` ends it with `[Text]`, `"speech"` with `[Speech]` (unless the last segment
+        already is of that modality), `"arbitrary"` adds nothing.
+    """
+
+    output_modality: str
+    audio_kwargs: SpiritLMAudioKwargs
+
+
+class SpiritLMProcessor(ProcessorMixin):
+    r"""
+    Builds SPIRIT LM prompts from interleaved text and speech, tokenizes them, and splits generated ids back into text
+    and speech segments.
+
+    A segment is `{"type": "text", "text": str}` or `{"type": "speech", "audio": path | array | tensor | Audio dict,
+    "sampling_rate": int (optional)}`; a speech segment may instead carry `"units"`, a unit string such as
+    `"[St71][Pi39][Hu99]"` (e.g. the `"units"` of a previous output), which skips the speech tokenizer.
+
+    The speech tokenizer is a model, not a processor component in the transformers sense (the `audio_tokenizer` slot
+    takes only built-in codecs): it is held as `processor.speech_tokenizer`, written to and read from the
+    `speech_tokenizer/` subfolder by `save_pretrained` / `from_pretrained`.
+
+    Args:
+        feature_extractor ([`SpiritLMFeatureExtractor`]): audio loading, resampling to 16 kHz and mono mixing.
+        tokenizer ([`~transformers.LlamaTokenizer`]): the text + unit tokenizer.
+        speech_tokenizer ([`SpiritLMSpeechTokenizer`], *optional*): audio -> unit strings; needed only for speech
+            segments given as audio.
+        chat_template (`str`, *optional*): unused, accepted for the `ProcessorMixin` interface.
+    """
+
+    valid_processor_kwargs = SpiritLMProcessorKwargs
+    text_kwargs = {"padding": True, "padding_side": "left", "return_tensors": "pt"}
+
+    def __init__(
+        self, feature_extractor, tokenizer, speech_tokenizer: PreTrainedModel | None = None, chat_template=None
+    ):
+        super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
+        self.speech_tokenizer = speech_tokenizer
+        if tokenizer.pad_token is None and tokenizer.unk_token is not None:
+            # Llama-2 has no pad token; batches are left-padded with <unk> and masked out.
+            tokenizer.pad_token = tokenizer.unk_token
+
+    @classmethod
+    def get_attributes(cls) -> list[str]:
+        # `speech_tokenizer` contains "tokenizer" and would otherwise be type-checked as a text tokenizer.
+        return ["feature_extractor", "tokenizer"]
+
+    def to_dict(self) -> dict:
+        # The base class deep-copies every attribute before filtering: keep the model out of it, it is saved apart.
+        speech_tokenizer = self.__dict__.pop("speech_tokenizer", None)
+        try:
+            return super().to_dict()
+        finally:
+            self.speech_tokenizer = speech_tokenizer
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
+        """Writes the tokenizer, `preprocessor_config.json`, `processor_config.json` and, when present, the speech
+        tokenizer under `speech_tokenizer/`."""
+        files = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        self.feature_extractor.save_pretrained(save_directory)
+        if self.speech_tokenizer is not None:
+            self.speech_tokenizer.save_pretrained(os.path.join(save_directory, SPEECH_TOKENIZER_SUBFOLDER))
+        return files
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        speech_tokenizer: PreTrainedModel | None = None,
+        load_speech_tokenizer: bool = True,
+        **kwargs,
+    ) -> "SpiritLMProcessor":
+        """
+        Loads the processor from a converted SPIRIT LM repo, with the speech tokenizer of its `speech_tokenizer/`
+        subfolder when there is one (set `load_speech_tokenizer=False` for text / unit-string use only, or pass a
+        loaded `speech_tokenizer`). Other kwargs go to [`~transformers.ProcessorMixin.from_pretrained`]; `revision`,
+        `token`, `cache_dir`, `local_files_only`, `device_map` and `dtype` also reach the speech tokenizer.
+        """
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if speech_tokenizer is None and load_speech_tokenizer:
+            hub_kwargs = {
+                key: kwargs[key]
+                for key in ("revision", "token", "cache_dir", "local_files_only", "force_download")
+                if key in kwargs
+            }
+            config_file = cached_file(
+                pretrained_model_name_or_path,
+                "config.json",
+                subfolder=SPEECH_TOKENIZER_SUBFOLDER,
+                _raise_exceptions_for_missing_entries=False,
+                **hub_kwargs,
+            )
+            if config_file is not None:
+                model_kwargs = {key: kwargs[key] for key in ("device_map", "dtype") if key in kwargs}
+                speech_tokenizer = AutoModel.from_pretrained(
+                    pretrained_model_name_or_path, subfolder=SPEECH_TOKENIZER_SUBFOLDER, **hub_kwargs, **model_kwargs
+                ).eval()
+        processor.speech_tokenizer = speech_tokenizer
+        return processor
+
+    def __call__(
+        self,
+        segments: Sequence[Mapping] | Sequence[Sequence[Mapping]],
+        **kwargs: Unpack[SpiritLMProcessorKwargs],
+    ) -> BatchEncoding:
+        """
+        Tokenizes one prompt (a list of segments) or a batch of them (a list of lists), left-padded for generation.
+
+        Args:
+            segments: one segment list, or a list of segment lists.
+            output_modality: `"text"`, `"speech"` or `"arbitrary"` (default), see [`~SpiritLMProcessor.build_prompt`].
+            sampling_rate: rate of array / tensor speech segments that do not give their own.
+            text kwargs (`padding`, `return_tensors`, `max_length`, ...) go to the tokenizer.
+
+        Returns:
+            [`~transformers.BatchEncoding`] with `input_ids` and `attention_mask`, `(batch_size, length)`, a batch of
+            one for a single prompt.
+        """
+        output_kwargs = self._merge_kwargs(
+            SpiritLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
+        )
+        output_modality = output_kwargs.get("output_modality", "arbitrary")
+        sampling_rate = output_kwargs["audio_kwargs"].get("sampling_rate")
+        batch = [segments] if not _is_batch_of_prompts(segments) else list(segments)
+        prompts = self.build_prompts(batch, output_modality=output_modality, sampling_rate=sampling_rate)
+        return self.tokenizer(prompts, **output_kwargs["text_kwargs"])
+
+    def build_prompt(
+        self, segments: Sequence[Mapping], output_modality: str = "arbitrary", sampling_rate: int | None = None
+    ) -> str:
+        """
+        The prompt string of one segment list, identical to the official prompt builder's.
+
+        Each change of modality opens with a marker (`[Text]` before text, `[Speech]` before speech units); speech
+        audio is replaced by its unit string. `output_modality="text"` / `"speech"` then appends the marker of that
+        modality unless the last segment already is of it; `"arbitrary"` appends nothing.
+
+        ```python
+        >>> processor.build_prompt([{"type": "speech", "audio": "question.wav"}], output_modality="text")
+        '[Speech][St71][Pi39][Hu99][Hu49]...[Text]'
+        ```
+        """
+        return self.build_prompts([segments], output_modality=output_modality, sampling_rate=sampling_rate)[0]
+
+    def build_prompts(
+        self,
+        batch: Sequence[Sequence[Mapping]],
+        output_modality: str = "arbitrary",
+        sampling_rate: int | None = None,
+    ) -> list[str]:
+        """[`~SpiritLMProcessor.build_prompt`] for a list of segment lists, speech of all prompts tokenized together."""
+        output_modality = check_output_modality(output_modality)
+        batch = [_check_segments(segments, f"prompt {index}") for index, segments in enumerate(batch)]
+        audio_segments = [
+            (f"prompt {prompt_index}, segment {index}", segment)
+            for prompt_index, segments in enumerate(batch)
+            for index, segment in enumerate(segments)
+            if _needs_speech_tokenizer(segment)
+        ]
+        unit_strings = iter(self._encode_speech(audio_segments, sampling_rate))
+
+        prompts = []
+        for segments in batch:
+            pieces, previous = [], None
+            for segment in segments:
+                if segment["type"] != previous:
+                    pieces.append(TEXT_MARKER if segment["type"] == "text" else SPEECH_MARKER)
+                if segment["type"] == "text":
+                    pieces.append(segment["text"])
+                else:
+                    pieces.append(next(unit_strings) if _needs_speech_tokenizer(segment) else segment["units"])
+                previous = segment["type"]
+            if output_modality != "arbitrary" and previous != output_modality:
+                pieces.append(TEXT_MARKER if output_modality == "text" else SPEECH_MARKER)
+            prompts.append("".join(pieces))
+        return prompts
+
+    def _encode_speech(self, segments: list[tuple[str, Mapping]], sampling_rate: int | None) -> list[str]:
+        """Unit strings of speech segments given as audio: the feature extractor loads each clip as 16 kHz mono, the
+        speech tokenizer encodes them all in one batched call."""
+        if not segments:
+            return []
+        if self.speech_tokenizer is None:
+            raise ValueError(
+                "a speech segment gives 'audio' but this processor has no speech tokenizer; load the processor from "
+                "a converted repo with a speech_tokenizer/ folder, pass speech_tokenizer=..., or give the segment as "
+                "{'type': 'speech', 'units': '[Hu..]...'}"
+            )
+        waveforms = []
+        for where, segment in segments:
+            try:
+                features = self.feature_extractor(
+                    segment["audio"], sampling_rate=segment.get("sampling_rate", sampling_rate), padding=False
+                )
+            except (FileNotFoundError, ValueError, TypeError) as error:
+                raise type(error)(f"{where}: {error}") from None
+            waveforms.append(torch.from_numpy(features["input_values"][0]))
+        return self.speech_tokenizer.encode_string(waveforms, sampling_rate=self.feature_extractor.sampling_rate)
+
+    def parse(self, generated: str) -> list[dict[str, str]]:
+        """Splits a generated string into `{"type": "text", "text"}` and `{"type": "speech", "units"}` segments like
+        the official parser: markers dropped, stray brackets kept as text. See [`parse_generation`]."""
+        return parse_generation(generated)
+
+    def decode_generation(
+        self,
+        prompt: str,
+        continuation: str,
+        output_modality: str = "arbitrary",
+        vocoder: PreTrainedModel | None = None,
+        speaker_id: int | str = 2,
+    ) -> list[dict]:
+        """
+        Turns a generated continuation of `prompt` into output segments, with the official rules:
+
+        - `"text"`: the stripped continuation is one text segment.
+        - `"speech"`: the stripped continuation is one speech segment.
+        - `"arbitrary"`: the stripped continuation is split with [`~SpiritLMProcessor.parse`]. Speech after the first
+          segment with fewer than 24 hubert units is dropped (the official threshold, `< 25`, counts one unit too
+          many). When the prompt ends with speech and the continuation starts with speech, the prompt's last speech
+          run is vocoded together with the continuation (the continuation may lack the pitch / style context) and
+          the prompt's share of the audio, in proportion of hubert units, is cut off; the segment's `"units"` are
+          the generated units only, and it is dropped when it adds fewer than 24 hubert units.
+
+        Speech segments are `{"type": "speech", "units": str}`, plus `"audio"` (float32 numpy array) and
+        `"sampling_rate"` when a `vocoder` ([`SpiritLMVocoder`]) is given; `speaker_id` picks its speaker.
+        """
+        output_modality = check_output_modality(output_modality)
+        new_content = continuation.strip()
+        if output_modality == "text":
+            return [{"type": "text", "text": new_content}]
+        if output_modality == "speech":
+            return [self._speech_segment(new_content, vocoder, speaker_id)]
+
+        prompt_tail = None
+        if ends_with_unit_token(prompt) and starts_with_unit_token(new_content):
+            prompt_tail = prompt[last_speech_start(prompt) :]
+            new_content = prompt_tail + continuation
+        outputs = []
+        for index, segment in enumerate(parse_generation(new_content)):
+            if segment["type"] == "text":
+                outputs.append(segment)
+                continue
+            hubert_count = segment["units"].count("[Hu") + 1
+            if index == 0 and prompt_tail is not None:
+                prompt_hubert_count = prompt_tail.count("[Hu")
+                if hubert_count - prompt_hubert_count < MIN_SPEECH_HUBERT_COUNT:
+                    continue
+                speech = self._speech_segment(segment["units"], vocoder, speaker_id)
+                speech["units"] = segment["units"][len(prompt_tail) :]
+                if "audio" in speech:
+                    cut = math.ceil(speech["audio"].size * (prompt_hubert_count / hubert_count))
+                    speech["audio"] = speech["audio"][cut:]
+                outputs.append(speech)
+            elif index > 0 and hubert_count < MIN_SPEECH_HUBERT_COUNT:
+                continue
+            else:
+                outputs.append(self._speech_segment(segment["units"], vocoder, speaker_id))
+        return outputs
+
+    def post_process_generation(
+        self,
+        sequences: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        output_modality: str = "arbitrary",
+        vocoder: PreTrainedModel | None = None,
+        speaker_id: int | str = 2,
+        eos_token_id: int | list[int] | None = None,
+    ) -> list[list[dict]]:
+        """
+        Output segments of each row of `model.generate(**inputs)` (see [`~SpiritLMProcessor.decode_generation`]).
+
+        Args:
+            sequences: `(batch_size, prompt_length + new_tokens)` ids returned by `generate`.
+            attention_mask: the prompt's `(batch_size, prompt_length)` mask from the processor call; it tells where
+                the prompt ends and which of its ids are padding.
+            eos_token_id: where each row's generation ends (default: the tokenizer's end-of-sequence token).
+
+        Returns:
+            One list of segments per row.
+        """
+        if eos_token_id is None:
+            eos_token_id = self.tokenizer.eos_token_id
+        eos_ids = torch.tensor([] if eos_token_id is None else eos_token_id, dtype=sequences.dtype).reshape(-1)
+        prompt_length = attention_mask.shape[1]
+        outputs = []
+        for row, mask in zip(sequences.cpu(), attention_mask.cpu()):
+            prompt_ids = row[:prompt_length][mask.bool()]
+            new_ids = row[prompt_length:]
+            finished = torch.isin(new_ids, eos_ids).nonzero()
+            if len(finished):
+                new_ids = new_ids[: finished[0, 0]]
+            prompt = self._decode(prompt_ids)
+            generated = self._decode(torch.cat([prompt_ids, new_ids]))
+            # Official: the continuation is the decoded whole minus the prompt's length. Decoding the new ids alone
+            # would lose the space that a SentencePiece word piece carries at the start.
+            continuation = generated[len(prompt) :] if generated.startswith(prompt) else self._decode(new_ids)
+            outputs.append(self.decode_generation(prompt, continuation, output_modality, vocoder, speaker_id))
+        return outputs
+
+    def _decode(self, ids: torch.Tensor) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    @staticmethod
+    def _speech_segment(units: str, vocoder: PreTrainedModel | None, speaker_id: int | str) -> dict:
+        segment = {"type": "speech", "units": units}
+        if vocoder is None:
+            return segment
+        parsed = string_to_units(units)
+        needs_pitch = getattr(vocoder, "pitch_embedding", None) is not None
+        if not parsed["hubert"] or (needs_pitch and "pitch" not in parsed):
+            missing = "hubert" if not parsed["hubert"] else "pitch"
+            logger.warning(
+                f"generated speech {units[:60]!r} has no {missing} units, which the vocoder needs; returning it with "
+                "empty audio"
+            )
+            audio = np.zeros(0, dtype=np.float32)
+        else:
+            audio = vocoder.decode_string(units, speaker_id=speaker_id).cpu().numpy().astype(np.float32, copy=False)
+        return {"type": "speech", "audio": audio, "sampling_rate": vocoder.config.sampling_rate, "units": units}
+
+
+def _needs_speech_tokenizer(segment: Mapping) -> bool:
+    return segment["type"] == "speech" and "units" not in segment
+
+
+def _is_batch_of_prompts(segments) -> bool:
+    return (
+        isinstance(segments, Sequence)
+        and not isinstance(segments, (str, Mapping))
+        and len(segments) > 0
+        and all(isinstance(item, Sequence) and not isinstance(item, (str, Mapping)) for item in segments)
+    )
+
+
+def _check_segments(segments, where: str) -> list[Mapping]:
+    """Validates one segment list, raising errors that name the problem and the allowed values."""
+    if isinstance(segments, (str, Mapping)) or not isinstance(segments, Sequence):
+        raise TypeError(
+            f"{where}: expected a list of segments such as [{{'type': 'text', 'text': 'Hello'}}], got "
+            f"{type(segments).__name__}"
+        )
+    if len(segments) == 0:
+        raise ValueError(f"{where}: the segment list is empty; give at least one text or speech segment")
+    for index, segment in enumerate(segments):
+        here = f"{where}, segment {index}"
+        if not isinstance(segment, Mapping):
+            raise TypeError(f"{here}: a segment is a dict with a 'type' key, got {type(segment).__name__}")
+        kind = segment.get("type")
+        if kind not in SEGMENT_TYPES:
+            raise ValueError(
+                f"{here}: unknown segment type {kind!r}; use one of {', '.join(map(repr, SEGMENT_TYPES))}"
+            )
+        if kind == "text" and not isinstance(segment.get("text"), str):
+            raise ValueError(f"{here}: a text segment needs a str 'text', got {type(segment.get('text')).__name__}")
+        if kind == "speech":
+            if ("audio" in segment) == ("units" in segment):
+                raise ValueError(
+                    f"{here}: a speech segment needs exactly one of 'audio' (path, array, tensor or Audio dict) and "
+                    f"'units' (a unit string), got keys {sorted(segment)}"
+                )
+            if "units" in segment and not isinstance(segment["units"], str):
+                raise ValueError(f"{here}: 'units' must be a unit string such as '[Hu12][Hu7]'")
+    return list(segments)
+
+
+__all__ = ["SpiritLMProcessor", "parse_generation"]

@@ -1,0 +1,121 @@
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from transformers import pipeline
+
+from transformers_spiritlm import SpiritLMPipeline, SpiritLMProcessor, SpiritLMVocoder
+from transformers_spiritlm.testing import build_tiny_repo
+from transformers_spiritlm.units import MOST_COMMON_STYLES
+
+
+AUDIO = Path(__file__).parent / "fixtures" / "audio"
+UNIT_PREFIXES = ("[Hu", "[Pi", "[St")
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), variant="expressive")
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_repo):
+    return pipeline("spirit-lm", model=str(tiny_repo))
+
+
+def check_text(segment):
+    assert set(segment) == {"type", "text"} and segment["type"] == "text" and isinstance(segment["text"], str)
+
+
+def check_speech(segment):
+    assert set(segment) == {"type", "audio", "sampling_rate", "units"} and segment["type"] == "speech"
+    assert isinstance(segment["audio"], np.ndarray) and segment["audio"].dtype == np.float32
+    assert segment["audio"].ndim == 1 and segment["sampling_rate"] == 16000
+    assert segment["units"].startswith(UNIT_PREFIXES)
+
+
+def test_pipeline_loads_model_processor_and_vocoder(pipe):
+    assert isinstance(pipe, SpiritLMPipeline)
+    assert isinstance(pipe.processor, SpiritLMProcessor) and pipe.processor.speech_tokenizer is not None
+    assert isinstance(pipe.vocoder, SpiritLMVocoder)
+    assert pipe.tokenizer is pipe.processor.tokenizer
+
+
+def test_text_output(pipe):
+    outputs = pipe("one two three", output_modality="text", max_new_tokens=30, do_sample=True, seed=0)
+    assert len(outputs) == 1
+    check_text(outputs[0])
+    assert not any(marker in outputs[0]["text"] for marker in ("[Text]", "[Speech]", *UNIT_PREFIXES))
+
+
+def test_speech_output_is_vocoded_units(pipe):
+    (segment,) = pipe(AUDIO / "speech_2s_16k.wav", output_modality="speech", max_new_tokens=40, seed=0)
+    check_speech(segment)
+    # Only unit tokens were generated: the string is nothing but [HuN] / [PiN] / [StN] tokens.
+    assert "".join(re.findall(r"\[(?:Hu|Pi|St)\d+\]", segment["units"])) == segment["units"]
+    # Without a style unit, decoding picks one of the most common styles at random, as official.
+    styles = [""] if "[St" in segment["units"] else [f"[St{style}]" for style in MOST_COMMON_STYLES]
+    expected = [pipe.vocoder.decode_string(style + segment["units"], speaker_id=2).numpy() for style in styles]
+    assert any(np.allclose(segment["audio"], audio, atol=1e-6, rtol=0) for audio in expected)
+    (other_speaker,) = pipe(
+        AUDIO / "speech_2s_16k.wav", output_modality="speech", max_new_tokens=40, seed=0, speaker_id=3
+    )
+    assert other_speaker["units"] == segment["units"] and not np.allclose(other_speaker["audio"], segment["audio"])
+
+
+def test_arbitrary_output_has_the_documented_structure(pipe):
+    outputs = pipe(
+        [{"type": "text", "text": "Good morning"}, {"type": "speech", "units": "[St3][Pi1][Hu5][Hu9]"}],
+        output_modality="arbitrary",
+        max_new_tokens=60,
+        do_sample=True,
+        seed=3,
+    )
+    assert outputs
+    for segment in outputs:
+        check_text(segment) if segment["type"] == "text" else check_speech(segment)
+
+
+def test_batch_of_three_matches_single_calls_and_returns_prompts(pipe):
+    stereo, rate = soundfile.read(AUDIO / "speech_stereo_44k.wav", dtype="float32")
+    inputs = [
+        "hello",
+        {"array": stereo.T[:, : rate // 2], "sampling_rate": rate},
+        [{"type": "text", "text": "a"}, {"type": "speech", "audio": torch.zeros(8000), "sampling_rate": 16000}],
+    ]
+    outputs = pipe(inputs, output_modality="speech", max_new_tokens=30, seed=1, return_prompt=True)
+    assert len(outputs) == 3
+    for item, output in zip(inputs, outputs):
+        assert set(output) == {"prompt", "segments"}
+        (segment,) = output["segments"]
+        check_speech(segment)
+        (alone,) = pipe(item, output_modality="speech", max_new_tokens=30, seed=1)
+        assert alone["units"] == segment["units"]
+    assert outputs[0]["prompt"] == "[Text]hello[Speech]"
+    assert outputs[1]["prompt"].startswith("[Speech][Hu") and outputs[2]["prompt"].startswith("[Text]a[Speech][Hu")
+
+
+def test_seed_makes_sampling_reproducible(pipe):
+    first = pipe("one", output_modality="text", max_new_tokens=20, do_sample=True, seed=5)
+    assert pipe("one", output_modality="text", max_new_tokens=20, do_sample=True, seed=5) == first
+
+
+@pytest.mark.parametrize(
+    "inputs, kwargs, error, message",
+    [
+        ([{"type": "video", "url": "x"}], {}, ValueError, "unknown segment type 'video'; use one of 'text', 'speech'"),
+        ([], {}, ValueError, "empty input"),
+        ([[]], {}, ValueError, "input 0: the segment list is empty"),
+        ("hi", {"output_modality": "speach"}, ValueError, "use one of 'text', 'speech', 'arbitrary'"),
+        (Path("missing.wav"), {}, FileNotFoundError, "segment 0: audio file 'missing.wav' does not exist"),
+        (AUDIO / "README.md", {}, ValueError, "segment 0: could not read audio file"),
+        ({"text": "hi"}, {}, ValueError, "a dict must be a segment .* or a datasets Audio dict"),
+        (3.5, {}, TypeError, "unsupported prompt of type float"),
+    ],
+)
+def test_bad_input_is_a_clear_error(pipe, inputs, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        pipe(inputs, max_new_tokens=2, **kwargs)

@@ -1,0 +1,194 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoProcessor
+
+from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor
+from transformers_spiritlm.conversion.convert_vocoder import load_official_vocoder
+from transformers_spiritlm.processing_spiritlm import (
+    ends_with_unit_token,
+    last_speech_start,
+    parse_generation,
+    starts_with_unit_token,
+)
+from transformers_spiritlm.testing import build_tiny_repo
+from transformers_spiritlm.testing.official_vocoder import OFFICIAL_VOCODER_DIRS, write_official_vocoders
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "processing"
+OFFICIAL = json.loads((FIXTURES / "official_processing.json").read_text())
+TYPES = {"t": "text", "s": "speech"}
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), variant="expressive")
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_repo):
+    return SpiritLMProcessor.from_pretrained(tiny_repo, load_speech_tokenizer=False)
+
+
+@pytest.fixture(scope="module")
+def vocoders(tmp_path_factory):
+    """The tiny official-format vocoders the decoding fixtures were recorded with, converted."""
+    root = tmp_path_factory.mktemp("official")
+    write_official_vocoders(root, seed=0)
+    return {
+        variant: load_official_vocoder(root / "speech_tokenizer" / folder)
+        for variant, folder in OFFICIAL_VOCODER_DIRS.items()
+    }
+
+
+@pytest.mark.parametrize("case", OFFICIAL["parse"], ids=lambda case: repr(case["string"])[:40])
+def test_parse_matches_the_official_parser(processor, case):
+    expected = [
+        {"type": TYPES[kind], "text" if kind == "t" else "units": content} for content, kind in case["segments"]
+    ]
+    assert processor.parse(case["string"]) == expected
+
+
+def test_parse_examples():
+    assert parse_generation("[Text]Hi[Speech][St3][Pi1][Hu5][Hu6][Text] there[") == [
+        {"type": "text", "text": "Hi"},
+        {"type": "speech", "units": "[St3][Pi1][Hu5][Hu6]"},
+        {"type": "text", "text": " there["},
+    ]
+    with pytest.raises(TypeError, match="parse expects a str, got list"):
+        parse_generation(["[Hu1]"])
+
+
+@pytest.mark.parametrize(
+    "function, key",
+    [
+        (ends_with_unit_token, "does_end_with_speech_token"),
+        (starts_with_unit_token, "does_start_with_speech_token"),
+        (last_speech_start, "find_prompt_last_speech_start_position"),
+    ],
+)
+def test_speech_boundary_helpers_match_the_official_ones(function, key):
+    assert [[string, function(string)] for string, _ in OFFICIAL[key]] == OFFICIAL[key]
+
+
+@pytest.mark.parametrize(
+    "case", OFFICIAL["build_prompt"], ids=lambda case: f"{case['name']}-{case['output_modality']}"
+)
+def test_build_prompt_matches_the_official_prompt_builder(processor, case):
+    units = OFFICIAL["unit_strings"]
+    segments = [
+        {"type": "text", "text": content} if kind == "text" else {"type": "speech", "units": units[content]}
+        for kind, content in case["segments"]
+    ]
+    assert processor.build_prompt(segments, output_modality=case["output_modality"]) == case["prompt"]
+
+
+def test_call_left_pads_a_batch_and_matches_tokenizing_each_prompt(processor):
+    batch = [
+        [{"type": "text", "text": "Good morning, how are you"}, {"type": "speech", "units": "[Hu3][Hu9]"}],
+        [{"type": "speech", "units": "[St1][Pi2][Hu7]"}],
+        [{"type": "text", "text": "one two"}],
+    ]
+    encoded = processor(batch, output_modality="text")
+    assert encoded["input_ids"].shape == encoded["attention_mask"].shape
+    for row, segments in enumerate(batch):
+        ids = processor.tokenizer(processor.build_prompt(segments, "text"))["input_ids"]
+        padding = encoded["input_ids"].shape[1] - len(ids)
+        assert encoded["input_ids"][row].tolist() == [processor.tokenizer.pad_token_id] * padding + ids
+        assert encoded["attention_mask"][row].tolist() == [0] * padding + [1] * len(ids)
+    assert ids[0] == processor.tokenizer.bos_token_id
+    single = processor(batch[1], output_modality="speech")
+    assert single["input_ids"].tolist() == [
+        processor.tokenizer(processor.build_prompt(batch[1], "speech"))["input_ids"]
+    ]
+
+
+@pytest.mark.parametrize("case", OFFICIAL["decode"], ids=lambda case: case["name"])
+def test_decoding_matches_the_official_output_decoding(processor, vocoders, case):
+    outputs = processor.decode_generation(
+        case["prompt"], case["continuation"], case["output_modality"], vocoder=vocoders[case["variant"]], speaker_id=2
+    )
+    audios = np.load(FIXTURES / "official_decode_audio.npz")
+    assert [output["type"] for output in outputs] == [segment["type"] for segment in case["segments"]]
+    for output, expected in zip(outputs, case["segments"]):
+        if expected["type"] == "text":
+            assert output == expected
+            continue
+        audio = output["audio"]
+        assert audio.dtype == np.float32 and output["sampling_rate"] == 16000
+        assert audio.shape == (expected["num_samples"],)
+        excerpt = np.concatenate([audio[:512], audio[-256:], audio[::97]])
+        torch.testing.assert_close(
+            torch.from_numpy(excerpt), torch.from_numpy(audios[expected["audio"]]), atol=1e-4, rtol=0
+        )
+
+
+def test_continued_prompt_speech_returns_only_the_generated_units(processor):
+    prompt = "[Text]x[Speech][St1][Pi2][Hu5][Hu6]"
+    continuation = "".join(f"[Hu{i}]" for i in range(30)) + "[Text] done"
+    speech, text = processor.decode_generation(prompt, continuation, "arbitrary")
+    assert speech == {"type": "speech", "units": continuation[: continuation.index("[Text]")]}
+    assert text == {"type": "text", "text": " done"}
+
+
+def test_post_process_generation_splits_rows_at_their_prompt_and_end(processor):
+    tokenizer = processor.tokenizer
+    prompts = [[{"type": "text", "text": "one two"}], [{"type": "speech", "units": "[Hu1][Hu2][Hu3]"}]]
+    inputs = processor(prompts, output_modality="arbitrary")
+    units = "".join(f"[Hu{i}]" for i in range(5, 35))  # 30 units: shorter generated speech would be dropped
+    continuations = [" three four[Speech]" + units, "[Text] hello"]
+    rows = []
+    for row, continuation in zip(inputs["input_ids"], continuations):
+        new_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        rows.append(row.tolist() + new_ids + [tokenizer.eos_token_id])
+    width = max(map(len, rows))
+    sequences = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in rows])
+    outputs = processor.post_process_generation(sequences, inputs["attention_mask"], output_modality="arbitrary")
+    for output, segments, continuation in zip(outputs, prompts, continuations):
+        assert output == processor.decode_generation(processor.build_prompt(segments), continuation, "arbitrary")
+    assert outputs[0] == [{"type": "text", "text": "three four"}, {"type": "speech", "units": units}]
+    assert outputs[1] == [{"type": "text", "text": " hello"}]  # stripped before the marker, as official
+
+
+def test_save_and_auto_load_round_trip(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    assert {"processor_config.json", "preprocessor_config.json", "tokenizer.json"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    reloaded = AutoProcessor.from_pretrained(tmp_path)
+    assert type(reloaded) is SpiritLMProcessor
+    assert isinstance(reloaded.feature_extractor, SpiritLMFeatureExtractor)
+    segments = [{"type": "text", "text": "hi"}, {"type": "speech", "units": "[Hu1]"}]
+    assert reloaded(segments)["input_ids"].tolist() == processor(segments)["input_ids"].tolist()
+
+
+@pytest.mark.parametrize(
+    "segments, error, message",
+    [
+        (
+            [{"type": "image", "url": "x.png"}],
+            ValueError,
+            r"segment 0: unknown segment type 'image'; use one of 'text', 'speech'",
+        ),
+        ([], ValueError, "the segment list is empty"),
+        ([[]], ValueError, "prompt 0: the segment list is empty"),
+        ("hello", TypeError, "expected a list of segments"),
+        ([{"text": "hi"}], ValueError, "unknown segment type None"),
+        ([{"type": "text", "text": 3}], ValueError, "a text segment needs a str 'text', got int"),
+        ([{"type": "speech"}], ValueError, "exactly one of 'audio' .* and 'units'"),
+        ([{"type": "speech", "audio": "a.wav"}], ValueError, "this processor has no speech tokenizer"),
+    ],
+)
+def test_bad_segments_are_clear_errors(processor, segments, error, message):
+    with pytest.raises(error, match=message):
+        processor(segments)
+
+
+def test_output_modality_typo_is_a_clear_error(processor):
+    with pytest.raises(ValueError, match="unknown output_modality 'speach'; use one of 'text', 'speech', 'arbitrary'"):
+        processor([{"type": "text", "text": "hi"}], output_modality="speach")
+    with pytest.raises(ValueError, match="use one of 'text', 'speech', 'arbitrary'"):
+        processor.decode_generation("[Text]", "hi", "txt")
