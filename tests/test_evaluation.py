@@ -1,4 +1,5 @@
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +137,19 @@ def test_bad_inputs_are_clear_errors(model, tokenizer):
         score_continuations(model, tokenizer, None, [[{"text": "hi"}]])
     with pytest.raises(ValueError, match=r"pair #0 must be a \(correct, wrong\) pair"):
         minimal_pair_accuracy(model, tokenizer, [("[Text]a",)])
+
+
+def test_audio_items_are_scored_through_the_speech_tokenizer(model, tokenizer):
+    from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer
+
+    speech_tokenizer = tiny_speech_tokenizer()
+    clip = Path(__file__).resolve().parent / "fixtures" / "audio" / "speech_2s_16k.wav"
+    string = speech_tokenizer.encode_string(clip)
+    assert string.count("[Hu") > 20
+    prompts = ["[Text]hello", [{"type": "speech", "audio": clip}]]
+    continuations = [[{"type": "speech", "audio": str(clip)}], {"type": "text", "text": "hi"}]
+    scores = score_continuations(model, tokenizer, prompts, continuations, speech_tokenizer=speech_tokenizer)
+    expected = score_continuations(
+        model, tokenizer, ["[Text]hello", "[Speech]" + string], ["[Speech]" + string, "[Text]hi"]
+    )
+    assert scores == expected
