@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from transformers import GenerationConfig, LlamaConfig
 from transformers.utils.hub import convert_file_size_to_int
 
@@ -172,7 +173,9 @@ def _plan_shards(
     return shards
 
 
-def _write_safetensors(path: Path, names: list[str], tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
+def _write_safetensors(
+    path: Path, names: list[str], tensors: dict[str, torch.Tensor], dtype: torch.dtype, bar: tqdm
+) -> None:
     """Writes one safetensors file tensor by tensor: the header is computed from shapes, then each tensor is cast,
     written and released before the next one is read."""
     header, offset = {"__metadata__": {"format": "pt"}}, 0
@@ -193,6 +196,7 @@ def _write_safetensors(path: Path, names: list[str], tensors: dict[str, torch.Te
             source = tensors[name]
             converted = source.to(dtype).contiguous()
             file.write(converted.reshape(-1).view(torch.uint8).numpy().data)
+            bar.update(converted.numel() * dtype.itemsize)
             del converted
             _release_pages(source)
 
@@ -204,11 +208,12 @@ def convert_lm(
     text_vocab_size: int,
     dtype: str = "bfloat16",
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    progress: bool = False,
 ) -> SpiritLMConfig:
     """
     Converts the official language model in `input_dir` into `output_dir` (config, generation config, safetensors
     shards of at most `max_shard_size`, e.g. `"5GB"`) and returns the config. `text_vocab_size` comes from the
-    tokenizer (32000 for the official files). Raises `FileNotFoundError` for a missing file and `LMConversionError`
+    tokenizer (32000 for the official files); `progress` shows a progress bar. Raises `FileNotFoundError` for a missing file and `LMConversionError`
     (a `ValueError`) for a corrupt or inconsistent one.
     """
     if dtype not in DTYPES:
@@ -233,17 +238,19 @@ def convert_lm(
     with open_official_weights(input_dir) as tensors:
         names = _check_weights(tensors, config, input_dir)
         shards = _plan_shards(names, tensors, torch_dtype, max_bytes)
+        total_size = sum(tensors[name].numel() for name in names) * torch_dtype.itemsize
+        bar = tqdm(total=total_size, unit="B", unit_scale=True, desc="language model", disable=not progress)
         if len(shards) == 1:
-            _write_safetensors(output_dir / "model.safetensors", names, tensors, torch_dtype)
+            _write_safetensors(output_dir / "model.safetensors", names, tensors, torch_dtype, bar)
         else:
             weight_map = {}
             for index, shard in enumerate(shards, start=1):
                 file_name = f"model-{index:05d}-of-{len(shards):05d}.safetensors"
-                _write_safetensors(output_dir / file_name, shard, tensors, torch_dtype)
+                _write_safetensors(output_dir / file_name, shard, tensors, torch_dtype, bar)
                 weight_map.update(dict.fromkeys(shard, file_name))
-            total_size = sum(tensors[name].numel() for name in names) * torch_dtype.itemsize
             index_json = {"metadata": {"total_size": total_size}, "weight_map": weight_map}
             (output_dir / "model.safetensors.index.json").write_text(json.dumps(index_json, indent=2) + "\n")
+        bar.close()
     config.save_pretrained(output_dir)
     generation.save_pretrained(output_dir)
     return config
@@ -260,7 +267,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=list(DTYPES))
     parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help='e.g. "5GB", "500MB"')
     args = parser.parse_args(argv)
-    convert_lm(args.input_dir, args.output_dir, args.variant, args.text_vocab_size, args.dtype, args.max_shard_size)
+    convert_lm(
+        args.input_dir, args.output_dir, args.variant, args.text_vocab_size, args.dtype, args.max_shard_size, True
+    )
 
 
 if __name__ == "__main__":
