@@ -16,8 +16,10 @@ from transformers_spiritlm.conversion.convert_speech_tokenizer import (
     ConversionError,
     convert_hubert,
     convert_speech_tokenizer,
-    main as convert_main,
     parse_conv_feature_layers,
+)
+from transformers_spiritlm.conversion.convert_speech_tokenizer import (
+    main as convert_main,
 )
 from transformers_spiritlm.speech_tokenizer.hubert import fill_blank_units
 from transformers_spiritlm.testing.official_hubert import (
@@ -128,16 +130,20 @@ def test_batched_units_equal_one_by_one(tokenizer):
     clips = [
         CLIPS["speech_7s"],
         CLIPS["stereo_44k"],
+        {"array": wave_7s[: 16000 * 13 // 2], "sampling_rate": 16000},
         CLIPS["speech_2s"],
         {"array": wave_7s[:1300], "sampling_rate": 16000},
     ]
     one_by_one = [tokenizer.encode_units(clip) for clip in clips]
     assert tokenizer.encode_units(clips) == one_by_one
-    # Batches of two: the 7 s clip alone, then the others.
-    assert tokenizer.encode_units(clips, max_batch_seconds=8) == one_by_one
-    assert [units["hubert"] for units in one_by_one[:3]] == [
-        RECORDED["cases"][name]["hubert"] for name in ("speech_7s", "stereo_44k", "speech_2s")
+    assert [units["hubert"] for units in one_by_one[:2]] == [
+        RECORDED["cases"]["speech_7s"]["hubert"],
+        RECORDED["cases"]["stereo_44k"]["hubert"],
     ]
+    # On CPU only chunks within 10% of a batch's longest share it: the 7 s and 6.5 s clips, padded.
+    lengths = [len(waveform) for waveform in prepare_audio(clips)]
+    assert tokenizer._batches(lengths, max_batch_seconds=200) == [[0, 2], [1], [3], [4]]
+    assert tokenizer._batches(lengths, max_batch_seconds=10) == [[0], [2], [1], [3], [4]]
 
 
 def test_padded_forward_features_equal_one_by_one(tokenizer):

@@ -147,14 +147,6 @@ def _check_sampling_rate(sampling_rate, source: str) -> int:
     return int(sampling_rate)
 
 
-def _agree(found: int, given: int | None, source: str) -> int:
-    if given is not None and _check_sampling_rate(given, "the call") != found:
-        raise ValueError(
-            f"{source} is sampled at {found} Hz but sampling_rate={given} was passed; drop the argument or fix it"
-        )
-    return found
-
-
 def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_sampling_rate: int = 16000):
     """
     Reads one audio input at its own rate, without resampling or mixing channels.
@@ -162,8 +154,9 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
     Args:
         audio: a path, a 1-D or (channels, samples) array / tensor (int PCM is scaled to [-1, 1]), or a `datasets`
             Audio value.
-        sampling_rate: rate of an array / tensor input. Files and Audio values carry their own; passing a
-            different one raises. Arrays without a rate are taken to be at `default_sampling_rate` (with a warning).
+        sampling_rate: rate of an array / tensor input; files and Audio values carry their own, so it does not
+            apply to them (a batch may mix both). Arrays without it are taken to be at `default_sampling_rate`,
+            with a warning.
 
     Returns:
         `(waveform, sampling_rate)`: a float32 `(channels, samples)` tensor and its rate in Hz.
@@ -172,7 +165,6 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
         audio = np.asarray(audio, dtype=np.float32)
     if isinstance(audio, (str, os.PathLike)):
         waveform, found = read_audio_file(audio)
-        found = _agree(found, sampling_rate, f"audio file {os.fspath(audio)!r}")
     elif isinstance(audio, Mapping):
         if audio.get("array") is not None:
             if "sampling_rate" not in audio:
@@ -180,14 +172,11 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
             waveform = to_float_waveform(
                 np.asarray(audio["array"]) if isinstance(audio["array"], list) else audio["array"]
             )
-            found = _agree(
-                _check_sampling_rate(audio["sampling_rate"], "the audio dict"), sampling_rate, "the audio dict"
-            )
+            found = _check_sampling_rate(audio["sampling_rate"], "the audio dict")
         elif audio.get("bytes") is not None:
             waveform, found = read_audio_file(io.BytesIO(audio["bytes"]))
-            found = _agree(found, sampling_rate, "the audio dict's bytes")
         elif audio.get("path") is not None:
-            return load_audio(audio["path"], sampling_rate)
+            return load_audio(audio["path"])
         else:
             raise ValueError(
                 f"an audio dict needs 'array' and 'sampling_rate' (or 'path' / 'bytes'), got keys {sorted(audio)}"
@@ -195,7 +184,7 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
     elif hasattr(audio, "get_all_samples"):
         samples = audio.get_all_samples()
         waveform = to_float_waveform(samples.data)
-        found = _agree(_check_sampling_rate(samples.sample_rate, "the audio decoder"), sampling_rate, "the decoder")
+        found = _check_sampling_rate(samples.sample_rate, "the audio decoder")
     elif isinstance(audio, (np.ndarray, torch.Tensor)):
         waveform = to_float_waveform(audio)
         if sampling_rate is None:
@@ -205,7 +194,7 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
             )
             found = default_sampling_rate
         else:
-            found = _check_sampling_rate(sampling_rate, "the call")
+            found = _check_sampling_rate(sampling_rate, "the array audio")
     else:
         raise TypeError(
             f"unsupported audio input of type {type(audio).__name__}; pass a path, a numpy array, a torch tensor or "

@@ -103,7 +103,8 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
             audio: a path, a 1-D or (channels, samples) numpy array / torch tensor (int PCM is scaled to [-1, 1]), a
                 `datasets` Audio dict `{"array", "sampling_rate"}`, or a list of these. Audio is resampled to 16 kHz
                 as the official code does, and channels are averaged.
-            sampling_rate: rate of array / tensor inputs (assumed 16 kHz, with a warning, when omitted).
+            sampling_rate: rate of array / tensor inputs (assumed 16 kHz, with a warning, when omitted); files and
+                Audio dicts carry their own.
             max_batch_seconds: padded audio per forward pass (memory bound); a 100 s chunk always goes alone.
 
         Returns:
@@ -150,15 +151,9 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
         return {"hubert": self._hubert_units(chunks, max_batch_seconds)}
 
     def _hubert_units(self, chunks: list[torch.Tensor], max_batch_seconds: float) -> list[list[int]]:
-        budget = max_batch_seconds * self.config.sampling_rate
-        # Longest first, so that each batch pads its rows to a similar length.
-        order = sorted(range(len(chunks)), key=lambda index: -len(chunks[index]))
         units: list[list[int]] = [[] for _ in chunks]
-        start = 0
-        while start < len(order):
-            longest = len(chunks[order[start]])
-            stop = start + max(1, int(budget // longest))
-            batch = order[start:stop]
+        for batch in self._batches([len(chunk) for chunk in chunks], max_batch_seconds):
+            longest = len(chunks[batch[0]])
             input_values = torch.zeros(len(batch), longest, dtype=self.dtype, device=self.device)
             attention_mask = torch.zeros(len(batch), longest, dtype=torch.long, device=self.device)
             for row, index in enumerate(batch):
@@ -167,8 +162,23 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
             output = self(input_values, attention_mask)
             for row, index in enumerate(batch):
                 units[index] = output.hubert_units[row, : output.frame_lengths[row]].tolist()
-            start = stop
         return units
+
+    def _batches(self, lengths: list[int], max_batch_seconds: float) -> list[list[int]]:
+        """Groups chunk indices, longest first, into batches of at most `max_batch_seconds` of padded audio."""
+        budget = max_batch_seconds * self.config.sampling_rate
+        # A CPU spends as long on padding as on audio, so it only batches chunks of nearly the same length; an
+        # accelerator runs the padded rows in parallel, so it fills the budget.
+        shortest_ratio = 0.9 if self.device.type == "cpu" else 0.0
+        batches: list[list[int]] = []
+        for index in sorted(range(len(lengths)), key=lambda index: -lengths[index]):
+            if batches:
+                longest = lengths[batches[-1][0]]
+                if (len(batches[-1]) + 1) * longest <= budget and lengths[index] >= shortest_ratio * longest:
+                    batches[-1].append(index)
+                    continue
+            batches.append([index])
+        return batches
 
     def _check_inputs(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None
