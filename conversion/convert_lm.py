@@ -239,7 +239,9 @@ def convert_lm(
         names = _check_weights(tensors, config, input_dir)
         shards = _plan_shards(names, tensors, torch_dtype, max_bytes)
         total_size = sum(tensors[name].numel() for name in names) * torch_dtype.itemsize
-        bar = tqdm(total=total_size, unit="B", unit_scale=True, desc="language model", disable=not progress)
+        bar = tqdm(
+            total=total_size, unit="B", unit_scale=True, desc="language model", disable=None if progress else True
+        )
         if len(shards) == 1:
             _write_safetensors(output_dir / "model.safetensors", names, tensors, torch_dtype, bar)
         else:

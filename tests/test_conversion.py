@@ -1,19 +1,34 @@
 import json
+import re
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoProcessor,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    pipeline,
+)
 from transformers_spiritlm.conversion.convert_lm import LMConversionError, convert_lm
+from transformers_spiritlm.conversion.convert_spiritlm_to_hf import main
 from transformers_spiritlm.conversion.convert_tokenizer import (
     SlowTokenizerReference,
     TokenizerConversionError,
     convert_tokenizer,
 )
 
-from transformers_spiritlm import SpiritLMForCausalLM
+from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM, SpiritLMProcessor, SpiritLMVocoder
+from transformers_spiritlm.testing.official_checkpoints import write_official_checkpoints, write_official_fcpe
 from transformers_spiritlm.testing.official_lm import (
     official_lm_state_dict,
     write_official_lm,
@@ -201,3 +216,158 @@ def test_lm_weights_that_do_not_fit_the_config_are_clear_errors(tmp_path):
     _edit_json(official_dir / "config.json", lambda c: c.update(num_hidden_layers=2, vocab_size=800))
     with pytest.raises(LMConversionError, match=r"vocab_size=800 is smaller than the SPIRIT LM token layout"):
         convert_lm(official_dir, tmp_path / "out", "base", 400)
+
+
+# The whole converter, from tiny official-format checkpoints/ trees.
+FULL_CONVERSIONS = {"base": "added_tokens"}
+
+
+@pytest.fixture(scope="module")
+def official_trees(tmp_path_factory):
+    root = tmp_path_factory.mktemp("official")
+    trees = {
+        unit_storage: write_official_checkpoints(
+            root / unit_storage, unit_storage=unit_storage, sentencepiece_model=TEXT_MODEL
+        )
+        for unit_storage in set(FULL_CONVERSIONS.values())
+    }
+    return trees, write_official_fcpe(root / "fcpe.pt")
+
+
+def _convert(official_trees, variant: str, output_dir: Path, *extra: str, tree: Path | None = None) -> int:
+    trees, fcpe = official_trees
+    tree = tree or trees[FULL_CONVERSIONS[variant]]
+    argv = ["--checkpoints-dir", str(tree), "--variant", variant, "--output-dir", str(output_dir)]
+    return main([*argv, "--dtype", "float32", "--fcpe-checkpoint", str(fcpe), *extra])
+
+
+@pytest.fixture(scope="module", params=sorted(FULL_CONVERSIONS))
+def converted_repo(request, official_trees, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("converted") / f"spiritlm-{request.param}"
+    assert _convert(official_trees, request.param, output_dir) == 0
+    return request.param, output_dir
+
+
+def test_converted_repo_has_the_design_layout(converted_repo):
+    _, repo = converted_repo
+    files = {str(path.relative_to(repo)) for path in repo.rglob("*") if path.is_file()}
+    assert files == {
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        "special_tokens_map.json", "preprocessor_config.json", "processor_config.json", "README.md",
+        "speech_tokenizer/config.json", "speech_tokenizer/model.safetensors", "vocoder/config.json",
+        "vocoder/model.safetensors",
+    }  # fmt: skip
+    card = (repo / "README.md").read_text()
+    assert card.startswith("---\nlicense: other\nlicense_name: fair-noncommercial-research-license\n")
+    assert "FAIR Noncommercial Research License" in card and "English only" in card
+    assert not list(repo.parent.glob(".*partial"))
+
+
+def test_converted_repo_loads_through_the_public_api(converted_repo, official_trees):
+    variant, repo = converted_repo
+    config = AutoConfig.from_pretrained(repo)
+    assert type(config) is SpiritLMConfig and config.variant == variant
+    model = AutoModelForCausalLM.from_pretrained(repo)
+    assert type(model) is SpiritLMForCausalLM and model.dtype == torch.float32
+    processor = AutoProcessor.from_pretrained(repo)
+    assert type(processor) is SpiritLMProcessor
+    assert processor.speech_tokenizer.config.unit_types == config.unit_types
+    vocoder = SpiritLMVocoder.from_pretrained(repo, subfolder="vocoder")
+    assert vocoder.config.num_pitch_units == (64 if variant == "expressive" else None)
+
+    official_dir = official_trees[0][FULL_CONVERSIONS[variant]] / "spiritlm_model" / f"spirit-lm-{variant}-7b"
+    reference = SlowTokenizerReference(convert_tokenizer(official_dir, variant)[1])
+    for string in TOKENIZER_RECORD["strings"][:60]:
+        if variant == "expressive" or not any(unit in string for unit in ("[Pi", "[St")):
+            assert processor.tokenizer(string).input_ids == reference.encode(string)
+
+    official = json.loads((official_dir / "config.json").read_text())
+    llama = LlamaForCausalLM(LlamaConfig.from_dict(official)).eval()
+    llama.load_state_dict(official_lm_state_dict(official))
+    ids = processor.tokenizer("[Text]the[Speech][Hu3][Hu7]", return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(ids).logits, llama(ids).logits, rtol=0, atol=0)
+
+    pipe = pipeline("spirit-lm", model=str(repo))
+    output = pipe("Hello", output_modality="text", max_new_tokens=3, do_sample=False)
+    assert output[0]["type"] == "text"
+
+
+def test_existing_output_is_refused_without_force(converted_repo, official_trees, capsys):
+    variant, repo = converted_repo
+    before = (repo / "config.json").stat().st_mtime_ns
+    assert _convert(official_trees, variant, repo) == 1
+    error = capsys.readouterr().err
+    assert error == f"error: {repo} already exists; pass --force to replace it\n"
+    assert (repo / "config.json").stat().st_mtime_ns == before
+
+
+def test_force_replaces_an_existing_output(official_trees, tmp_path):
+    output_dir = tmp_path / "repo"
+    output_dir.mkdir()
+    (output_dir / "stale.txt").write_text("from an older conversion")
+    assert _convert(official_trees, "base", output_dir, "--force", "--max-shard-size", "100KB") == 0
+    assert not (output_dir / "stale.txt").exists()
+    assert (output_dir / "model.safetensors.index.json").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["repo"]
+
+
+def test_killing_the_converter_leaves_no_output(official_trees, tmp_path):
+    trees, _ = official_trees
+    output_dir = tmp_path / "repo"
+    command = [sys.executable, "-m", "transformers_spiritlm.conversion.convert_spiritlm_to_hf"]
+    command += ["--checkpoints-dir", str(trees["added_tokens"]), "--variant", "base", "--output-dir", str(output_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".repo.*.partial")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+    assert not output_dir.exists()
+    # The next run clears what the killed one left and converts.
+    assert _convert(official_trees, "base", output_dir) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["repo"]
+
+
+def _break_copy(official_trees, tmp_path, unit_storage: str, breakage) -> Path:
+    tree = shutil.copytree(official_trees[0][unit_storage], tmp_path / "checkpoints")
+    breakage(tree)
+    return tree
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (
+            lambda tree: (tree / "speech_tokenizer" / "hifigan_spiritlm_base" / "generator.pt").unlink(),
+            r"error: official checkpoint file not found: \S+/speech_tokenizer/hifigan_spiritlm_base/generator.pt",
+        ),
+        (
+            lambda tree: _truncate(tree / "spiritlm_model" / "spirit-lm-base-7b" / "pytorch_model.bin"),
+            r"error: \S+/spirit-lm-base-7b/pytorch_model.bin is truncated or corrupt, re-download it",
+        ),
+        (
+            lambda tree: _truncate(tree / "speech_tokenizer" / "hubert_25hz" / "mhubert_base_25hz.pt"),
+            r"error: .*mhubert_base_25hz.pt",
+        ),
+        (
+            lambda tree: _edit_json(
+                tree / "spiritlm_model" / "spirit-lm-base-7b" / "tokenizer_config.json",
+                lambda config: config["added_tokens_decoder"]["401"].__setitem__("content", "[Speech2]"),
+            ),
+            r"error: base tokenizer in \S+ does not follow the official SPIRIT LM id layout: id 401 is '\[Speech2\]'",
+        ),
+    ],
+)
+def test_broken_official_files_are_one_line_errors(official_trees, tmp_path, capsys, breakage, message):
+    tree = _break_copy(official_trees, tmp_path, "added_tokens", breakage)
+    output_dir = tmp_path / "repo"
+    assert _convert(official_trees, "base", output_dir, tree=tree) == 1
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    assert re.fullmatch(message + r"[^\n]*", error.rstrip("\n").split("\n")[-1]), error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints"]
