@@ -3,10 +3,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from transformers import AutoProcessor
 
 from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor
+from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.conversion.convert_vocoder import load_official_vocoder
 from transformers_spiritlm.processing_spiritlm import (
     ends_with_unit_token,
@@ -15,10 +17,12 @@ from transformers_spiritlm.processing_spiritlm import (
     starts_with_unit_token,
 )
 from transformers_spiritlm.testing import build_tiny_repo
+from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
 from transformers_spiritlm.testing.official_vocoder import OFFICIAL_VOCODER_DIRS, write_official_vocoders
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "processing"
+AUDIO = Path(__file__).parent / "fixtures" / "audio"
 OFFICIAL = json.loads((FIXTURES / "official_processing.json").read_text())
 TYPES = {"t": "text", "s": "speech"}
 
@@ -84,6 +88,32 @@ def test_build_prompt_matches_the_official_prompt_builder(processor, case):
         for kind, content in case["segments"]
     ]
     assert processor.build_prompt(segments, output_modality=case["output_modality"]) == case["prompt"]
+
+
+@pytest.fixture(scope="module")
+def official_base_processor(processor, tmp_path_factory):
+    """The processor with the speech tokenizer converted from the official-format checkpoint of the recording."""
+    checkpoints = tmp_path_factory.mktemp("official-hubert")
+    write_official_hubert_checkpoints(checkpoints)
+    speech_tokenizer = convert_speech_tokenizer(checkpoints)
+    return SpiritLMProcessor(processor.feature_extractor, processor.tokenizer, speech_tokenizer=speech_tokenizer)
+
+
+@pytest.mark.parametrize(
+    "case", OFFICIAL["build_prompt_from_audio"], ids=lambda case: f"{case['name']}-{case['output_modality']}"
+)
+def test_build_prompt_from_audio_matches_the_official_prompt_builder(official_base_processor, case):
+    """Files (16 kHz, 44.1 kHz stereo) and arrays, through the feature extractor and the speech tokenizer."""
+    segments = []
+    for kind, content in case["segments"]:
+        if kind == "text":
+            segments.append({"type": "text", "text": content})
+        elif content.startswith("array:"):
+            audio, rate = soundfile.read(AUDIO / content.removeprefix("array:"), dtype="float32")
+            segments.append({"type": "speech", "audio": audio, "sampling_rate": rate})
+        else:
+            segments.append({"type": "speech", "audio": AUDIO / content})
+    assert official_base_processor.build_prompt(segments, output_modality=case["output_modality"]) == case["prompt"]
 
 
 def test_call_left_pads_a_batch_and_matches_tokenizing_each_prompt(processor):
