@@ -198,8 +198,11 @@ def convert_hubert(
 
     weights = quantizer["model_weight"]
     layer_ids = sorted({key.split(".")[0] for key in weights}, key=lambda name: int(name) if name.isdigit() else -1)
-    if not layer_ids or not all(name.isdigit() for name in layer_ids):
-        raise ConversionError(f"{QUANTIZER_FILE} weights are not an nn.Sequential state dict: {sorted(weights)[:4]}")
+    expected_keys = {f"{name}.{leaf}" for name in layer_ids for leaf in ("weight", "bias")}
+    if not layer_ids or not all(name.isdigit() for name in layer_ids) or set(weights) != expected_keys:
+        raise ConversionError(
+            f"{QUANTIZER_FILE} weights are not the official Linear/LeakyReLU stack: keys {sorted(weights)[:6]}"
+        )
     widths = [weights[f"{name}.weight"].shape[0] for name in layer_ids]
     cfg = quantizer["model_cfg"]
     if widths[-1] != cfg.get("vocab_size", -1) + 1 or weights[f"{layer_ids[0]}.weight"].shape[1] != cfg.get("dim"):

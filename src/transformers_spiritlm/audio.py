@@ -232,15 +232,16 @@ def prepare_audio(
 ) -> list[torch.Tensor]:
     """
     Loads audio inputs as mono float32 waveforms at `target_sampling_rate`, like the official code: channels are
-    resampled, then averaged (with a one-time warning). Inputs sharing a rate are resampled in one batch.
+    resampled, then averaged (with a one-time warning). Inputs sharing a rate and device share one filter bank.
 
     Returns:
         One 1-D float32 tensor per input.
     """
     loaded = [load_audio(audio, sampling_rate, default_sampling_rate=target_sampling_rate) for audio in audios]
     waveforms = [waveform for waveform, _ in loaded]
-    for rate in {rate for _, rate in loaded} - {target_sampling_rate}:
-        indices = [i for i, (_, found) in enumerate(loaded) if found == rate]
+    groups = {(rate, waveform.device) for waveform, rate in loaded if rate != target_sampling_rate}
+    for rate, device in groups:
+        indices = [i for i, (waveform, found) in enumerate(loaded) if (found, waveform.device) == (rate, device)]
         for i, resampled in zip(indices, resample([waveforms[i] for i in indices], rate, target_sampling_rate)):
             waveforms[i] = resampled
 

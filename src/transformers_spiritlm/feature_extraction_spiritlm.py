@@ -78,7 +78,7 @@ class SpiritLMFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError("no audio given: pass one audio input or a non-empty list of them")
         waveforms = prepare_audio(audios, sampling_rate, self.sampling_rate)
         return self.pad(
-            BatchFeature({"input_values": [waveform.numpy() for waveform in waveforms]}),
+            BatchFeature({"input_values": [waveform.cpu().numpy() for waveform in waveforms]}),
             padding=padding,
             max_length=max_length,
             truncation=truncation,

@@ -105,7 +105,7 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
                 as the official code does, and channels are averaged.
             sampling_rate: rate of array / tensor inputs (assumed 16 kHz, with a warning, when omitted); files and
                 Audio dicts carry their own.
-            max_batch_seconds: padded audio per forward pass (memory bound); a 100 s chunk always goes alone.
+            max_batch_seconds: padded audio per forward pass (bounds memory); a longer chunk goes alone.
 
         Returns:
             `{"hubert": [unit, ...]}` (25 units per second, NOT deduplicated), or one such dict per input.
