@@ -5,7 +5,6 @@ Each subcommand is a thin layer over the library (pipeline, processor, speech to
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -197,16 +196,21 @@ def run_demo(args) -> int:
 def run_tokenize(args) -> int:
     from transformers import AutoModel
 
-    files = find_audio_files(args.inputs, args.extensions.split(","))
-    speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(args.device).eval()
+    from .corpus import distributed_state, process_shard, sharded_output
+
+    # Under `accelerate launch` each process encodes its shard on its own device; the parts are merged in order.
+    state = distributed_state()
+    device = state.device if state.num_processes > 1 else args.device
+    files = process_shard(find_audio_files(args.inputs, args.extensions.split(",")), state)
+    speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(device).eval()
     records = tokenize_files(files, speech_tokenizer, args.batch_size, progress=not args.quiet)
-    with contextlib.ExitStack() as stack:
-        output = sys.stdout if args.output == "-" else stack.enter_context(open(args.output, "w", encoding="utf-8"))
+    with sharded_output(args.output, state) as output:
         written, failed = write_jsonl(records, output)
     for record in failed:
         print(f"skipped {record['audio']}: {record['error']}", file=sys.stderr)
     where = "stdout" if args.output == "-" else args.output
-    print(f"tokenized {written} of {len(files)} files into {where}", file=sys.stderr)
+    shard = f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else ""
+    print(f"tokenized {written} of {len(files)} files into {where}{shard}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -331,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
             '{"audio": path, "hubert": [...], "pitch": [...], "style": [...], "string": "[St71][Pi39][Hu99]..."}. '
             "Unit lists are at 25 / 12.5 / 1 per second and not deduplicated; 'string' is what the language model "
             "reads. Audio at any rate is resampled to 16 kHz, channels are averaged. Unreadable files are skipped "
-            "and listed at the end (exit code 1)."
+            "and listed at the end (exit code 1). Under `accelerate launch --num_processes N` every process encodes "
+            "one shard of the files (on its own GPU) and the parts are merged, in order, into --output (on CPU-only "
+            "machines add --multi_gpu so that accelerate starts N processes)."
         ),
     )
     tokenize.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")

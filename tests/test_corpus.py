@@ -1,0 +1,75 @@
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from transformers_spiritlm import cli
+from transformers_spiritlm.corpus import distributed_state, process_shard, shard_range, sharded_output
+from transformers_spiritlm.testing import build_tiny_repo
+
+AUDIO = Path(__file__).resolve().parent / "fixtures" / "audio"
+
+
+@pytest.mark.parametrize("num_items, count", [(20, 2), (7, 3), (2, 4), (0, 2), (5, 1)])
+def test_shards_are_contiguous_near_equal_and_cover_everything(num_items, count):
+    shards = [shard_range(num_items, index, count) for index in range(count)]
+    assert [i for shard in shards for i in shard] == list(range(num_items))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    with pytest.raises(ValueError, match=f"shard index {count} is out of range for {count} shards"):
+        shard_range(num_items, count, count)
+
+
+def test_single_process_writes_the_output_directly(tmp_path):
+    state = distributed_state()
+    assert state.num_processes == 1
+    assert process_shard(["a", "b", "c"], state) == ["a", "b", "c"]
+    output = tmp_path / "out" / "units.jsonl"
+    with sharded_output(output, state) as file:
+        file.write('{"a": 1}\n')
+        assert not output.exists()
+    assert output.read_text() == '{"a": 1}\n'
+    assert sorted(os.listdir(output.parent)) == ["units.jsonl"]
+    with pytest.raises(RuntimeError), sharded_output(tmp_path / "failed.jsonl", state) as file:
+        raise RuntimeError("boom")
+    assert not list(tmp_path.glob("failed.jsonl*"))
+
+
+def write_clips(folder: Path, count: int = 20) -> None:
+    """`count` clips of 0.5 to 1.6 s cut from the espeak-ng fixtures, in nested folders, as WAV and FLAC."""
+    speech, rate = soundfile.read(AUDIO / "speech_7s_16k.wav", dtype="float32")
+    for index in range(count):
+        length = int((0.5 + 0.06 * index) * rate)
+        start = (index * 2711) % (len(speech) - length)
+        path = folder / f"part{index % 3}" / f"clip_{index:02d}.{'flac' if index % 4 == 0 else 'wav'}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, speech[start : start + length], rate)
+
+
+def run_tokenize(command_prefix: list[str], clips: Path, repo: Path, output: Path) -> subprocess.CompletedProcess:
+    command = [*command_prefix, "-m", "transformers_spiritlm.cli", "tokenize", str(clips), "--repo", str(repo)]
+    command += ["--output", str(output), "--batch-size", "4", "--device", "cpu"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment, check=False)
+
+
+def test_two_processes_under_accelerate_give_the_units_of_one(tmp_path):
+    clips, repo = tmp_path / "clips", build_tiny_repo(tmp_path / "repo", variant="base", vocoder=False)
+    write_clips(clips)
+    single = ["tokenize", str(clips), "--repo", str(repo), "-o", str(tmp_path / "single.jsonl"), "--device", "cpu"]
+    assert cli.main([*single, "--batch-size", "4", "--quiet"]) == 0
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    sharded = run_tokenize(launcher, clips, repo, tmp_path / "sharded" / "units.jsonl")
+    assert sharded.returncode == 0, sharded.stderr
+    for index in (0, 1):
+        assert re.search(rf"tokenized 10 of 10 files into \S+units.jsonl \(process {index} of 2\)", sharded.stderr)
+
+    lines = (tmp_path / "single.jsonl").read_text().splitlines()
+    assert len(lines) == 20 and '"hubert": [' in lines[0]
+    assert (tmp_path / "sharded" / "units.jsonl").read_text().splitlines() == lines
+    assert os.listdir(tmp_path / "sharded") == ["units.jsonl"]
+    shutil.rmtree(clips)
