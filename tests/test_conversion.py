@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import pytest
 import torch
@@ -302,14 +303,28 @@ def test_existing_output_is_refused_without_force(converted_repo, official_trees
     assert (repo / "config.json").stat().st_mtime_ns == before
 
 
-def test_force_replaces_an_existing_output(official_trees, tmp_path):
+def test_force_replaces_an_existing_output_and_pushes(official_trees, tmp_path, monkeypatch):
+    calls = []
+
+    class FakeHfApi:
+        def create_repo(self, repo_id, exist_ok=False):
+            calls.append(("create_repo", repo_id, exist_ok))
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            calls.append(("upload_folder", repo_id, sorted(path.name for path in Path(folder_path).iterdir())))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
     output_dir = tmp_path / "repo"
     output_dir.mkdir()
     (output_dir / "stale.txt").write_text("from an older conversion")
-    assert _convert(official_trees, "base", output_dir, "--force", "--max-shard-size", "100KB") == 0
+    extra = ("--force", "--max-shard-size", "100KB", "--push-to-hub", "someone/spiritlm-base")
+    assert _convert(official_trees, "base", output_dir, *extra) == 0
     assert not (output_dir / "stale.txt").exists()
     assert (output_dir / "model.safetensors.index.json").is_file()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["repo"]
+    assert calls[0] == ("create_repo", "someone/spiritlm-base", True)
+    assert calls[1][:2] == ("upload_folder", "someone/spiritlm-base") and "README.md" in calls[1][2]
+    assert 'pipeline("spirit-lm", model="someone/spiritlm-base")' in (output_dir / "README.md").read_text()
 
 
 def test_killing_the_converter_leaves_no_output(official_trees, tmp_path):

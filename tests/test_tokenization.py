@@ -1,9 +1,16 @@
+import json
+
 import pytest
 from transformers import AutoTokenizer, LlamaTokenizer
 
 from transformers_spiritlm import SpiritLMConfig
 from transformers_spiritlm.testing import tiny_lm_config, tiny_text_tokenizer
-from transformers_spiritlm.tokenization_spiritlm import add_spiritlm_tokens, check_spiritlm_token_layout
+from transformers_spiritlm.tokenization_spiritlm import (
+    add_spiritlm_tokens,
+    build_spiritlm_tokenizer,
+    check_spiritlm_token_layout,
+    spiritlm_token_strings,
+)
 
 
 def llama_sized_tokenizer() -> LlamaTokenizer:
@@ -61,3 +68,45 @@ def test_layout_mismatch_is_a_clear_error():
         check_spiritlm_token_layout(tokenizer, tiny_lm_config())
     with pytest.raises(ValueError, match=r"'\[Text\]' has id 385, expected id 384"):
         add_spiritlm_tokens(tokenizer, tiny_lm_config())
+
+
+def _text_vocab_and_merges():
+    backend = json.loads(tiny_text_tokenizer().backend_tokenizer.to_str())["model"]
+    return backend["vocab"], [
+        tuple(merge) if isinstance(merge, list) else tuple(merge.split(" ")) for merge in backend["merges"]
+    ]
+
+
+@pytest.mark.parametrize(
+    "units_in_sentencepiece, legacy, expected_start, decoded",
+    [
+        # One dummy prefix for the whole text: "▁" before a leading marker, none after it (official user-defined pieces).
+        (True, True, ["<s>", "▁", "[Text]", "h"], "[Text]hello [Speech][Hu3][Hu4]"),
+        # Units as added tokens, legacy: every chunk between them gets its own prefix; 4.x joins them with spaces.
+        (False, True, ["<s>", "[Text]", "▁"], "[Text] hello  [Speech] [Hu3] [Hu4]"),
+        (False, False, ["<s>", "▁", "[Text]", "h"], "[Text] hello  [Speech] [Hu3] [Hu4]"),
+    ],
+)
+def test_built_tokenizer_follows_the_official_storage(
+    units_in_sentencepiece, legacy, expected_start, decoded, tmp_path
+):
+    vocab, merges = _text_vocab_and_merges()
+    config = tiny_lm_config()
+    tokenizer = build_spiritlm_tokenizer(vocab, merges, spiritlm_token_strings(config), units_in_sentencepiece, legacy)
+    tokenizer.save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    check_spiritlm_token_layout(tokenizer, config)
+    ids = tokenizer("[Text]hello [Speech][Hu3][Hu4]").input_ids
+    assert tokenizer.convert_ids_to_tokens(ids)[: len(expected_start)] == expected_start
+    assert tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False) == decoded
+    assert (tokenizer.pad_token, tokenizer.padding_side) == ("<unk>", "left")
+
+
+def test_built_tokenizer_rejects_malformed_inputs():
+    vocab, merges = _text_vocab_and_merges()
+    with pytest.raises(
+        ValueError, match=r"unit tokens must look like '\[Name\]' and not be text pieces; got \['Hu3'\]"
+    ):
+        build_spiritlm_tokenizer(vocab, merges, ["[Text]", "Hu3"])
+    with pytest.raises(ValueError, match=r"text_vocab ids must be exactly 0..383"):
+        build_spiritlm_tokenizer({**vocab, "<s>": 999}, merges, ["[Text]"])
