@@ -132,7 +132,13 @@ def test_generate_bad_input_is_a_clear_error(tiny_repo, capsys):
 def test_convert_passes_its_arguments_to_the_conversion_script(monkeypatch):
     calls = []
     module = types.ModuleType("transformers_spiritlm.conversion.convert_spiritlm_to_hf")
-    module.main = calls.append
+    module.main = lambda argv: calls.append(argv) or 3
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    assert main(["convert", "--checkpoints-dir", "ckpt", "--variant", "base", "--output-dir", "out", "--help"]) == 0
+    assert main(["convert", "--checkpoints-dir", "ckpt", "--variant", "base", "--output-dir", "out", "--help"]) == 3
     assert calls == [["--checkpoints-dir", "ckpt", "--variant", "base", "--output-dir", "out", "--help"]]
+
+
+def test_convert_help_is_the_conversion_script_help():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "--help"])
+    assert exit_info.value.code == 0

@@ -262,8 +262,8 @@ def run_convert(argv: list[str]) -> int:
         from .conversion.convert_spiritlm_to_hf import main as convert_main
     except ImportError as error:
         raise SystemExit(f"spiritlm convert: the conversion script is not available ({error})") from None
-    convert_main(argv)
-    return 0
+    status = convert_main(argv)
+    return status if isinstance(status, int) else 0
 
 
 class _AppendSegment(argparse.Action):
