@@ -98,6 +98,12 @@ def test_batch_of_three_matches_single_calls_and_returns_prompts(pipe):
     assert outputs[1]["prompt"].startswith("[Speech][Hu") and outputs[2]["prompt"].startswith("[Text]a[Speech][Hu")
 
 
+def test_batch_size_2_left_pads_and_matches_one_by_one(pipe):
+    inputs = ["one two three four five", "hi", [{"type": "speech", "units": "[Hu1][Hu2][Hu3]"}]]
+    kwargs = {"output_modality": "text", "max_new_tokens": 10, "do_sample": False}
+    assert pipe(inputs, batch_size=2, **kwargs) == pipe(inputs, **kwargs)
+
+
 def test_seed_makes_sampling_reproducible(pipe):
     first = pipe("one", output_modality="text", max_new_tokens=20, do_sample=True, seed=5)
     assert pipe("one", output_modality="text", max_new_tokens=20, do_sample=True, seed=5) == first

@@ -195,6 +195,19 @@ def test_save_and_auto_load_round_trip(processor, tmp_path):
     assert reloaded(segments)["input_ids"].tolist() == processor(segments)["input_ids"].tolist()
 
 
+def test_speech_tokenizer_is_saved_in_its_subfolder_and_reloaded(tiny_repo, tmp_path):
+    processor = SpiritLMProcessor.from_pretrained(tiny_repo)
+    assert processor.speech_tokenizer is not None
+    processor.save_pretrained(tmp_path)
+    assert {p.name for p in (tmp_path / "speech_tokenizer").iterdir()} == {"config.json", "model.safetensors"}
+    assert "speech_tokenizer" not in json.loads((tmp_path / "processor_config.json").read_text())
+    reloaded = AutoProcessor.from_pretrained(tmp_path)
+    segments = [{"type": "speech", "audio": AUDIO / "speech_2s_16k.wav"}, {"type": "text", "text": "ok"}]
+    prompt = reloaded.build_prompt(segments, "speech")
+    assert prompt == processor.build_prompt(segments, "speech") and prompt.startswith("[Speech][Hu")
+    assert SpiritLMProcessor.from_pretrained(tmp_path, load_speech_tokenizer=False).speech_tokenizer is None
+
+
 @pytest.mark.parametrize(
     "segments, error, message",
     [

@@ -77,6 +77,8 @@ class SpiritLMPipeline(Pipeline):
                 "the spirit-lm pipeline needs a SpiritLMProcessor; pass processor=... or a converted repo"
             )
         self.tokenizer = self.processor.tokenizer
+        # Audio reaches the model as token ids: batches are collated as text only (left-padded by the tokenizer).
+        self.feature_extractor = None
         if self.processor.speech_tokenizer is not None:
             self.processor.speech_tokenizer.to(self.device)
         if self.tokenizer.pad_token_id is not None:
