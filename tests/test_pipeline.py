@@ -1,4 +1,5 @@
 import re
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,11 @@ def test_seed_makes_sampling_reproducible(pipe):
 def test_bad_input_is_a_clear_error(pipe, inputs, kwargs, error, message):
     with pytest.raises(error, match=message):
         pipe(inputs, max_new_tokens=2, **kwargs)
+
+
+def test_low_level_example_runs(tiny_repo, tmp_path, monkeypatch, capsys):
+    script = Path(__file__).parents[1] / "examples" / "generate_interleaved.py"
+    monkeypatch.setattr("sys.argv", [str(script), "--repo", str(tiny_repo), "--output-dir", str(tmp_path)])
+    runpy.run_path(str(script), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert printed.count("prompt ") == 2 and len(list(tmp_path.glob("prompt*.wav"))) == 2
