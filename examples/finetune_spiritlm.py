@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import datasets
+import torch
 from transformers import AutoModelForCausalLM, AutoProcessor, Trainer, TrainingArguments
 
 import transformers_spiritlm  # noqa: F401  (registers the SPIRIT LM Auto classes)
@@ -44,7 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", required=True, help="where the Trainer writes the fine-tuned model")
     parser.add_argument("--model", help="converted SPIRIT LM repo (default: a tiny random one built on the fly)")
-    parser.add_argument("--variant", choices=("base", "expressive"), default="base", help="variant of the tiny model")
+    parser.add_argument(
+        "--variant",
+        choices=("base", "expressive"),
+        default="base",
+        help="variant of the tiny model (expressive needs pitch and style units)",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with words.jsonl and audio")
     parser.add_argument("--kinds", nargs="+", choices=SEQUENCE_KINDS, default=["speech", "text", "interleaved"])
     parser.add_argument(
@@ -99,6 +105,7 @@ def main(argv=None) -> dict:
         logging_steps=1,
         save_strategy="no",
         report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
         seed=args.seed,
     )
     trainer = Trainer(
