@@ -40,18 +40,20 @@ def write_clips(directory: Path, count: int, min_seconds: float, max_seconds: fl
     return paths
 
 
-def best_of(function, repeats: int) -> float:
-    """Median wall time of `repeats` calls, after one warm-up call."""
+def best_of(function, repeats: int) -> tuple[float, float]:
+    """Median wall time and median CPU time (all threads) of `repeats` calls, after one warm-up call. CPU time is
+    the steadier figure on a shared machine."""
     function()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
-def run_ours(clips: list[Path], device: str, dtype: str, repeats: int) -> dict[str, float]:
+def run_ours(clips: list[Path], device: str, dtype: str, repeats: int) -> dict[str, tuple[float, float]]:
     from transformers_spiritlm import SpiritLMSpeechTokenizer, SpiritLMSpeechTokenizerConfig
 
     torch.manual_seed(0)
@@ -113,8 +115,9 @@ def main() -> None:
         f"{args.clips} clips, {audio_seconds:.1f} s of audio; {args.device} {args.dtype} for ours, "
         f"{torch.get_num_threads()} torch threads"
     )
-    for name, seconds in timings.items():
-        print(f"{name:28s} {audio_seconds / seconds:8.1f} s of audio / s   ({seconds:.2f} s)")
+    print(f"{'':28s} {'audio s / wall s':>16s} {'audio s / CPU s':>16s}")
+    for name, (wall, cpu) in timings.items():
+        print(f"{name:28s} {audio_seconds / wall:16.2f} {audio_seconds / cpu:16.2f}")
 
 
 if __name__ == "__main__":
