@@ -25,7 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers_spiritlm.conversion.convert_lm import DEFAULT_MAX_SHARD_SIZE, DTYPES, convert_lm
-from transformers_spiritlm.conversion.convert_tokenizer import SlowTokenizerReference, convert_tokenizer
+from transformers_spiritlm.conversion.convert_tokenizer import (
+    SlowTokenizerReference,
+    convert_tokenizer,
+    pieces_encoded_differently,
+)
 
 from transformers_spiritlm.configuration_spiritlm import VARIANTS
 
@@ -133,7 +137,13 @@ def self_check(repo_dir: Path, official_tokenizer, variant: str) -> list[tuple[s
     expected = SlowTokenizerReference(official_tokenizer).encode(probe)
     if ids != expected:
         raise RuntimeError(f"self-check: tokenizer ids {ids} differ from the official tokenizer's {expected}")
-    rows.append(("tokenizer", "ids == official (SentencePiece)", f"{len(ids)} ids equal"))
+    rows.append(("tokenizer", "probe ids == official (SentencePiece)", f"{len(ids)} ids equal"))
+    differing = pieces_encoded_differently(processor.tokenizer, official_tokenizer)
+    checked = sum(piece.type == 1 for piece in official_tokenizer.proto.pieces[: official_tokenizer.text_vocab_size])
+    examples = f" (differ: {', '.join(map(repr, differing[:5]))})" if differing else ""
+    rows.append(
+        ("tokenizer", "each text piece after a marker", f"{checked - len(differing)}/{checked} equal{examples}")
+    )
 
     model = AutoModelForCausalLM.from_pretrained(repo_dir).eval()
     with torch.no_grad():

@@ -282,6 +282,22 @@ class SlowTokenizerReference:
         return [self.added["<s>"]] + ids
 
 
+def pieces_encoded_differently(tokenizer, official: OfficialTokenizer) -> list[str]:
+    """
+    The text pieces for which `"[Text]" + piece` (`▁` read as a space) gets different ids from `tokenizer` and from
+    the official tokenizer ([`SlowTokenizerReference`]). When the text right after a unit is exactly one vocabulary
+    piece, the fast tokenizer emits that piece whole (see [`build_spiritlm_tokenizer`]) where SentencePiece might end
+    elsewhere by its merges; this lists where that happens (empty when every piece encodes to itself).
+    """
+    reference = SlowTokenizerReference(official)
+    pieces = [
+        piece.piece for piece in official.proto.pieces[: official.text_vocab_size] if piece.type == _PIECE.NORMAL
+    ]
+    texts = ["[Text]" + piece.replace(SPIECE_UNDERLINE, " ") for piece in pieces]
+    fast = tokenizer(texts).input_ids
+    return [piece for piece, text, ids in zip(pieces, texts, fast) if ids != reference.encode(text)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input-dir", required=True, help="official spiritlm_model/spirit-lm-{variant}-7b folder")

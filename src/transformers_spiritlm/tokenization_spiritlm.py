@@ -126,7 +126,13 @@ def build_spiritlm_tokenizer(
     `legacy` is the `tokenizer_config.json` setting (absent means True in transformers 4.x).
 
     The text between units is normalized as SentencePiece does (`▁` prefix, spaces to `▁`), units are split off
-    whole, and the rest is byte-fallback BPE. The unknown token `<unk>` doubles as the padding token.
+    whole, and the rest is byte-fallback BPE. With one dummy prefix for the whole text, the BPE emits any chunk that
+    is exactly a vocabulary entry whole (that is how units come out whole); SentencePiece does the same for every
+    piece it can reach by merges, which the converter checks piece by piece. The unknown token `<unk>` doubles as the
+    padding token.
+
+    The result is a `TokenizersBackend` and saves as such: reload it with `AutoTokenizer`, not `LlamaTokenizer`, which
+    would replace this normalization with its own.
     """
     text_vocab_size = len(text_vocab)
     if sorted(text_vocab.values()) != list(range(text_vocab_size)):
