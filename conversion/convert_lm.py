@@ -69,7 +69,7 @@ def convert_lm_config(
     llama = LlamaConfig.from_dict(dict(official)).to_dict()
     for key in ("model_type", "architectures", "transformers_version", "_name_or_path", "dtype"):
         llama.pop(key, None)
-    if llama.get("pad_token_id") is None:
+    if llama.get("pad_token_id") is None or llama["pad_token_id"] < 0:
         llama["pad_token_id"] = pad_token_id
     num_pitch_units, num_style_units = (64, 100) if variant == "expressive" else (0, 0)
     try:
@@ -228,7 +228,7 @@ def convert_lm(
     generation = (
         GenerationConfig.from_dict(_read_json(generation_path)) if generation_path.is_file() else GenerationConfig()
     )
-    if generation.pad_token_id is None:
+    if generation.pad_token_id is None or generation.pad_token_id < 0:
         generation.pad_token_id = config.pad_token_id
     generation.bos_token_id = generation.bos_token_id if generation.bos_token_id is not None else config.bos_token_id
     generation.eos_token_id = generation.eos_token_id if generation.eos_token_id is not None else config.eos_token_id

@@ -29,7 +29,6 @@ from transformers_spiritlm.tokenization_spiritlm import (
     build_spiritlm_tokenizer,
 )
 
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
 NUM_HUBERT_UNITS, NUM_PITCH_UNITS, NUM_STYLE_UNITS = 501, 64, 100
 
 _PIECE = sentencepiece_model_pb2.ModelProto.SentencePiece
@@ -60,10 +59,6 @@ class OfficialTokenizer:
     unit_tokens: list[str]
     units_in_sentencepiece: bool
     legacy: bool
-
-    @property
-    def has_expressive_units(self) -> bool:
-        return len(self.unit_tokens) > 2 + NUM_HUBERT_UNITS
 
 
 def _read_json(path: Path) -> dict:

@@ -184,7 +184,9 @@ def test_converted_lm_logits_equal_official(tmp_path, variant):
 
 
 def test_lm_conversion_streams_into_shards_and_casts(tmp_path):
-    official_dir = write_official_lm(tmp_path / "ckpt", "base", shards=3, sentencepiece_model=TEXT_MODEL)
+    official_dir = write_official_lm(
+        tmp_path / "ckpt", "base", shards=3, sentencepiece_model=TEXT_MODEL, pad_token_id=-1
+    )
     config = convert_lm(official_dir, tmp_path / "out", "base", 400, dtype="bfloat16", max_shard_size="40KB")
     index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
     shards = sorted(set(index["weight_map"].values()))
@@ -193,7 +195,7 @@ def test_lm_conversion_streams_into_shards_and_casts(tmp_path):
     for name, file_name in index["weight_map"].items():
         with safe_open(tmp_path / "out" / file_name, "pt") as shard:
             assert torch.equal(shard.get_tensor(name), official[name].to(torch.bfloat16))
-    assert config.dtype == "bfloat16"
+    assert config.dtype == "bfloat16" and config.pad_token_id == 0  # -1 (no padding token) is no id
     assert SpiritLMForCausalLM.from_pretrained(tmp_path / "out").dtype == torch.bfloat16
 
 
