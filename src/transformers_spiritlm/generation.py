@@ -70,16 +70,24 @@ class SpiritLMModalityLogitsProcessor(LogitsProcessor):
         if eos_token_id is None:
             eos_token_id = config.eos_token_id
         self.eos_token_ids = [] if eos_token_id is None else [int(i) for i in torch.tensor(eos_token_id).reshape(-1)]
+        self._biases = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if not self.banned_ranges:
             return scores
-        exempt = scores[:, self.eos_token_ids]
-        scores = scores.clone()
+        key = (scores.shape[-1], scores.device, scores.dtype)
+        if key not in self._biases:
+            self._biases[key] = self._banned_bias(*key)
+        # One addition per step (as `generate` applies bad_words_ids) costs less than editing a copy of the scores.
+        return scores + self._biases[key]
+
+    def _banned_bias(self, vocab_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """`(vocab_size,)` tensor: `-inf` at the banned ids, `0` elsewhere and at the end-of-sequence ids."""
+        bias = torch.zeros(vocab_size, dtype=dtype, device=device)
         for banned in self.banned_ranges:
-            scores[:, banned.start : banned.stop] = -float("inf")
-        scores[:, self.eos_token_ids] = exempt
-        return scores
+            bias[banned.start : banned.stop] = -float("inf")
+        bias[self.eos_token_ids] = 0
+        return bias
 
 
 __all__ = ["OUTPUT_MODALITIES", "SpiritLMModalityLogitsProcessor", "banned_token_ranges", "check_output_modality"]
