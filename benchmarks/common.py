@@ -1,0 +1,249 @@
+"""Shared helpers of the benchmark scripts: machine description and matmul peak, interleaved timing with medians,
+peak RSS of a child process, result tables.
+
+The scripts run as `python benchmarks/bench_<name>.py`, which puts this folder on `sys.path`: `import common`.
+Timings on a shared machine are noisy, so compared variants run interleaved (A B A B ...) and medians are reported;
+ratios are only ever taken between numbers measured in the same run.
+"""
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+# Llama-2-7B's widths, which SPIRIT LM 7B keeps (its vocabulary: 32000 text tokens + markers + units, padded).
+SPIRITLM_7B_WIDTHS = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32768,
+}
+
+
+def spiritlm_config(num_layers: int, **overrides):
+    """An EXPRESSIVE `SpiritLMConfig` with the 7B widths (or `overrides`) and `num_layers` of its 32 layers."""
+    from transformers_spiritlm import SpiritLMConfig
+
+    widths = {**SPIRITLM_7B_WIDTHS, **overrides}
+    return SpiritLMConfig(
+        variant="expressive", num_hidden_layers=num_layers, max_position_embeddings=4096, pad_token_id=0, **widths
+    )
+
+
+def set_threads(threads: int) -> None:
+    """Runs torch (intra-op) on `threads` threads, as the targets' "2-thread" figures assume."""
+    torch.set_num_threads(threads)
+
+
+def cpu_name() -> str:
+    """The CPU model name from `/proc/cpuinfo` (the platform's processor string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def total_memory_gib() -> float | None:
+    """Physical memory in GiB, or `None` where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_summary() -> str:
+    """One line: CPU, cores, torch threads and ISA, memory, torch and transformers versions."""
+    import transformers
+
+    memory = total_memory_gib()
+    memory = f", {memory:.0f} GiB RAM" if memory is not None else ""
+    return (
+        f"{cpu_name()}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads, "
+        f"{torch.backends.cpu.get_cpu_capability()}){memory}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}"
+    )
+
+
+def time_interleaved(
+    variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """
+    Wall-clock seconds of each call of each variant: `warmup` untimed rounds, then `repeats` timed rounds, each
+    round calling every variant once in turn (A B C, B C A, C A B, ...: the order rotates so that no variant always
+    runs right after the same one), so that load from other processes spreads evenly over the variants. Returns
+    `{name: [seconds per round]}`; take `statistics.median` of each, or [`paired_ratio`] of two.
+    """
+    for _ in range(warmup):
+        for function in variants.values():
+            function()
+    names = list(variants)
+    timings = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            variants[name]()
+            timings[name].append(time.perf_counter() - start)
+    return timings
+
+
+def paired_ratio(timings: dict[str, list[float]], name: str, baseline: str) -> float:
+    """Median over the rounds of [`time_interleaved`] of `name`'s time over `baseline`'s in the same round: pairs
+    calls made moments apart, so that slow drifts of the machine's load cancel out."""
+    return statistics.median(a / b for a, b in zip(timings[name], timings[baseline]))
+
+
+def median_time(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of `repeats` calls of `function` after `warmup` untimed ones."""
+    return statistics.median(time_interleaved({"f": function}, repeats, warmup)["f"])
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """
+    GFLOP/s of a square `size` matmul in `dtype` on the current torch threads, the best of `repeats`: the practical
+    compute peak that the benchmarks' GFLOP/s figures are set against. The best, not the median, because load from
+    other processes can only slow a run down.
+    """
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
+    out = torch.empty(size, size, dtype=dtype)
+    seconds = min(time_interleaved({"mm": lambda: torch.mm(a, b, out=out)}, repeats, warmup=2)["mm"])
+    return 2 * size**3 / seconds / 1e9
+
+
+def matmul_peaks(dtypes: Sequence[torch.dtype] = (torch.float32, torch.bfloat16)) -> dict[torch.dtype, float]:
+    """`matmul_peak_gflops` of each dtype."""
+    return {dtype: matmul_peak_gflops(dtype) for dtype in dtypes}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`torch.bfloat16` -> `"bf16"`, `torch.float32` -> `"fp32"`, else the torch name."""
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
+def print_header(title: str, peaks: dict[torch.dtype, float] | None = None, notes: Sequence[str] = ()) -> None:
+    """Prints the benchmark title, the date (UTC), the machine, the measured matmul peaks and free-form notes."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"== {title}")
+    print(f"date:    {now}")
+    print(f"machine: {machine_summary()}")
+    if peaks:
+        figures = ", ".join(f"{dtype_name(dtype)} {gflops:.0f}" for dtype, gflops in peaks.items())
+        print(f"matmul peak ({torch.get_num_threads()} threads, GFLOP/s): {figures}")
+    for note in notes:
+        print(f"note:    {note}")
+    sys.stdout.flush()
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Prints `rows` under `headers` as a Markdown table (floats as given: format them before)."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(str(header)), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
+    print("| " + " | ".join(str(header).ljust(width) for header, width in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    for row in cells:
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |")
+    sys.stdout.flush()
+
+
+@dataclass
+class ChildResult:
+    """Outcome of [`run_child`]: exit status, captured output, peak resident set size (bytes) and wall seconds."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss: int
+    seconds: float
+
+
+def _peak_rss_so_far(pid: int) -> int | None:
+    """`VmHWM` (peak resident set size, bytes) of a running process from `/proc`, `None` where unavailable."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def run_child(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float | None = None) -> ChildResult:
+    """
+    Runs `argv` in a child process and returns its peak RSS: every page it ever had resident, file-backed ones
+    (e.g. memory-mapped safetensors) included.
+
+    On Linux the peak is the child's own `VmHWM`, read from `/proc` every few milliseconds while it runs (it only
+    grows, so only a peak in the child's last milliseconds could be missed). `ru_maxrss` from `wait4` is not used
+    there: it starts from the RSS of the forked copy of this (large) process, since the kernel keeps it across exec.
+    Elsewhere `ru_maxrss` is the only figure.
+    """
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        start = time.perf_counter()
+        process = subprocess.Popen(list(argv), stdout=stdout, stderr=stderr, env=env)
+        deadline = None if timeout is None else start + timeout
+        peak = None
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            peak = max(filter(None, (peak, _peak_rss_so_far(process.pid))), default=None)
+            time.sleep(0.005)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        if peak is None:
+            # ru_maxrss is in KiB on Linux, in bytes on macOS.
+            peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        return ChildResult(process.returncode, stdout.read(), stderr.read(), peak, seconds)
+
+
+def python_child(code: str, *args: str, timeout: float | None = None) -> ChildResult:
+    """[`run_child`] of `python -c code args...` with this interpreter, raising `RuntimeError` (with its stderr) if
+    the child fails."""
+    result = run_child([sys.executable, "-c", code, *args], timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"child process failed with exit status {result.returncode}:\n{result.stderr[-4000:]}")
+    return result
+
+
+__all__ = [
+    "SPIRITLM_7B_WIDTHS",
+    "ChildResult",
+    "cpu_name",
+    "dtype_name",
+    "machine_summary",
+    "matmul_peak_gflops",
+    "matmul_peaks",
+    "median_time",
+    "paired_ratio",
+    "print_header",
+    "print_table",
+    "python_child",
+    "run_child",
+    "set_threads",
+    "spiritlm_config",
+    "time_interleaved",
+    "total_memory_gib",
+]
