@@ -1,12 +1,17 @@
-"""Convert the official HuBERT tokenizer (mHuBERT-base 25 Hz + linear quantizer) into a [`SpiritLMSpeechTokenizer`].
+"""Convert the official speech tokenizer into a [`SpiritLMSpeechTokenizer`]: the HuBERT tokenizer (mHuBERT-base 25 Hz
++ linear quantizer) for BASE, plus the pitch (F0 VQ-VAE + FCPE) and style encoders for EXPRESSIVE.
 
-Input: `speech_tokenizer/hubert_25hz/{mhubert_base_25hz.pt,L11_quantizer_500.pt}` of the official checkpoints
-(pickles, read with `torch.load(weights_only=True)`).
+Inputs, in the official `checkpoints/` folder (pickles, read with `torch.load(weights_only=True)`):
+`speech_tokenizer/hubert_25hz/{mhubert_base_25hz.pt,L11_quantizer_500.pt}`, and for EXPRESSIVE
+`speech_tokenizer/vqvae_f0_quantizer/{config.yaml,model.pt}`, `speech_tokenizer/style_encoder_w2v2/` and the FCPE
+weights of the torchfcpe wheel (`--fcpe-checkpoint`, see `convert_pitch.load_fcpe_checkpoint`).
 
-    python conversion/convert_speech_tokenizer.py --checkpoints-dir CKPT --output-dir OUT [--dtype float32]
+    python conversion/convert_speech_tokenizer.py --checkpoints-dir CKPT --output-dir OUT \
+        [--variant base|expressive] [--fcpe-checkpoint PATH] [--dtype float32]
 
-writes `OUT/speech_tokenizer/{config.json,model.safetensors}`. The full conversion calls [`convert_hubert`] and adds
-the EXPRESSIVE pitch and style weights and configs under their own prefixes and config keys.
+writes `OUT/speech_tokenizer/{config.json,model.safetensors}`: HuBERT under `hubert.*` / `quantizer.*`, the pitch
+encoder under `pitch_encoder.*` (config key `pitch_config`), the style encoder under `style_encoder.*`
+(`style_config`).
 """
 
 import argparse
@@ -19,11 +24,14 @@ from pathlib import Path
 
 import torch
 
-from transformers_spiritlm.configuration_spiritlm import MHUBERT_BASE_25HZ, SpiritLMSpeechTokenizerConfig
+from transformers_spiritlm.configuration_spiritlm import MHUBERT_BASE_25HZ, VARIANTS, SpiritLMSpeechTokenizerConfig
+from transformers_spiritlm.conversion.convert_pitch import convert_pitch
+from transformers_spiritlm.conversion.convert_style import convert_style
 from transformers_spiritlm.speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer
 
 
 HUBERT_FILE = Path("speech_tokenizer") / "hubert_25hz" / "mhubert_base_25hz.pt"
+VQVAE_DIR = Path("speech_tokenizer") / "vqvae_f0_quantizer"
 QUANTIZER_FILE = Path("speech_tokenizer") / "hubert_25hz" / "L11_quantizer_500.pt"
 # The official tokenizer quantizes the output of this (1-based) encoder layer; `spiritlm_hubert()` hard-codes it.
 OFFICIAL_HUBERT_LAYER = 11
@@ -246,16 +254,36 @@ def convert_hubert(
 
 
 def convert_speech_tokenizer(
-    checkpoints_dir: str | Path, output_dir: str | Path | None = None, dtype: torch.dtype = torch.float32
+    checkpoints_dir: str | Path,
+    output_dir: str | Path | None = None,
+    dtype: torch.dtype = torch.float32,
+    variant: str = "base",
+    fcpe_checkpoint: str | Path | dict | None = None,
 ) -> SpiritLMSpeechTokenizer:
     """
-    Builds the [`SpiritLMSpeechTokenizer`] of the official checkpoints in `checkpoints_dir` and, when `output_dir`
-    is given, saves it to `output_dir/speech_tokenizer/` (config.json + model.safetensors).
+    Builds the [`SpiritLMSpeechTokenizer`] of `variant` from the official checkpoints in `checkpoints_dir` and, when
+    `output_dir` is given, saves it to `output_dir/speech_tokenizer/` (config.json + model.safetensors).
+
+    EXPRESSIVE adds the pitch encoder (`vqvae_f0_quantizer/` + the FCPE weights `fcpe_checkpoint`: a `.pt`, a
+    torchfcpe wheel, a folder of one, a loaded checkpoint dict, or `None` for an installed torchfcpe's) and the
+    style encoder (`style_encoder_w2v2/`). `dtype` applies to HuBERT and the style encoder; the pitch encoder stays
+    float32.
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(map(repr, VARIANTS))}")
     state_dict, config = convert_hubert(checkpoints_dir)
+    if variant == "expressive":
+        for prefix, (weights, sub_config) in (
+            ("pitch", convert_pitch(Path(checkpoints_dir) / VQVAE_DIR, fcpe_checkpoint)),
+            ("style", convert_style(checkpoints_dir)),
+        ):
+            config[f"{prefix}_config"] = sub_config
+            state_dict.update({f"{prefix}_encoder.{key}": value for key, value in weights.items()})
     model = SpiritLMSpeechTokenizer(SpiritLMSpeechTokenizerConfig(**config))
     model.load_state_dict(state_dict, strict=True)
     model = model.to(dtype).eval()
+    if model.pitch_encoder is not None:
+        model.pitch_encoder.float()
     if output_dir is not None:
         model.save_pretrained(Path(output_dir) / "speech_tokenizer")
     return model
@@ -265,11 +293,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints-dir", required=True, help="the official checkpoints/ folder")
     parser.add_argument("--output-dir", required=True, help="writes speech_tokenizer/ into this folder")
+    parser.add_argument("--variant", default="base", choices=VARIANTS, help="expressive adds pitch and style")
+    parser.add_argument("--fcpe-checkpoint", help="FCPE weights (.pt, torchfcpe wheel or a folder of one), expressive")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args(argv)
     try:
-        convert_speech_tokenizer(args.checkpoints_dir, args.output_dir, getattr(torch, args.dtype))
-    except (FileNotFoundError, ConversionError) as error:
+        convert_speech_tokenizer(
+            args.checkpoints_dir, args.output_dir, getattr(torch, args.dtype), args.variant, args.fcpe_checkpoint
+        )
+    except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
 
 

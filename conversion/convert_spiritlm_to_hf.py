@@ -233,7 +233,7 @@ def convert_spiritlm_to_hf(
         log(f"language model: {lm_dir} -> {dtype} safetensors")
         convert_lm(lm_dir, partial, variant, official_tokenizer.text_vocab_size, dtype, max_shard_size, progress=True)
         log("speech tokenizer: HuBERT" + (", pitch, style" if variant == "expressive" else ""))
-        speech_tokenizer = convert_speech_tokenizer(checkpoints_dir)
+        speech_tokenizer = convert_speech_tokenizer(checkpoints_dir, variant=variant, fcpe_checkpoint=fcpe_checkpoint)
         SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_tokenizer).save_pretrained(
             partial
         )

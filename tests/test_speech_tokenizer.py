@@ -233,11 +233,6 @@ def test_tiny_speech_tokenizer_builder():
     assert len(units) == 24 and all(0 <= unit <= 500 for unit in units)
 
 
-def test_expressive_configs_are_not_supported_yet():
-    with pytest.raises(NotImplementedError, match="BASE"):
-        SpiritLMSpeechTokenizer(tiny_speech_tokenizer_config(style_config={"num_styles": 100}))
-
-
 def test_conversion_rejects_missing_and_corrupt_files(checkpoints, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         convert_hubert(tmp_path / "nowhere")

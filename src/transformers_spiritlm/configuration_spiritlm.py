@@ -286,9 +286,10 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
         Shortest chunk encoded (80 ms, the official minimum): a shorter final chunk is skipped, as the official code
         does, and shorter audio is an error.
     pitch_config (`dict`, *optional*):
-        EXPRESSIVE pitch unit encoder (F0 + VQ-VAE, 12.5 Hz); `None` for BASE.
+        EXPRESSIVE pitch unit encoder (FCPE F0 + VQ-VAE, 12.5 Hz): a [`PitchUnitEncoderConfig`] dict; `None` for BASE.
     style_config (`dict`, *optional*):
-        EXPRESSIVE style unit encoder (1 Hz); `None` for BASE.
+        EXPRESSIVE style unit encoder (wav2vec 2.0 classifier, 1 Hz): a [`SpiritLMStyleEncoder`] config dict; `None`
+        for BASE.
 
     ```python
     >>> from transformers_spiritlm import SpiritLMSpeechTokenizerConfig

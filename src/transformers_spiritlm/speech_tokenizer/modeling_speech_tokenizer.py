@@ -11,6 +11,8 @@ from ..audio import AudioInput, is_audio_batch, prepare_audio
 from ..configuration_spiritlm import SpiritLMSpeechTokenizerConfig
 from ..units import units_to_string
 from .hubert import HubertUnitQuantizer, fill_blank_units, hubert_layer_features
+from .pitch import PitchUnitEncoder
+from .style import SpiritLMStyleEncoder
 
 
 @dataclass
@@ -22,18 +24,33 @@ class SpiritLMSpeechTokenizerOutput(ModelOutput):
         The quantized HuBERT features (official layer 11); padded frames hold garbage.
     frame_lengths (`torch.LongTensor` of shape `(batch_size,)`):
         Valid frames of each row.
+    pitch_units (`torch.LongTensor` of shape `(batch_size, pitch_frames)`, *optional*):
+        EXPRESSIVE pitch unit of each 80 ms (12.5 Hz); -1 past each row's `pitch_lengths`.
+    pitch_lengths (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+        Valid pitch units of each row.
+    style_units (`torch.LongTensor` of shape `(batch_size, seconds)`, *optional*):
+        EXPRESSIVE style unit of each started second (1 Hz); -1 past each row's `style_lengths`.
+    style_lengths (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+        Valid style units of each row.
     """
 
     hubert_units: torch.LongTensor | None = None
     hubert_features: torch.FloatTensor | None = None
     frame_lengths: torch.LongTensor | None = None
+    pitch_units: torch.LongTensor | None = None
+    pitch_lengths: torch.LongTensor | None = None
+    style_units: torch.LongTensor | None = None
+    style_lengths: torch.LongTensor | None = None
 
 
 class SpiritLMSpeechTokenizer(PreTrainedModel):
     """
-    SPIRIT LM speech tokenizer: audio → 25 Hz HuBERT units (BASE), the units of the official `SpiritLMTokenizer` on
-    the same weights. A stock `HubertModel` (`hubert.*`) computes the layer-11 features, an MLP (`quantizer.*`)
-    picks a unit per frame.
+    SPIRIT LM speech tokenizer: audio → 25 Hz HuBERT units (BASE), + 12.5 Hz pitch and 1 Hz style units (EXPRESSIVE),
+    the units of the official `SpiritLMTokenizer` on the same weights. A stock `HubertModel` (`hubert.*`) computes
+    the layer-11 features, an MLP (`quantizer.*`) picks a unit per frame. With `config.pitch_config`, a
+    [`PitchUnitEncoder`] (`pitch_encoder.*`: FCPE F0 + VQ-VAE encoder, always float32) adds the pitch units; with
+    `config.style_config`, a [`SpiritLMStyleEncoder`] (`style_encoder.*`) the style units. Each encoder gets the
+    raw 16 kHz chunk and normalises it itself, as the official ones do.
 
     Long audio is encoded like the official code: in consecutive chunks of `config.max_chunk_samples` (100 s), each
     chunk on its own (its own normalisation, attention and blank filling), units concatenated; a final chunk
@@ -42,9 +59,9 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
 
     ```python
     >>> st = SpiritLMSpeechTokenizer.from_pretrained(repo, subfolder="speech_tokenizer")
-    >>> st.encode_units("speech.wav")["hubert"][:5]            # list of ints, one per 40 ms, not deduplicated
+    >>> st.encode_units("speech.wav")                          # {"hubert": [...], "pitch": [...], "style": [...]}
     >>> st.encode_units([wav_a, wav_b], sampling_rate=44100)  # list of dicts, one batched pass
-    >>> st.encode_string("speech.wav")                         # "[Hu71][Hu12]..." (deduplicated), as official
+    >>> st.encode_string("speech.wav")                         # "[St71][Pi39][Hu12]..." (merged, as official)
     ```
     """
 
@@ -55,38 +72,63 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
     input_modalities = "audio"
     _supports_sdpa = True
     _supports_flash_attn = True
+    # bfloat16 keeps ~3 significant digits, too few for F0 and the pitch codes: dtype=bfloat16 loads it float32.
+    _keep_in_fp32_modules_strict = ["pitch_encoder"]
 
     def __init__(self, config: SpiritLMSpeechTokenizerConfig):
         super().__init__(config)
-        if config.pitch_config is not None or config.style_config is not None:
-            raise NotImplementedError(
-                "this SpiritLMSpeechTokenizer encodes BASE (HuBERT) units only; pitch_config / style_config must be None"
-            )
         self.hubert = HubertModel(config.hubert_config)
         self.quantizer = HubertUnitQuantizer(
             config.hubert_config.hidden_size, list(config.quantizer_hidden_sizes), config.num_hubert_units
         )
+        self.pitch_encoder = None if config.pitch_config is None else PitchUnitEncoder(config.pitch_config)
+        self.style_encoder = None if config.style_config is None else SpiritLMStyleEncoder(config.style_config)
+        if self.pitch_encoder is not None and self.pitch_encoder.config.sampling_rate != config.sampling_rate:
+            raise ValueError(
+                f"pitch_config sampling_rate {self.pitch_encoder.config.sampling_rate} differs from the speech "
+                f"tokenizer's {config.sampling_rate}"
+            )
         self.post_init()
+
+    def _apply(self, fn, recurse=True):
+        # `.to(torch.bfloat16)`, `.half()` etc. keep the pitch encoder float32 too, as `from_pretrained(dtype=...)`
+        # does: its STFT has no half-precision CPU kernel, and half-precision F0 would move pitch units.
+        super()._apply(fn, recurse)
+        if self.pitch_encoder is not None and self.pitch_encoder.codebook.codebook.dtype != torch.float32:
+            self.pitch_encoder.float()
+        return self
 
     def forward(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> SpiritLMSpeechTokenizerOutput:
         r"""
-        Encodes each row as one chunk (no 100 s splitting; see `encode_units` for that).
+        Encodes each row as one chunk (no 100 s splitting; see `encode_units` for that), every configured stream.
 
         input_values (`torch.FloatTensor` of shape `(batch_size, samples)` or `(samples,)`):
-            16 kHz mono waveforms in [-1, 1], right-padded; moved to the model's device and dtype.
+            16 kHz mono waveforms in [-1, 1], right-padded; moved to the model's device (HuBERT gets them in the
+            model's dtype, the pitch encoder in float32).
         attention_mask (`torch.Tensor` of shape `(batch_size, samples)`, *optional*):
             1 for samples, 0 for padding (as the feature extractor returns it). Each row gets the units it gets alone.
         """
         input_values, lengths = self._check_inputs(input_values, attention_mask)
-        features, frame_lengths = hubert_layer_features(self.hubert, input_values, lengths)
+        features, frame_lengths = hubert_layer_features(self.hubert, input_values.to(self.dtype), lengths)
         # The official code takes the argmax of the log-probabilities; rounding there can tie near-equal logits.
         units = self.quantizer(features).float().log_softmax(-1).argmax(-1)
         units = fill_blank_units(units, frame_lengths, self.config.blank_unit)
         padding = torch.arange(units.shape[1], device=units.device) >= frame_lengths[:, None]
+        streams = {}
+        if self.pitch_encoder is not None:
+            pitch = self.pitch_encoder(input_values.float(), lengths)
+            streams.update(pitch_units=pitch.units, pitch_lengths=pitch.unit_lengths.to(units.device))
+        if self.style_encoder is not None:
+            mask = torch.arange(input_values.shape[1], device=self.device) < lengths[:, None]
+            style = self.style_encoder(input_values, attention_mask=mask.long())
+            streams.update(style_units=style.units, style_lengths=style.unit_lengths)
         return SpiritLMSpeechTokenizerOutput(
-            hubert_units=units.masked_fill(padding, -1), hubert_features=features, frame_lengths=frame_lengths
+            hubert_units=units.masked_fill(padding, -1),
+            hubert_features=features,
+            frame_lengths=frame_lengths,
+            **streams,
         )
 
     @torch.inference_mode()
@@ -108,7 +150,9 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
             max_batch_seconds: padded audio per forward pass (bounds memory); a longer chunk goes alone.
 
         Returns:
-            `{"hubert": [unit, ...]}` (25 units per second, NOT deduplicated), or one such dict per input.
+            `{"hubert": [unit, ...]}` (25 units per second), EXPRESSIVE adding `"pitch"` (12.5 per second) and `"style"`
+            (one per started second), all NOT deduplicated; or one such dict per input. Each stream is the
+            concatenation of its units over the 100 s chunks, as the official code builds it.
         """
         batched = is_audio_batch(audio)
         waveforms = prepare_audio(list(audio) if batched else [audio], sampling_rate, self.config.sampling_rate)
@@ -140,28 +184,37 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
     def encode_string(
         self, audio: AudioInput | Sequence[AudioInput], sampling_rate: int | None = None
     ) -> str | list[str]:
-        """The official unit string of `audio` (e.g. `"[Hu71][Hu12]..."`, deduplicated), or one per input of a list."""
+        """
+        The official unit string of `audio`, or one per input of a list: the streams merged by time (official rates
+        24.99, 12.5 and 1 per second; at equal time style, then pitch, then hubert), hubert and pitch deduplicated,
+        e.g. `"[St71][Pi39][Hu12][Hu7]..."` (BASE: `"[Hu12][Hu7]..."`).
+        """
         units = self.encode_units(audio, sampling_rate)
         if isinstance(units, list):
             return [units_to_string(item) for item in units]
         return units_to_string(units)
 
     def _encode_chunks(self, chunks: list[torch.Tensor], max_batch_seconds: float) -> dict[str, list[list[int]]]:
-        """Units of each 16 kHz chunk, per unit type: the place where the EXPRESSIVE pitch and style units join."""
-        return {"hubert": self._hubert_units(chunks, max_batch_seconds)}
-
-    def _hubert_units(self, chunks: list[torch.Tensor], max_batch_seconds: float) -> list[list[int]]:
-        units: list[list[int]] = [[] for _ in chunks]
+        """Units of each 16 kHz float32 chunk, per unit type (`config.unit_types`), from padded batches."""
+        streams = {"hubert": ("hubert_units", "frame_lengths")}
+        if self.pitch_encoder is not None:
+            streams["pitch"] = ("pitch_units", "pitch_lengths")
+        if self.style_encoder is not None:
+            streams["style"] = ("style_units", "style_lengths")
+        units: dict[str, list[list[int]]] = {name: [[] for _ in chunks] for name in streams}
         for batch in self._batches([len(chunk) for chunk in chunks], max_batch_seconds):
             longest = len(chunks[batch[0]])
-            input_values = torch.zeros(len(batch), longest, dtype=self.dtype, device=self.device)
+            # float32 whatever the model dtype: the pitch and style encoders take the raw waveform.
+            input_values = torch.zeros(len(batch), longest, dtype=torch.float32, device=self.device)
             attention_mask = torch.zeros(len(batch), longest, dtype=torch.long, device=self.device)
             for row, index in enumerate(batch):
                 input_values[row, : len(chunks[index])] = chunks[index]
                 attention_mask[row, : len(chunks[index])] = 1
             output = self(input_values, attention_mask)
-            for row, index in enumerate(batch):
-                units[index] = output.hubert_units[row, : output.frame_lengths[row]].tolist()
+            for name, (values_key, lengths_key) in streams.items():
+                values, lengths = getattr(output, values_key).tolist(), getattr(output, lengths_key).tolist()
+                for row, index in enumerate(batch):
+                    units[name][index] = values[row][: lengths[row]]
         return units
 
     def _batches(self, lengths: list[int], max_batch_seconds: float) -> list[list[int]]:
@@ -196,7 +249,7 @@ class SpiritLMSpeechTokenizer(PreTrainedModel):
                 f"input_values must be (batch_size, samples), got shape {tuple(input_values.shape)}; "
                 "average channels to mono first"
             )
-        input_values = input_values.to(device=self.device, dtype=self.dtype)
+        input_values = input_values.to(self.device)
         positions = torch.arange(input_values.shape[1], device=self.device)
         if attention_mask is None:
             lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=self.device)

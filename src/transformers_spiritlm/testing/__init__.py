@@ -103,7 +103,7 @@ def build_tiny_repo(
     model = SpiritLMForCausalLM(config).eval()
     model.generation_config.pad_token_id = config.pad_token_id
     model.save_pretrained(output_dir)
-    speech_model = tiny_speech_tokenizer(seed=seed) if speech_tokenizer else None
+    speech_model = tiny_speech_tokenizer(seed=seed, variant=variant) if speech_tokenizer else None
     SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_model).save_pretrained(output_dir)
     if vocoder:
         tiny_vocoder(variant, seed=seed).save_pretrained(output_dir / "vocoder")
