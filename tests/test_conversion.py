@@ -221,8 +221,9 @@ def test_lm_weights_that_do_not_fit_the_config_are_clear_errors(tmp_path):
         convert_lm(official_dir, tmp_path / "out", "base", 400)
 
 
-# The whole converter, from tiny official-format checkpoints/ trees.
-FULL_CONVERSIONS = {"base": "added_tokens"}
+# The whole converter. Each variant and each unit storage is converted once (BASE with added-token units,
+# EXPRESSIVE with SentencePiece units) from tiny official-format checkpoints/ trees.
+FULL_CONVERSIONS = {"base": "added_tokens", "expressive": "sentencepiece"}
 
 
 @pytest.fixture(scope="module")
