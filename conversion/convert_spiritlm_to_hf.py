@@ -228,20 +228,21 @@ def convert_spiritlm_to_hf(
     lm_dir = checkpoints_dir / "spiritlm_model" / LM_DIRS[variant]
     start = time.perf_counter()
     try:
+        # The small parts first, so that a bad file fails the run before the long language model conversion.
+        card = model_card(variant, push_to_hub or f"path/to/{output_dir.name}")
         log(f"tokenizer: {lm_dir}")
         tokenizer, official_tokenizer = convert_tokenizer(lm_dir, variant)
-        log(f"language model: {lm_dir} -> {dtype} safetensors")
-        convert_lm(lm_dir, partial, variant, official_tokenizer.text_vocab_size, dtype, max_shard_size, progress=True)
         log("speech tokenizer: HuBERT" + (", pitch, style" if variant == "expressive" else ""))
         speech_tokenizer = convert_speech_tokenizer(checkpoints_dir, variant=variant, fcpe_checkpoint=fcpe_checkpoint)
         SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_tokenizer).save_pretrained(
             partial
         )
+        write_special_tokens_map(partial, tokenizer)
         log(f"vocoder: {VOCODER_DIRS[variant]}")
         convert_vocoder(checkpoints_dir / "speech_tokenizer" / VOCODER_DIRS[variant], partial / "vocoder")
-        write_special_tokens_map(partial, tokenizer)
-        card = model_card(variant, push_to_hub or f"path/to/{output_dir.name}")
         (partial / "README.md").write_text(card, encoding="utf-8")
+        log(f"language model: {lm_dir} -> {dtype} safetensors")
+        convert_lm(lm_dir, partial, variant, official_tokenizer.text_vocab_size, dtype, max_shard_size, progress=True)
         log("self-check: reloading every part")
         rows = self_check(partial, official_tokenizer, variant)
         _move_into_place(partial, output_dir)
