@@ -51,6 +51,7 @@ def test_demo_writes_a_playable_wav_and_reuses_its_cache(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "Building a tiny random-weight SPIRIT LM" in printed
+    assert "as SPIRIT LM tokens: [Speech][St" in printed  # EXPRESSIVE units: style, pitch and hubert
     assert "1) speech -> speech" in printed and "2) speech -> text" in printed and "text:" in printed
     audio, rate = soundfile.read(output)
     assert rate == 16000 and audio.ndim == 1 and len(audio) > 0 and abs(audio).max() > 0
@@ -85,9 +86,11 @@ def test_find_audio_files_errors():
         find_audio_files([Path(__file__).parent / "fixtures" / "processing"])
 
 
-@pytest.mark.parametrize("through_string", [False, True])
-def test_resynthesize_round_trips_through_units(base_repo, tmp_path, capsys, through_string):
-    tiny_repo = base_repo
+@pytest.mark.parametrize(
+    "variant, through_string", [("base", False), ("base", True), ("expressive", False), ("expressive", True)]
+)
+def test_resynthesize_round_trips_through_units(base_repo, tiny_repo, tmp_path, capsys, variant, through_string):
+    tiny_repo = base_repo if variant == "base" else tiny_repo
     output = tmp_path / "resynth.wav"
     args = ["resynthesize", str(AUDIO / "speech_2s_16k.wav"), "--repo", str(tiny_repo), "-o", str(output)]
     assert main(args + ["--device", "cpu"] + (["--through-string"] if through_string else [])) == 0
@@ -95,6 +98,7 @@ def test_resynthesize_round_trips_through_units(base_repo, tmp_path, capsys, thr
     vocoder = SpiritLMVocoder.from_pretrained(tiny_repo, subfolder="vocoder")
     units = speech_tokenizer.encode_units(AUDIO / "speech_2s_16k.wav")
     assert capsys.readouterr().out.strip() == units_to_string(units)
+    assert set(units) == ({"hubert"} if variant == "base" else {"hubert", "pitch", "style"})
     audio, rate = soundfile.read(output, dtype="float32")
     if through_string:
         expected = vocoder.decode_string(units_to_string(units))
