@@ -1,21 +1,21 @@
 """Peak memory of the language-model conversion, as a ratio to the checkpoint size.
 
 Writes a random Llama-shaped official checkpoint of about `--size-gb` GB (bfloat16, the 7B's vocabulary and width
-ratios, fewer layers), converts it in a child process (`conversion/convert_lm.py`) and prints that child's peak RSS
-divided by the checkpoint size. The conversion streams tensor by tensor, so the ratio stays well under 1.5 (the
-target): the interpreter and library baseline plus about one tensor. Both steps run in their own processes (this one
-imports no torch) so that no other memory is counted.
+ratios, fewer layers), converts it in a child process (`conversion/convert_lm.py`) to each output dtype and prints that
+child's peak RSS divided by the checkpoint size. The conversion streams tensor by tensor, so the ratio stays well
+under 1.5 (the target): the interpreter and library baseline plus about one tensor.
 
-    python benchmarks/bench_conversion_memory.py [--size-gb 1.0] [--dtype bfloat16|float32] [--workdir DIR]
+    python benchmarks/bench_conversion_memory.py [--size-gb 1.0] [--dtypes bfloat16 float32] [--workdir DIR]
 """
 
 import argparse
 import json
-import os
-import subprocess
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+import common
 
 HIDDEN, INTERMEDIATE, VOCAB, HEADS = 2048, 5504, 32768, 16
 
@@ -67,50 +67,44 @@ def write_checkpoint(directory: Path, size_gb: float) -> int:
     return (directory / "pytorch_model.bin").stat().st_size
 
 
-def _peak_rss_of(command: list[str]) -> int:
-    """Runs `command` and returns its peak resident memory in bytes."""
-    process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise subprocess.CalledProcessError(process.returncode, command)
-    return usage.ru_maxrss * 1024  # kilobytes on Linux
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-gb", type=float, default=1.0)
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"], choices=["bfloat16", "float32"])
     parser.add_argument("--workdir", help="where to write the checkpoints (default: a temporary folder)")
     parser.add_argument("--write-only", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write_only:
         write_checkpoint(Path(args.write_only), args.size_gb)
         return
+    common.print_header(
+        "language model conversion: peak RSS / checkpoint size (target < 1.5)",
+        notes=["bfloat16 pytorch_model.bin, Llama-2 widths, fewer layers; peak = the converter process's VmHWM"],
+    )
+    rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
-        official, converted = Path(workdir) / "official", Path(workdir) / "converted"
-        subprocess.run(
-            [sys.executable, __file__, "--write-only", str(official), "--size-gb", str(args.size_gb)], check=True
+        official = Path(workdir) / "official"
+        writer = common.run_child(
+            [sys.executable, __file__, "--write-only", str(official), "--size-gb", str(args.size_gb)]
         )
+        if writer.returncode:
+            raise RuntimeError(f"writing the checkpoint failed:\n{writer.stderr[-4000:]}")
         size = (official / "pytorch_model.bin").stat().st_size
         script = Path(__file__).resolve().parents[1] / "conversion" / "convert_lm.py"
-        command = [sys.executable, str(script), "--input-dir", str(official), "--output-dir", str(converted)]
-        command += [
-            "--variant",
-            "expressive",
-            "--text-vocab-size",
-            "32000",
-            "--dtype",
-            args.dtype,
-            "--max-shard-size",
-            "400MB",
-        ]
-        peak = _peak_rss_of(command)
-        output = sum(path.stat().st_size for path in converted.glob("*.safetensors"))
-    print(f"checkpoint      {size / 1e9:8.3f} GB (bfloat16 pytorch_model.bin)")
-    print(f"converted       {output / 1e9:8.3f} GB ({args.dtype} safetensors)")
-    print(f"peak RSS        {peak / 1e9:8.3f} GB")
-    print(f"peak RSS / size {peak / size:8.2f}  (target < 1.5)")
+        for dtype in args.dtypes:
+            converted = Path(workdir) / f"converted-{dtype}"
+            command = [sys.executable, str(script), "--input-dir", str(official), "--output-dir", str(converted)]
+            command += ["--variant", "expressive", "--text-vocab-size", "32000", "--dtype", dtype]
+            result = common.run_child([*command, "--max-shard-size", "400MB"])
+            if result.returncode:
+                raise RuntimeError(f"the conversion failed:\n{result.stderr[-4000:]}")
+            output = sum(path.stat().st_size for path in converted.glob("*.safetensors"))
+            rows.append(
+                [dtype, f"{size / 1e9:.3f}", f"{output / 1e9:.3f}", f"{result.seconds:.1f}",
+                 f"{result.peak_rss / 1e9:.3f}", f"{result.peak_rss / size:.2f}"]
+            )  # fmt: skip
+            shutil.rmtree(converted)
+    common.print_table(["output dtype", "checkpoint GB", "output GB", "seconds", "peak RSS GB", "peak / size"], rows)
 
 
 if __name__ == "__main__":
