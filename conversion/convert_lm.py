@@ -21,6 +21,7 @@ import mmap
 import pickle
 import struct
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,6 +106,9 @@ def _weight_files(input_dir: Path) -> list[Path]:
 
 
 def _load_mmap(path: Path) -> dict[str, torch.Tensor]:
+    # Only zip checkpoints (torch >= 1.6) can be memory-mapped, which _release_pages relies on.
+    if not zipfile.is_zipfile(path):
+        raise LMConversionError(f"{path} is truncated or corrupt, re-download it (not a complete zip checkpoint)")
     try:
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as error:
