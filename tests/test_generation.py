@@ -59,8 +59,11 @@ def generate(model, output_modality, do_sample, logits_processor=None, min_new_t
     return output[0, prompt.shape[1] :]
 
 
-@pytest.mark.parametrize("variant", ["base", "expressive"])
-@pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sampled"])
+@pytest.mark.parametrize(
+    "variant, do_sample",
+    [("expressive", False), ("expressive", True), ("base", False)],
+    ids=["expressive-greedy", "expressive-sampled", "base-greedy"],
+)
 def test_200_generated_tokens_stay_in_the_output_modality(variant, do_sample):
     model = tiny_model(variant)
     config = model.config
@@ -78,8 +81,11 @@ def test_200_generated_tokens_stay_in_the_output_modality(variant, do_sample):
         assert (unconstrained < config.text_token_id).any() and (unconstrained >= config.hubert_token_offset).any()
 
 
-@pytest.mark.parametrize("min_new_tokens", [0, 200], ids=["stops-at-eos", "200-tokens"])
-@pytest.mark.parametrize("output_modality", ["text", "speech"])
+@pytest.mark.parametrize(
+    "output_modality, min_new_tokens",
+    [("text", 0), ("speech", 0), ("speech", 200)],
+    ids=["text-stops-at-eos", "speech-stops-at-eos", "speech-200-tokens"],
+)
 def test_sampling_equals_the_official_bad_words_list(output_modality, min_new_tokens):
     """Same seed, same samples: the logits processor gives generation exactly what the official bad_words_ids gave,
     including where it samples the end-of-sequence token."""
