@@ -208,6 +208,17 @@ def test_speech_tokenizer_is_saved_in_its_subfolder_and_reloaded(tiny_repo, tmp_
     assert SpiritLMProcessor.from_pretrained(tmp_path, load_speech_tokenizer=False).speech_tokenizer is None
 
 
+def test_push_to_hub_uploads_after_everything_is_written(processor, tmp_path, monkeypatch):
+    pushed = []
+    monkeypatch.setattr(
+        SpiritLMProcessor, "push_to_hub", lambda self, repo_id, **kwargs: pushed.append((repo_id, kwargs))
+    )
+    processor.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="me/spiritlm", private=True)
+    assert pushed == [("me/spiritlm", {"private": True})]
+    processor.save_pretrained(tmp_path / "named-after-folder", push_to_hub=True)
+    assert pushed[-1] == ("named-after-folder", {})
+
+
 @pytest.mark.parametrize(
     "segments, error, message",
     [

@@ -160,11 +160,15 @@ class SpiritLMProcessor(ProcessorMixin):
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
         """Writes the tokenizer, `preprocessor_config.json`, `processor_config.json` and, when present, the speech
-        tokenizer under `speech_tokenizer/`."""
-        files = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        tokenizer under `speech_tokenizer/`; `push_to_hub=True` then uploads all of it (`repo_id` and the other
+        kwargs go to [`~transformers.utils.PushToHubMixin.push_to_hub`])."""
+        files = super().save_pretrained(save_directory)
         self.feature_extractor.save_pretrained(save_directory)
         if self.speech_tokenizer is not None:
             self.speech_tokenizer.save_pretrained(os.path.join(save_directory, SPEECH_TOKENIZER_SUBFOLDER))
+        if push_to_hub:
+            # The base class would upload before the speech tokenizer is written: push the complete folder instead.
+            self.push_to_hub(kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **kwargs)
         return files
 
     @classmethod
