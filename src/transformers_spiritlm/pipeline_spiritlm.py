@@ -40,8 +40,9 @@ class SpiritLMPipeline(Pipeline):
         output_modality (`str`, defaults to `"arbitrary"`): `"text"`, `"speech"` or `"arbitrary"`. It ends the prompt
             with the marker of that modality and, unless `force_output_modality=False`, restricts generation to it.
         speaker_id (`int` or `str`, defaults to 2): vocoder speaker (index or name), as official.
-        seed (`int`, *optional*): seeds python, numpy and torch before each prompt's generation, so an item gives the
-            same output alone or in a batch.
+        seed (`int`, *optional*): seeds python, numpy and torch before each `generate` call, so an item gives the
+            same output alone or in a batch (with the default `batch_size=1`; a larger `batch_size` generates, and
+            seeds, per batch).
         return_prompt (`bool`, defaults to `False`): return `{"prompt": str, "segments": [...]}` instead of the list.
         any generation kwarg (`max_new_tokens`, `do_sample`, `temperature`, `top_p`, `generation_config`, ...). When
         neither the call nor the model's generation config sets a length, up to 200 new tokens are generated.
