@@ -124,6 +124,13 @@ def test_seed_makes_sampling_reproducible(pipe):
         (AUDIO / "README.md", {}, ValueError, "segment 0: could not read audio file"),
         ({"text": "hi"}, {}, ValueError, "a dict must be a segment .* or a datasets Audio dict"),
         (3.5, {}, TypeError, "unsupported prompt of type float"),
+        (
+            "hi",
+            {"speaker_id": 9},
+            ValueError,
+            r"unknown speaker_id 9; this vocoder takes 0 to 3 or a name in \['ex01'",
+        ),
+        ("hi", {"speaker_id": "nobody"}, ValueError, "unknown speaker_id 'nobody'"),
     ],
 )
 def test_bad_input_is_a_clear_error(pipe, inputs, kwargs, error, message):

@@ -142,10 +142,23 @@ class SpiritLMPipeline(Pipeline):
             if eos_token_id is not None:
                 postprocess_params["eos_token_id"] = eos_token_id
         if speaker_id is not None:
+            self._check_speaker(speaker_id)
             postprocess_params["speaker_id"] = speaker_id
         if return_prompt is not None:
             postprocess_params["return_prompt"] = return_prompt
         return preprocess_params, forward_params, postprocess_params
+
+    def _check_speaker(self, speaker_id: int | str) -> None:
+        """Fails before generating rather than after: the vocoder only sees the speaker when decoding."""
+        vocoder = getattr(self, "vocoder", None)  # unset while the base class __init__ sanitizes init kwargs
+        if vocoder is None or vocoder.config.num_speakers is None:
+            return
+        names = vocoder.config.speakers or []
+        is_index = isinstance(speaker_id, int) and not isinstance(speaker_id, bool)
+        if speaker_id in names or (is_index and 0 <= speaker_id < vocoder.config.num_speakers):
+            return
+        choices = f"0 to {vocoder.config.num_speakers - 1}" + (f" or a name in {names}" if names else "")
+        raise ValueError(f"unknown speaker_id {speaker_id!r}; this vocoder takes {choices}")
 
     def preprocess(self, segments, output_modality: str = "arbitrary", sampling_rate: int | None = None):
         prompt = self.processor.build_prompt(
