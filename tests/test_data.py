@@ -18,9 +18,8 @@ from transformers_spiritlm.data import (
     parse_word_alignments,
     tokenize_sequences,
 )
-from transformers_spiritlm.testing import tiny_lm_config, tiny_text_tokenizer
+from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer, tiny_text_tokenizer
 from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer
-from transformers_spiritlm.tokenization_spiritlm import add_spiritlm_tokens
 
 # 2 s of speech: hubert unit i is the value i, so a unit in a string tells the frame (time i / 25 s) it came from.
 FRAME_UNITS = {"hubert": list(range(50))}
@@ -201,7 +200,7 @@ def test_build_sequences_on_a_dataset_is_independent_of_batching():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return add_spiritlm_tokens(tiny_text_tokenizer(), tiny_lm_config())
+    return tiny_spiritlm_tokenizer(tiny_lm_config())
 
 
 def test_collator_pads_masks_and_labels(tokenizer):
@@ -210,25 +209,26 @@ def test_collator_pads_masks_and_labels(tokenizer):
     )
     features = list(dataset)
     long_ids, short_ids = features[0]["input_ids"], features[1]["input_ids"]
-    assert short_ids == [1, 385, 386 + 7]
+    # Like the official (transformers 4.x) tokenizer: <s>, then the dummy-prefix "▁" before a leading marker.
+    assert short_ids == [1, tokenizer.convert_tokens_to_ids("▁"), 385, 386 + 7]
+    pad = tokenizer.pad_token_id
     batch = SpiritLMDataCollator(tokenizer)(features)
-    n = len(long_ids)
-    assert batch["input_ids"].tolist() == [long_ids, short_ids + [2] * (n - 3)]
-    assert batch["attention_mask"].tolist() == [[1] * n, [1, 1, 1] + [0] * (n - 3)]
-    assert batch["labels"].tolist() == [long_ids, short_ids + [-100] * (n - 3)]
+    n, k = len(long_ids), len(short_ids)
+    assert batch["input_ids"].tolist() == [long_ids, short_ids + [pad] * (n - k)]
+    assert batch["attention_mask"].tolist() == [[1] * n, [1] * k + [0] * (n - k)]
+    assert batch["labels"].tolist() == [long_ids, short_ids + [-100] * (n - k)]
 
     left = SpiritLMDataCollator(tokenizer, padding_side="left", pad_token_id=0, pad_to_multiple_of=8)(features)
     width = -(-n // 8) * 8
-    assert left["input_ids"][1].tolist() == [0] * (width - 3) + short_ids
+    assert left["input_ids"][1].tolist() == [0] * (width - k) + short_ids
     assert left["labels"][0].tolist() == [-100] * (width - n) + long_ids
 
 
 def test_collator_keeps_loss_on_the_target_modality_only(tokenizer):
-    ids = tokenizer("[Speech][Hu3][Pi2][St1][Text]hello[Speech][Hu9]").input_ids
     hu3, pi2, st1, hu9 = 386 + 3, 386 + 501 + 2, 386 + 501 + 64 + 1, 386 + 9
-    text_ids = ids[6:-2]
-    assert ids == [1, 385, hu3, pi2, st1, 384, *text_ids, 385, hu9]
+    text_ids = tokenizer("hello", add_special_tokens=False).input_ids
     assert text_ids and all(2 < i < 384 for i in text_ids)
+    ids = [1, 385, hu3, pi2, st1, 384, *text_ids, 385, hu9]  # <s>[Speech][Hu3][Pi2][St1][Text]hello[Speech][Hu9]
     speech = SpiritLMDataCollator(tokenizer, target_modality="speech")([{"input_ids": ids}])["labels"][0].tolist()
     assert speech == [-100, 385, hu3, pi2, st1, -100, *[-100] * len(text_ids), 385, hu9]
     text = SpiritLMDataCollator(tokenizer, target_modality="text")([{"input_ids": ids}])["labels"][0].tolist()

@@ -3,19 +3,20 @@
 Everything here is random and small: it exercises the real code paths, never produces meaningful speech or text.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaTokenizer
+from transformers import LlamaTokenizer, PreTrainedTokenizerBase
 
 from ..configuration_spiritlm import SpiritLMConfig
 from ..feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from ..modeling_spiritlm import SpiritLMForCausalLM
 from ..processing_spiritlm import SpiritLMProcessor
-from ..tokenization_spiritlm import add_spiritlm_tokens
+from ..tokenization_spiritlm import build_spiritlm_tokenizer, spiritlm_token_strings
 from ..vocoder import SpiritLMVocoder
 from .speech_tokenizer import tiny_speech_tokenizer
 
@@ -32,9 +33,7 @@ _CORPUS = [
 ]
 
 
-def tiny_text_tokenizer(vocab_size: int = TINY_TEXT_VOCAB_SIZE) -> LlamaTokenizer:
-    """A Llama-style (SentencePiece-like BPE with byte fallback) text tokenizer of exactly `vocab_size` tokens:
-    `<unk>`, `<s>`, `</s>`, the 256 byte tokens, then merges learnt from a small built-in corpus."""
+def _train_tiny_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", *_BYTE_TOKENS], show_progress=False
     )
@@ -44,14 +43,22 @@ def tiny_text_tokenizer(vocab_size: int = TINY_TEXT_VOCAB_SIZE) -> LlamaTokenize
     vocab = bpe.get_vocab()
     if len(vocab) != vocab_size:
         raise ValueError(f"the tiny corpus yields {len(vocab)} tokens, fewer than vocab_size={vocab_size}")
-    merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge) for merge in _merges(bpe)]
+    merges = json.loads(bpe.to_str())["model"]["merges"]
+    return vocab, [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge) for merge in merges]
+
+
+def tiny_text_tokenizer(vocab_size: int = TINY_TEXT_VOCAB_SIZE) -> LlamaTokenizer:
+    """A Llama-style (SentencePiece-like BPE with byte fallback) text tokenizer of exactly `vocab_size` tokens:
+    `<unk>`, `<s>`, `</s>`, the 256 byte tokens, then merges learnt from a small built-in corpus."""
+    vocab, merges = _train_tiny_bpe(vocab_size)
     return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
 
 
-def _merges(bpe: Tokenizer) -> list:
-    import json
-
-    return json.loads(bpe.to_str())["model"]["merges"]
+def tiny_spiritlm_tokenizer(config: SpiritLMConfig) -> PreTrainedTokenizerBase:
+    """The tiny text vocabulary plus the SPIRIT LM markers and units, built like a converted official tokenizer
+    (units as SentencePiece pieces: same ids and decoding rules as the official transformers 4.x tokenizer)."""
+    vocab, merges = _train_tiny_bpe(config.text_vocab_size)
+    return build_spiritlm_tokenizer(vocab, merges, spiritlm_token_strings(config))
 
 
 def tiny_lm_config(variant: str = "expressive", text_vocab_size: int = TINY_TEXT_VOCAB_SIZE, **kwargs) -> SpiritLMConfig:
@@ -99,7 +106,7 @@ def build_tiny_repo(
     output_dir = Path(output_dir)
     torch.manual_seed(seed)
     config = tiny_lm_config(variant)
-    tokenizer = add_spiritlm_tokens(tiny_text_tokenizer(config.text_vocab_size), config)
+    tokenizer = tiny_spiritlm_tokenizer(config)
     model = SpiritLMForCausalLM(config).eval()
     model.generation_config.pad_token_id = config.pad_token_id
     model.save_pretrained(output_dir)
@@ -110,4 +117,11 @@ def build_tiny_repo(
     return output_dir
 
 
-__all__ = ["TINY_TEXT_VOCAB_SIZE", "build_tiny_repo", "tiny_lm_config", "tiny_text_tokenizer", "tiny_vocoder"]
+__all__ = [
+    "TINY_TEXT_VOCAB_SIZE",
+    "build_tiny_repo",
+    "tiny_lm_config",
+    "tiny_spiritlm_tokenizer",
+    "tiny_text_tokenizer",
+    "tiny_vocoder",
+]
