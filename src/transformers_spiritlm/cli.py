@@ -5,6 +5,7 @@ Each subcommand is a thin layer over the library (pipeline, processor, speech to
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -126,7 +127,10 @@ def _demo_repo(cache_dir: Path | None) -> Path:
 
     if cache_dir is None:
         return build_tiny_repo(Path(tempfile.mkdtemp(prefix="spiritlm-demo-")) / "tiny-expressive")
-    repo = cache_dir / f"demo-tiny-expressive-{__version__}"
+    # The cache key covers the builder's source, so a changed builder never serves a stale checkpoint.
+    builder_sources = sorted(Path(__file__).with_name("testing").glob("*.py"))
+    fingerprint = hashlib.sha256(b"".join(path.read_bytes() for path in builder_sources)).hexdigest()[:12]
+    repo = cache_dir / f"demo-tiny-expressive-{__version__}-{fingerprint}"
     if (repo / _DEMO_MARKER).is_file():
         print(f"Using the cached tiny checkpoint in {repo}")
         return repo
