@@ -128,8 +128,13 @@ def read_audio_file(path: str | os.PathLike | io.BytesIO) -> tuple[torch.Tensor,
     """Reads an audio file with soundfile as float32 `(channels, samples)` (what the official `torchaudio.load`
     returns) and its sampling rate."""
     name = "audio bytes" if isinstance(path, io.BytesIO) else f"audio file {os.fspath(path)!r}"
-    if not isinstance(path, io.BytesIO) and not os.path.isfile(path):
-        raise FileNotFoundError(f"{name} does not exist")
+    if not isinstance(path, io.BytesIO):
+        if os.path.isdir(path):
+            raise IsADirectoryError(
+                f"{os.fspath(path)!r} is a folder, not an audio file; pass one file (`spiritlm tokenize` reads folders)"
+            )
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{name} does not exist")
     try:
         data, sampling_rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
