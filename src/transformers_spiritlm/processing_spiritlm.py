@@ -296,15 +296,23 @@ class SpiritLMProcessor(ProcessorMixin):
                 "{'type': 'speech', 'units': '[Hu..]...'}"
             )
         waveforms = []
+        rate = self.feature_extractor.sampling_rate
+        minimum = getattr(self.speech_tokenizer.config, "min_chunk_samples", 0)
         for where, segment in segments:
             try:
                 features = self.feature_extractor(
                     segment["audio"], sampling_rate=segment.get("sampling_rate", sampling_rate), padding=False
                 )
-            except (FileNotFoundError, ValueError, TypeError) as error:
+            except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as error:
                 raise type(error)(f"{where}: {error}") from None
-            waveforms.append(torch.from_numpy(features["input_values"][0]))
-        return self.speech_tokenizer.encode_string(waveforms, sampling_rate=self.feature_extractor.sampling_rate)
+            waveform = torch.from_numpy(features["input_values"][0])
+            if len(waveform) < minimum:
+                raise ValueError(
+                    f"{where}: audio has {len(waveform)} samples at {rate} Hz; the speech tokenizer needs at least "
+                    f"{minimum} ({1000 * minimum / rate:g} ms)"
+                )
+            waveforms.append(waveform)
+        return self.speech_tokenizer.encode_string(waveforms, sampling_rate=rate)
 
     def parse(self, generated: str) -> list[dict[str, str]]:
         """Splits a generated string into `{"type": "text", "text"}` and `{"type": "speech", "units"}` segments like
@@ -468,8 +476,14 @@ def _check_segments(segments, where: str) -> list[Mapping]:
                     f"{here}: a speech segment needs exactly one of 'audio' (path, array, tensor or Audio dict) and "
                     f"'units' (a unit string), got keys {sorted(segment)}"
                 )
-            if "units" in segment and not isinstance(segment["units"], str):
-                raise ValueError(f"{here}: 'units' must be a unit string such as '[Hu12][Hu7]'")
+            if "units" in segment:
+                if not isinstance(segment["units"], str) or not segment["units"]:
+                    raise ValueError(f"{here}: 'units' must be a non-empty unit string such as '[Hu12][Hu7]'")
+                try:
+                    # Anything else would be tokenized as text after the [Speech] marker.
+                    string_to_units(segment["units"], strict=True)
+                except ValueError as error:
+                    raise ValueError(f"{here}: {error}") from None
     return list(segments)
 
 
