@@ -1,13 +1,32 @@
 """Configurations of the SPIRIT LM components: language model, speech tokenizer and vocoder."""
 
 import math
+from contextlib import contextmanager
 
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassError
 from transformers import HubertConfig, LlamaConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
 VARIANTS = ("base", "expressive")
+
+
+@contextmanager
+def _checked_config_dict(cls, config_dict: dict, compatible: tuple[str, ...] = ()):
+    """Around `from_dict`: refuses another model's config (transformers only warns, then builds a randomly initialised
+    model from the defaults) and reports a failed field check as a `ValueError`, like other bad input."""
+    found = config_dict.get("model_type")
+    if found is not None and found not in (cls.model_type, *compatible):
+        raise ValueError(
+            f"this config has model_type {found!r}, not {cls.model_type!r}: it belongs to another model. A converted "
+            "SPIRIT LM repo keeps the language model at its root, the speech tokenizer in speech_tokenizer/ and the "
+            "vocoder in vocoder/ (pass subfolder=...)"
+        )
+    try:
+        yield
+    except StrictDataclassError as error:
+        raise ValueError(f"invalid {cls.__name__}: {error.__cause__ or error}") from error
 
 
 @strict
@@ -46,6 +65,11 @@ class SpiritLMConfig(LlamaConfig):
     num_hubert_units: int = 501
     num_pitch_units: int = 64
     num_style_units: int = 100
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        with _checked_config_dict(cls, config_dict, compatible=("llama",)):
+            return super().from_dict(config_dict, **kwargs)
 
     @property
     def text_token_id(self) -> int:
@@ -175,6 +199,11 @@ class SpiritLMVocoderConfig(PreTrainedConfig):
     default_style_id: int | None = None
     sampling_rate: int = 16000
     initializer_range: float = 0.01
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        with _checked_config_dict(cls, config_dict):
+            return super().from_dict(config_dict, **kwargs)
 
     @property
     def model_in_dim(self) -> int:
@@ -309,6 +338,11 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
     min_chunk_samples: int = 1280
     pitch_config: dict | None = None
     style_config: dict | None = None
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        with _checked_config_dict(cls, config_dict):
+            return super().from_dict(config_dict, **kwargs)
 
     @property
     def hop_length(self) -> int:
