@@ -200,9 +200,15 @@ class SpiritLMVocoder(PreTrainedModel):
             As [`~SpiritLMVocoder.forward`]: a float32 `(num_samples,)` tensor, or a [`SpiritLMVocoderOutput`] for a
             list of strings.
         """
-        strings = [unit_string] if isinstance(unit_string, str) else list(unit_string)
+        if isinstance(unit_string, str):
+            strings = [unit_string]
+        else:
+            strings = list(unit_string) if isinstance(unit_string, Sequence) else []
         if not strings or not all(isinstance(string, str) for string in strings):
-            raise TypeError("decode_string expects a unit string or a non-empty list of unit strings")
+            raise TypeError(
+                "decode_string expects a unit string or a non-empty list of unit strings, got "
+                f"{type(unit_string).__name__}"
+            )
         hubert, pitch, style = [], [], []
         for index, string in enumerate(strings):
             where = "unit string" if isinstance(unit_string, str) else f"unit string {index}"
@@ -376,7 +382,12 @@ def _unit_tensor(values, where: str, stream: str, num_units: int) -> torch.LongT
     elif isinstance(values, Sequence) and all(
         isinstance(value, (int, np.integer)) and not isinstance(value, bool) for value in values
     ):
-        tensor = torch.tensor([int(value) for value in values], dtype=torch.long)
+        values = [int(value) for value in values]
+        # Python ints are unbounded: report an out-of-range one here, before it overflows the int64 tensor.
+        for position, value in enumerate(values):
+            if not 0 <= value < num_units:
+                raise _out_of_range(where, stream, value, position, num_units)
+        tensor = torch.tensor(values, dtype=torch.long)
     else:
         raise TypeError(
             f"{where}{stream} must be a list of ints, a space-separated string or an integer tensor, got "
@@ -387,11 +398,15 @@ def _unit_tensor(values, where: str, stream: str, num_units: int) -> torch.LongT
     bad = ((tensor < 0) | (tensor >= num_units)).nonzero()
     if len(bad):
         position = int(bad[0])
-        raise ValueError(
-            f"{where}{stream} unit {int(tensor[position])} at position {position} is out of range: this vocoder "
-            f"has {num_units} {stream} units (0 to {num_units - 1})"
-        )
+        raise _out_of_range(where, stream, int(tensor[position]), position, num_units)
     return tensor
+
+
+def _out_of_range(where: str, stream: str, value: int, position: int, num_units: int) -> ValueError:
+    return ValueError(
+        f"{where}{stream} unit {value} at position {position} is out of range: this vocoder has {num_units} "
+        f"{stream} units (0 to {num_units - 1})"
+    )
 
 
 def _to_hubert_rate(units: torch.Tensor, num_units: int, ratio: int, where: str, stream: str, dur_pred: bool):
