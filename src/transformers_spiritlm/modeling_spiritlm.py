@@ -1,12 +1,33 @@
 """SPIRIT LM language model: LLaMA-2 over text tokens, modality markers and speech units."""
 
+import os
+
+from safetensors import SafetensorError
 from torch import nn
 from transformers import LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
 
 from .configuration_spiritlm import SpiritLMConfig
 
 
-class SpiritLMPreTrainedModel(LlamaPreTrainedModel):
+class SpiritLMLoadingMixin:
+    """`from_pretrained` that reports a truncated or corrupt safetensors file as an `OSError` naming the folder (the
+    safetensors error names neither). Mixed into every SPIRIT LM model: LM, speech tokenizer and vocoder."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            where = str(pretrained_model_name_or_path)
+            if kwargs.get("subfolder"):
+                where = os.path.join(where, kwargs["subfolder"])
+            raise OSError(
+                f"cannot load {cls.__name__} from {where}: a safetensors weights file is truncated or corrupt "
+                f"({error}); download or convert it again"
+            ) from error
+
+
+class SpiritLMPreTrainedModel(SpiritLMLoadingMixin, LlamaPreTrainedModel):
     """Class-level facts shared by the SPIRIT LM models (LLaMA's, with the SPIRIT LM config)."""
 
     config_class = SpiritLMConfig
@@ -37,4 +58,4 @@ class SpiritLMForCausalLM(SpiritLMPreTrainedModel, LlamaForCausalLM):
         self.post_init()
 
 
-__all__ = ["SpiritLMPreTrainedModel", "SpiritLMModel", "SpiritLMForCausalLM"]
+__all__ = ["SpiritLMLoadingMixin", "SpiritLMPreTrainedModel", "SpiritLMModel", "SpiritLMForCausalLM"]

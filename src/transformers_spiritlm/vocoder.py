@@ -12,6 +12,7 @@ from transformers.models.speecht5.modeling_speecht5 import HifiGanResidualBlock
 from transformers.utils import ModelOutput
 
 from .configuration_spiritlm import SpiritLMVocoderConfig
+from .modeling_spiritlm import SpiritLMLoadingMixin
 from .units import string_to_units
 
 
@@ -79,7 +80,7 @@ class SpiritLMDurationPredictor(nn.Module):
         return torch.clamp(torch.round(torch.exp(self(embeddings)) - 1).long(), min=1)
 
 
-class SpiritLMVocoder(PreTrainedModel):
+class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
     """
     SPIRIT LM unit HiFi-GAN: HuBERT units (25 Hz) + pitch units (12.5 Hz) + style units (1 Hz) for EXPRESSIVE, and a
     speaker (+ a global style for BASE) -> 16 kHz waveform. Identical in output to the official

@@ -9,6 +9,7 @@ from transformers.utils import ModelOutput
 
 from ..audio import AudioInput, is_audio_batch, prepare_audio
 from ..configuration_spiritlm import SpiritLMSpeechTokenizerConfig
+from ..modeling_spiritlm import SpiritLMLoadingMixin
 from ..units import units_to_string
 from .hubert import HubertUnitQuantizer, fill_blank_units, hubert_layer_features
 from .pitch import PitchUnitEncoder
@@ -43,7 +44,7 @@ class SpiritLMSpeechTokenizerOutput(ModelOutput):
     style_lengths: torch.LongTensor | None = None
 
 
-class SpiritLMSpeechTokenizer(PreTrainedModel):
+class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     """
     SPIRIT LM speech tokenizer: audio → 25 Hz HuBERT units (BASE), + 12.5 Hz pitch and 1 Hz style units (EXPRESSIVE),
     the units of the official `SpiritLMTokenizer` on the same weights. A stock `HubertModel` (`hubert.*`) computes
