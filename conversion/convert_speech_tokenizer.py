@@ -115,7 +115,7 @@ def _load(path: Path, what: str, keys: tuple[str, ...]) -> dict:
         raise FileNotFoundError(f"missing official {what} {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConversionError(f"cannot read {path} as a torch checkpoint (weights only): {first_line}") from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in keys):

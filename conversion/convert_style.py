@@ -129,7 +129,7 @@ def load_official_style_encoder(path: str | Path) -> tuple[dict, dict[str, torch
         raise ConversionError(f"{config_file} holds a JSON {type(config).__name__}, expected an object")
     try:
         state_dict = torch.load(weights_file, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
         raise ConversionError(f"cannot read {weights_file} as a torch checkpoint (weights only): {error}") from None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ConversionError(f"{weights_file} is not a state dict of tensors")

@@ -152,7 +152,7 @@ def load_official_vocoder(src_dir: str | Path, default_style_id: int | None = No
         raise ValueError(f"{config_path} is not valid JSON ({error})") from None
     try:
         checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:  # non-checkpoint / truncated file
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:  # not a / truncated file
         message = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
         raise ValueError(f"{weights_path} is not a readable PyTorch checkpoint ({message})") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("generator"), dict):
