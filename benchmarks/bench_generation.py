@@ -4,12 +4,13 @@ constraint (SpiritLMModalityLogitsProcessor) against unconstrained decoding and 
 The model has the full SPIRIT LM 7B widths (hidden 4096, intermediate 11008, 32 heads, vocab 32768, random weights)
 but only `--layers` decoder layers, so that a run fits a small machine. A step of this model costs a fraction of a
 32-layer one, so fixed per-step costs (logits processing) weigh *more* here than they would in the real model.
-All variants decode greedily the same prompt for exactly `--new-tokens` tokens and run interleaved (A B C A B C ...);
-the table gives medians and ratios from this one run. A second table times the per-call and per-token cost of the
+All variants decode greedily the same prompt for exactly `--new-tokens` tokens and run interleaved (A B C, B C A, ...);
+the table gives medians (wall-clock and CPU time) and per-round ratios from this one run. A second table times the per-call and per-token cost of the
 constraint alone, with a 1-layer, 64-wide model of the same vocabulary on one thread, where the forward pass costs
 almost nothing.
 
-    python benchmarks/bench_generation.py [--layers 2] [--new-tokens 16] [--dtypes fp32 bf16] [--repeats 9]
+    python benchmarks/bench_generation.py [--layers 2] [--new-tokens 8] [--dtypes fp32 bf16] [--repeats 12]
+                                          [--batch-size 1]
 """
 
 import argparse
@@ -108,31 +109,50 @@ def benchmark_decoding(args, dtype: torch.dtype, peak: float, model: SpiritLMFor
 
     flops = forward_flops(config, args.batch_size, args.prompt_tokens, args.new_tokens)
     weight_bytes = streamed_weight_bytes(model) * args.new_tokens  # one forward per generated token
-    medians = {name: statistics.median(seconds) for name, seconds in timings.items()}
-    rows = [
-        [
-            name,
-            f"{seconds * 1e3 / args.new_tokens:.1f}",
-            f"{common.paired_ratio(timings, name, 'LlamaForCausalLM'):.3f}",
-            f"{common.paired_ratio(timings, name, 'SpiritLMForCausalLM'):.3f}",
-            f"{flops / seconds / 1e9:.2f}",
-            f"{100 * flops / seconds / 1e9 / peak:.1f} %",
-            f"{weight_bytes / seconds / 1e9:.1f}",
-        ]
-        for name, seconds in medians.items()
-    ]
+
+    def ratios(name: str, baseline: str) -> str:
+        wall, cpu = (common.paired_ratio(seconds, name, baseline) for seconds in (timings.wall, timings.cpu))
+        return f"{wall:.3f} / {cpu:.3f}"
+
+    rows = []
+    for name, seconds in timings.wall.items():
+        wall = statistics.median(seconds)
+        rows.append(
+            [
+                name,
+                f"{wall * 1e3 / args.new_tokens:.1f}",
+                f"{statistics.median(timings.cpu[name]) * 1e3 / args.new_tokens:.1f}",
+                ratios(name, "LlamaForCausalLM"),
+                ratios(name, "SpiritLMForCausalLM"),
+                f"{flops / wall / 1e9:.2f}",
+                f"{100 * flops / wall / 1e9 / peak:.1f} %",
+                f"{weight_bytes / wall / 1e9:.1f}",
+            ]
+        )
     print(
         f"\n{common.dtype_name(dtype)}: {config.num_hidden_layers} layers, batch {args.batch_size}, "
         f"prompt {args.prompt_tokens} + {args.new_tokens} new tokens, median of {args.repeats} interleaved runs "
-        f"(spread of SpiritLMForCausalLM: {_spread(timings['SpiritLMForCausalLM'])})"
+        f"(spread of SpiritLMForCausalLM's wall times: {_spread(timings.wall['SpiritLMForCausalLM'])}, "
+        f"CPU times: {_spread(timings.cpu['SpiritLMForCausalLM'])})"
     )
     common.print_table(
-        ["variant", "ms / token", "vs Llama", "vs unconstrained", "GFLOP/s", "of matmul peak", "weights GB/s"], rows
+        [
+            "variant",
+            "ms / token",
+            "CPU ms / token",
+            "vs Llama (wall / CPU)",
+            "vs unconstrained (wall / CPU)",
+            "GFLOP/s",
+            "of matmul peak",
+            "weights GB/s",
+        ],
+        rows,
     )
     print(
-        "ms / token: generate call / new tokens (prompt forward included); vs Llama, vs unconstrained: median of the "
-        "per-round time ratios to LlamaForCausalLM with the same weights and to SpiritLMForCausalLM without a "
-        f"constraint; matmul peak {common.dtype_name(dtype)} {peak:.0f} GFLOP/s"
+        "ms / token: generate call / new tokens (prompt forward included), wall-clock; CPU: CPU time of all threads. "
+        "vs Llama, vs unconstrained: median of the per-round time ratios to LlamaForCausalLM with the same weights "
+        "and to SpiritLMForCausalLM without a constraint. GFLOP/s and weights GB/s from wall-clock time; matmul peak "
+        f"{common.dtype_name(dtype)} {peak:.0f} GFLOP/s"
     )
 
 
@@ -199,7 +219,7 @@ def benchmark_constraint_cost(args) -> None:
             **kwargs, bad_words_ids=official_bad_words_ids(config, m)
         )
     with torch.inference_mode():
-        call_seconds = common.time_interleaved(calls, args.repeats * 3, warmup=1)
+        call_seconds = common.time_interleaved(calls, args.repeats * 3, warmup=1).wall
 
     # The processors on their own, on one decoding step's (batch, vocab) float32 scores: built once and called
     # (`step`), or built and called once (`setup`, which includes building the tensors they prepare on that call).
@@ -212,8 +232,8 @@ def benchmark_constraint_cost(args) -> None:
             processor(ids, scores)
             steps[name] = _repeat(lambda p=processor: p(ids, scores), 200)
             setups[name] = lambda b=build, m=modality: b(m)(ids, scores)
-    step_seconds = common.time_interleaved(steps, args.repeats * 3)
-    setup_seconds = common.time_interleaved(setups, args.repeats * 3)
+    step_seconds = common.time_interleaved(steps, args.repeats * 3).wall
+    setup_seconds = common.time_interleaved(setups, args.repeats * 3).wall
     torch.set_num_threads(threads)
 
     unconstrained = statistics.median(call_seconds["unconstrained"])
@@ -251,11 +271,11 @@ def _repeat(function, times: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=2, help="decoder layers (the 7B model has 32)")
-    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES), default=["fp32", "bf16"])
-    parser.add_argument("--repeats", type=int, default=9, help="interleaved timed rounds (after one untimed round)")
+    parser.add_argument("--repeats", type=int, default=12, help="interleaved timed rounds (after one untimed round)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 

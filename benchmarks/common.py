@@ -2,8 +2,8 @@
 peak RSS of a child process, result tables.
 
 The scripts run as `python benchmarks/bench_<name>.py`, which puts this folder on `sys.path`: `import common`.
-Timings on a shared machine are noisy, so compared variants run interleaved (A B A B ...) and medians are reported;
-ratios are only ever taken between numbers measured in the same run.
+Timings on a shared machine are noisy, so compared variants run interleaved (A B C, B C A, ...), medians are reported,
+CPU time beside wall-clock time, and ratios are only ever taken between numbers measured in the same run.
 """
 
 import datetime
@@ -78,38 +78,48 @@ def machine_summary() -> str:
     )
 
 
-def time_interleaved(
-    variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
-) -> dict[str, list[float]]:
+@dataclass
+class Timings:
+    """Seconds per call of each variant, in call order: wall-clock and CPU (all threads of this process)."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+
+def time_interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> Timings:
     """
-    Wall-clock seconds of each call of each variant: `warmup` untimed rounds, then `repeats` timed rounds, each
-    round calling every variant once in turn (A B C, B C A, C A B, ...: the order rotates so that no variant always
-    runs right after the same one), so that load from other processes spreads evenly over the variants. Returns
-    `{name: [seconds per round]}`; take `statistics.median` of each, or [`paired_ratio`] of two.
+    Times each call of each variant: `warmup` untimed rounds, then `repeats` timed rounds, each round calling every
+    variant once in turn (A B C, B C A, C A B, ...: the order rotates so that no variant always runs right after the
+    same one), so that load from other processes spreads evenly over the variants. Take `statistics.median` of each
+    list, or [`paired_ratio`] of two.
+
+    CPU time is reported beside wall-clock time because on a shared machine it varies far less: waiting for a core
+    is not counted (contention for caches and memory bandwidth still is).
     """
     for _ in range(warmup):
         for function in variants.values():
             function()
     names = list(variants)
-    timings = {name: [] for name in names}
+    timings = Timings({name: [] for name in names}, {name: [] for name in names})
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             variants[name]()
-            timings[name].append(time.perf_counter() - start)
+            timings.cpu[name].append(time.process_time() - cpu)
+            timings.wall[name].append(time.perf_counter() - wall)
     return timings
 
 
-def paired_ratio(timings: dict[str, list[float]], name: str, baseline: str) -> float:
-    """Median over the rounds of [`time_interleaved`] of `name`'s time over `baseline`'s in the same round: pairs
-    calls made moments apart, so that slow drifts of the machine's load cancel out."""
-    return statistics.median(a / b for a, b in zip(timings[name], timings[baseline]))
+def paired_ratio(seconds: dict[str, list[float]], name: str, baseline: str) -> float:
+    """Median over the rounds of [`time_interleaved`] of `name`'s time over `baseline`'s in the same round (pass
+    `timings.wall` or `timings.cpu`): it pairs calls made moments apart, so that drifts of the machine's load cancel."""
+    return statistics.median(a / b for a, b in zip(seconds[name], seconds[baseline]))
 
 
 def median_time(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall-clock seconds of `repeats` calls of `function` after `warmup` untimed ones."""
-    return statistics.median(time_interleaved({"f": function}, repeats, warmup)["f"])
+    return statistics.median(time_interleaved({"f": function}, repeats, warmup).wall["f"])
 
 
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
@@ -122,7 +132,7 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) 
     a = torch.randn(size, size, generator=generator).to(dtype)
     b = torch.randn(size, size, generator=generator).to(dtype)
     out = torch.empty(size, size, dtype=dtype)
-    seconds = min(time_interleaved({"mm": lambda: torch.mm(a, b, out=out)}, repeats, warmup=2)["mm"])
+    seconds = min(time_interleaved({"mm": lambda: torch.mm(a, b, out=out)}, repeats, warmup=2).wall["mm"])
     return 2 * size**3 / seconds / 1e9
 
 
@@ -142,6 +152,9 @@ def print_header(title: str, peaks: dict[torch.dtype, float] | None = None, note
     print(f"== {title}")
     print(f"date:    {now}")
     print(f"machine: {machine_summary()}")
+    if hasattr(os, "getloadavg"):
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        print(f"load:    {load} (1, 5, 15 min averages; above {os.cpu_count()}, processes wait for a core)")
     if peaks:
         figures = ", ".join(f"{dtype_name(dtype)} {gflops:.0f}" for dtype, gflops in peaks.items())
         print(f"matmul peak ({torch.get_num_threads()} threads, GFLOP/s): {figures}")
@@ -151,13 +164,16 @@ def print_header(title: str, peaks: dict[torch.dtype, float] | None = None, note
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Prints `rows` under `headers` as a Markdown table (floats as given: format them before)."""
+    """Prints `rows` under `headers` as a Markdown table between blank lines (floats as given: format them before),
+    so that the output pastes into a Markdown file as is."""
     cells = [[str(cell) for cell in row] for row in rows]
     widths = [max(len(str(header)), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
+    print()
     print("| " + " | ".join(str(header).ljust(width) for header, width in zip(headers, widths)) + " |")
     print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
     for row in cells:
         print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |")
+    print()
     sys.stdout.flush()
 
 
@@ -231,6 +247,7 @@ def python_child(code: str, *args: str, timeout: float | None = None) -> ChildRe
 __all__ = [
     "SPIRITLM_7B_WIDTHS",
     "ChildResult",
+    "Timings",
     "cpu_name",
     "dtype_name",
     "machine_summary",
