@@ -400,6 +400,13 @@ class SpiritLMProcessor(ProcessorMixin):
             eos_token_id = self.tokenizer.eos_token_id
         eos_ids = torch.tensor([] if eos_token_id is None else eos_token_id, dtype=sequences.dtype).reshape(-1)
         prompt_length = attention_mask.shape[1]
+        negative = (sequences < 0).nonzero()
+        if len(negative):
+            row, position = negative[0].tolist()
+            raise ValueError(
+                f"sequences[{row}, {position}] is {int(sequences[row, position])}, not a token id (e.g. generate's "
+                "official pad_token_id=-1); generate with pad_token_id=processor.tokenizer.pad_token_id"
+            )
         outputs = []
         for row, mask in zip(sequences.cpu(), attention_mask.cpu()):
             prompt_ids = row[:prompt_length][mask.bool()]
