@@ -400,22 +400,21 @@ class SpiritLMProcessor(ProcessorMixin):
             eos_token_id = self.tokenizer.eos_token_id
         eos_ids = torch.tensor([] if eos_token_id is None else eos_token_id, dtype=sequences.dtype).reshape(-1)
         prompt_length = attention_mask.shape[1]
-        negative = (sequences < 0).nonzero()
-        if len(negative):
-            row, position = negative[0].tolist()
-            raise ValueError(
-                f"sequences[{row}, {position}] is {int(sequences[row, position])}, not a token id (e.g. generate's "
-                "official pad_token_id=-1); generate with pad_token_id=processor.tokenizer.pad_token_id"
-            )
         outputs = []
-        for row, mask in zip(sequences.cpu(), attention_mask.cpu()):
+        for index, (row, mask) in enumerate(zip(sequences.cpu(), attention_mask.cpu())):
             prompt_ids = row[:prompt_length][mask.bool()]
             new_ids = row[prompt_length:]
             finished = torch.isin(new_ids, eos_ids).nonzero()
             if len(finished):
                 new_ids = new_ids[: finished[0, 0]]
+            ids = torch.cat([prompt_ids, new_ids])
+            if (ids < 0).any():
+                raise ValueError(
+                    f"row {index} of sequences holds {int(ids[ids < 0][0])}, not a token id (padding with the official "
+                    "pad_token_id=-1?); generate with pad_token_id=processor.tokenizer.pad_token_id"
+                )
             prompt = self._decode(prompt_ids)
-            generated = self._decode(torch.cat([prompt_ids, new_ids]))
+            generated = self._decode(ids)
             # Official: the continuation is the decoded whole minus the prompt's length. Decoding the new ids alone
             # would lose the space that a SentencePiece word piece carries at the start.
             continuation = generated[len(prompt) :] if generated.startswith(prompt) else self._decode(new_ids)
