@@ -421,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_missing_folder(repo: str | None) -> bool:
+    """Whether `--repo` is a local path (not a Hub id such as `owner/name`) that is not a folder: the Hub client would
+    only complain that it is not a valid repo id."""
+    if not repo or os.path.isdir(repo):
+        return False
+    return os.path.isabs(repo) or repo.startswith((".", "~")) or repo.count("/") > 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `spiritlm` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -429,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_convert(argv[1:])
     args = build_parser().parse_args(argv)
     try:
+        if _is_missing_folder(getattr(args, "repo", None)):
+            raise FileNotFoundError(f"--repo {args.repo} is not a folder (nor a Hub repo id such as 'owner/name')")
         return args.handler(args)
     except (OSError, ValueError) as error:  # bad input: files, repos, values; bugs keep their traceback
         print(f"spiritlm {args.command}: error: {error}", file=sys.stderr)
