@@ -17,6 +17,7 @@ from pathlib import Path
 
 import common
 
+
 HIDDEN, INTERMEDIATE, VOCAB, HEADS = 2048, 5504, 32768, 16
 
 

@@ -17,12 +17,12 @@ import argparse
 import statistics
 import time
 
+import common
 import torch
 from accelerate import init_empty_weights
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 from transformers.generation.logits_process import NoBadWordsLogitsProcessor
 
-import common
 from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM
 from transformers_spiritlm.generation import SpiritLMModalityLogitsProcessor, banned_token_ranges
 

@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import torch
 from transformers import LlamaConfig
 from transformers.utils import logging
 
-import common
 from transformers_spiritlm import SpiritLMForCausalLM
 
 

@@ -34,6 +34,7 @@ from transformers.utils.hub import convert_file_size_to_int
 from transformers_spiritlm.configuration_spiritlm import VARIANTS, SpiritLMConfig
 from transformers_spiritlm.modeling_spiritlm import SpiritLMForCausalLM
 
+
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 SAFETENSORS_DTYPES = {torch.bfloat16: "BF16", torch.float32: "F32", torch.float16: "F16"}

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from transformers_spiritlm.configuration_spiritlm import VARIANTS
 from transformers_spiritlm.conversion.convert_lm import DEFAULT_MAX_SHARD_SIZE, DTYPES, convert_lm
 from transformers_spiritlm.conversion.convert_tokenizer import (
     SlowTokenizerReference,
@@ -31,7 +33,6 @@ from transformers_spiritlm.conversion.convert_tokenizer import (
     pieces_encoded_differently,
 )
 
-from transformers_spiritlm.configuration_spiritlm import VARIANTS
 
 LM_DIRS = {"base": "spirit-lm-base-7b", "expressive": "spirit-lm-expressive-7b"}
 VOCODER_DIRS = {"base": "hifigan_spiritlm_base", "expressive": "hifigan_spiritlm_expressive_w2v2"}
@@ -209,10 +210,9 @@ def convert_spiritlm_to_hf(
     Raises `FileNotFoundError` for a missing file, `FileExistsError` for an existing output without `force`, and a
     `ValueError` for a corrupt or non-official file; nothing is left at `output_dir` then.
     """
+    from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor
     from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
     from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder
-
-    from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(map(repr, VARIANTS))}")

@@ -29,6 +29,7 @@ from transformers_spiritlm.tokenization_spiritlm import (
     build_spiritlm_tokenizer,
 )
 
+
 NUM_HUBERT_UNITS, NUM_PITCH_UNITS, NUM_STYLE_UNITS = 501, 64, 100
 
 _PIECE = sentencepiece_model_pb2.ModelProto.SentencePiece

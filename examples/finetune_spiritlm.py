@@ -38,6 +38,7 @@ from transformers_spiritlm.data import (
 )
 from transformers_spiritlm.testing import build_tiny_repo
 
+
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio" / "aligned"
 
 

@@ -23,13 +23,13 @@ import pytest
 import soundfile
 import torch
 from transformers import AutoModel, pipeline
-from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
-from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spiritlm_to_hf
-from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder
 
 from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMSpeechTokenizer, SpiritLMVocoder
 from transformers_spiritlm.audio import resample
 from transformers_spiritlm.cli import main as cli_main
+from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
+from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spiritlm_to_hf
+from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder
 from transformers_spiritlm.testing import build_tiny_repo, tiny_vocoder
 from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
 from transformers_spiritlm.testing.official_vocoder import write_official_vocoder

@@ -20,6 +20,8 @@ from transformers import (
     LlamaForCausalLM,
     pipeline,
 )
+
+from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM, SpiritLMProcessor, SpiritLMVocoder
 from transformers_spiritlm.conversion.convert_lm import LMConversionError, convert_lm
 from transformers_spiritlm.conversion.convert_spiritlm_to_hf import main
 from transformers_spiritlm.conversion.convert_tokenizer import (
@@ -27,14 +29,13 @@ from transformers_spiritlm.conversion.convert_tokenizer import (
     TokenizerConversionError,
     convert_tokenizer,
 )
-
-from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM, SpiritLMProcessor, SpiritLMVocoder
 from transformers_spiritlm.testing.official_checkpoints import write_official_checkpoints, write_official_fcpe
 from transformers_spiritlm.testing.official_lm import (
     official_lm_state_dict,
     write_official_lm,
     write_official_tokenizer,
 )
+
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKENIZER_RECORD = json.loads((FIXTURES / "tokenizer" / "official_tokenizer.json").read_text(encoding="utf-8"))

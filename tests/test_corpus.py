@@ -12,6 +12,7 @@ from transformers_spiritlm import cli
 from transformers_spiritlm.corpus import distributed_state, process_shard, shard_range, sharded_output
 from transformers_spiritlm.testing import build_tiny_repo
 
+
 AUDIO = Path(__file__).resolve().parent / "fixtures" / "audio"
 
 

@@ -21,6 +21,7 @@ from transformers_spiritlm.data import (
 from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer, tiny_text_tokenizer
 from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer
 
+
 # 2 s of speech: hubert unit i is the value i, so a unit in a string tells the frame (time i / 25 s) it came from.
 FRAME_UNITS = {"hubert": list(range(50))}
 WORDS = [

@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoProcessor
 
 from transformers_spiritlm import SpiritLMForCausalLM
 
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_spiritlm.py"
 
 

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
 from .units import DEFAULT_RATES, UNIT_PREFIXES, units_to_string
 
+
 MODALITIES = ("text", "speech")
 SEQUENCE_KINDS = ("speech", "text", "interleaved", "asr", "tts")
 # Frames per second of each unit stream at 16 kHz (hop sizes 640, 1280 and 16000 samples): where a unit sits in

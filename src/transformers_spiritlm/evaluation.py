@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
 from .units import units_to_string
 
+
 REDUCTIONS = ("sum", "mean")
 
 

@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
 from .configuration_spiritlm import SpiritLMConfig
 
+
 TEXT_MARKER = "[Text]"
 SPEECH_MARKER = "[Speech]"
 SPIECE_UNDERLINE = "\u2581"

@@ -16,6 +16,7 @@ from .official_pitch import random_fcpe_checkpoint, write_official_vqvae_f0
 from .official_style import write_official_style_encoder
 from .official_vocoder import write_official_vocoders
 
+
 SPEECH_TOKENIZER_DIR = Path("speech_tokenizer")
 
 

@@ -29,6 +29,7 @@ import sentencepiece as spm
 import torch
 from sentencepiece import sentencepiece_model_pb2
 
+
 OFFICIAL_LM_DIRS = {"base": "spirit-lm-base-7b", "expressive": "spirit-lm-expressive-7b"}
 UNIT_STORAGES = ("sentencepiece", "added_tokens")
 TINY_TEXT_VOCAB_SIZE = 400

@@ -86,7 +86,7 @@ def official_generator_state_dict(config: dict, seed: int = 0) -> dict[str, torc
     channels = config["upsample_initial_channel"]
     weight_normed_conv("conv_pre", channels, config["model_in_dim"], 7)
     num_kernels = len(config["resblock_kernel_sizes"])
-    for i, (rate, kernel) in enumerate(zip(config["upsample_rates"], config["upsample_kernel_sizes"])):
+    for i, kernel in enumerate(config["upsample_kernel_sizes"]):
         weight_normed_conv(f"ups.{i}", channels // 2, channels, kernel, transposed=True)
         channels //= 2
         for j, (res_kernel, dilations) in enumerate(
