@@ -39,18 +39,37 @@ def _masked(hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
     return hidden_states if mask is None else hidden_states * mask
 
 
+def _conv(conv: nn.Conv1d | nn.ConvTranspose1d, hidden_states: torch.Tensor) -> torch.Tensor:
+    """
+    `conv` on `(batch, channels, 1, frames)` channels-last activations, i.e. frames-major memory. oneDNN's
+    channels-last kernels are faster than its `(batch, channels, frames)` ones for every convolution of the
+    generator, up to 10x for the few-channel dilated ones of the last stages (which dominate its time).
+    """
+    weight, stride, padding, dilation = conv.weight[:, :, None], conv.stride[0], conv.padding[0], conv.dilation[0]
+    if isinstance(conv, nn.ConvTranspose1d):
+        return nn.functional.conv_transpose2d(
+            hidden_states, weight, conv.bias, (1, stride), (0, padding), (0, conv.output_padding[0]), conv.groups,
+            (1, dilation),
+        )  # fmt: skip
+    return nn.functional.conv2d(
+        hidden_states, weight, conv.bias, (1, stride), (0, padding), (1, dilation), conv.groups
+    )
+
+
 class SpiritLMResidualBlock(HifiGanResidualBlock):
     """HiFi-GAN multi-receptive-field block that keeps padded positions of a batch at zero."""
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`(batch, channels, 1, frames)` channels-last activations (see [`_conv`]) and an optional 0/1 `mask` of
+        shape `(batch, 1, 1, frames)`."""
         # Zeroing each convolution's output past an item's end makes the next convolution see the zero padding a
         # lone sequence would see, so a batch gives the same samples as one-by-one synthesis.
         for conv1, conv2 in zip(self.convs1, self.convs2):
             residual = hidden_states
             hidden_states = nn.functional.leaky_relu(hidden_states, self.leaky_relu_slope)
-            hidden_states = _masked(conv1(hidden_states), mask)
+            hidden_states = _masked(_conv(conv1, hidden_states), mask)
             hidden_states = nn.functional.leaky_relu(hidden_states, self.leaky_relu_slope)
-            hidden_states = _masked(conv2(hidden_states), mask) + residual
+            hidden_states = _masked(_conv(conv2, hidden_states), mask) + residual
         return hidden_states
 
 
@@ -163,7 +182,8 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
         Returns:
             One sequence: a float32 tensor `(num_samples,)` at `config.sampling_rate`. A batch: a
             [`SpiritLMVocoderOutput`] with zero-padded `waveform` `(batch_size, max_samples)` and `lengths`; each row
-            equals the one-by-one result up to float rounding.
+            equals the one-by-one result (on CPU exactly: items are synthesised one by one there; on an accelerator
+            as one padded batch, up to float rounding).
         """
         is_batch = _is_batch(hubert)
         items = [
@@ -171,8 +191,16 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
             for item in _batch_items(is_batch, hubert, pitch, style, speaker_id, style_id)
         ]
         lengths = torch.tensor([features.shape[0] for features in items], device=self.device)
-        features = nn.utils.rnn.pad_sequence(items, batch_first=True).transpose(1, 2)
-        waveform = self._generate(features, lengths).float()
+        if self.device.type == "cpu":
+            # A CPU computes padding as it computes audio, and the big padded tensors cost extra memory traffic: it
+            # synthesises each item alone, ~2.5x faster than a padded batch of 8 utterances of 4 to 8 s.
+            waveforms = [
+                self._generate(item.T[None], lengths[index : index + 1])[0] for index, item in enumerate(items)
+            ]
+            waveform = nn.utils.rnn.pad_sequence(waveforms, batch_first=True).float()
+        else:
+            features = nn.utils.rnn.pad_sequence(items, batch_first=True).transpose(1, 2)
+            waveform = self._generate(features, lengths).float()
         if not is_batch:
             return waveform[0]
         return SpiritLMVocoderOutput(waveform=waveform, lengths=lengths * self.config.hop_length)
@@ -289,19 +317,20 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
         mask = None
         if bool((lengths != features.shape[-1]).any()):
             positions = torch.arange(features.shape[-1], device=features.device)
-            mask = (positions < lengths[:, None]).unsqueeze(1).to(features.dtype)
+            mask = (positions < lengths[:, None])[:, None, None].to(features.dtype)
         num_kernels = len(self.config.resblock_kernel_sizes)
-        hidden_states = _masked(self.conv_pre(features), mask)
+        hidden_states = features[:, :, None].contiguous(memory_format=torch.channels_last)
+        hidden_states = _masked(_conv(self.conv_pre, hidden_states), mask)
         for i, (upsampler, rate) in enumerate(zip(self.upsampler, self.config.upsample_rates)):
-            hidden_states = upsampler(nn.functional.leaky_relu(hidden_states, self.config.leaky_relu_slope))
+            hidden_states = _conv(upsampler, nn.functional.leaky_relu(hidden_states, self.config.leaky_relu_slope))
             if mask is not None:
                 mask = mask.repeat_interleave(rate, dim=-1)
                 hidden_states = hidden_states * mask
             blocks = self.resblocks[i * num_kernels : (i + 1) * num_kernels]
             hidden_states = sum(block(hidden_states, mask) for block in blocks) / num_kernels
         # The official generator uses the default 0.01 slope here, not the configured one.
-        hidden_states = self.conv_post(nn.functional.leaky_relu(hidden_states))
-        return _masked(torch.tanh(hidden_states), mask)[:, 0]
+        hidden_states = _conv(self.conv_post, nn.functional.leaky_relu(hidden_states))
+        return _masked(torch.tanh(hidden_states), mask)[:, 0, 0]
 
 
 def _is_batch(hubert) -> bool:

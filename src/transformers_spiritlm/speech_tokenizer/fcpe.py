@@ -204,12 +204,22 @@ class FCPEConvModule(nn.Module):
         self.right_trim = 1 - config.conv_kernel_size % 2
 
     def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.pointwise_in(self.norm(hidden_states).transpose(1, 2))
-        hidden_states = F.glu(hidden_states, dim=1) * frame_mask[:, None, :]
-        hidden_states = self.depthwise(hidden_states)
+        # Frames stay on the second axis: the pointwise convolutions are matrix products there, and the depthwise
+        # one reads that memory as a channels-last image, for which oneDNN has a kernel ~15x faster than for
+        # (batch, channels, frames).
+        hidden_states = F.linear(self.norm(hidden_states), self.pointwise_in.weight[..., 0], self.pointwise_in.bias)
+        hidden_states = F.glu(hidden_states, dim=-1) * frame_mask[..., None]
+        depthwise = self.depthwise
+        hidden_states = F.conv2d(
+            hidden_states.transpose(1, 2)[:, :, None],
+            depthwise.weight[:, :, None],
+            depthwise.bias,
+            padding=(0, depthwise.padding[0]),
+            groups=depthwise.groups,
+        )[:, :, 0].transpose(1, 2)
         if self.right_trim:
-            hidden_states = hidden_states[..., : -self.right_trim]
-        return self.pointwise_out(F.silu(hidden_states)).transpose(1, 2)
+            hidden_states = hidden_states[:, : -self.right_trim]
+        return F.linear(F.silu(hidden_states), self.pointwise_out.weight[..., 0], self.pointwise_out.bias)
 
 
 class FCPEF0Extractor(nn.Module):

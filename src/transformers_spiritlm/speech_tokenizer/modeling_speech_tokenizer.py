@@ -58,6 +58,10 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     shorter than `config.min_chunk_samples` (80 ms) is skipped. Chunks of many clips are encoded in padded batches
     that give the units of encoding each clip alone.
 
+    Float32 gives the official units. `from_pretrained(..., dtype=torch.bfloat16)` is a faster approximation
+    (about 2x on a CPU with bfloat16 instructions; the pitch encoder stays float32): a few % of the HuBERT units
+    change, see benchmarks/README.md.
+
     ```python
     >>> st = SpiritLMSpeechTokenizer.from_pretrained(repo, subfolder="speech_tokenizer")
     >>> st.encode_units("speech.wav")                          # {"hubert": [...], "pitch": [...], "style": [...]}
@@ -106,13 +110,14 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
         Encodes each row as one chunk (no 100 s splitting; see `encode_units` for that), every configured stream.
 
         input_values (`torch.FloatTensor` of shape `(batch_size, samples)` or `(samples,)`):
-            16 kHz mono waveforms in [-1, 1], right-padded; moved to the model's device (HuBERT gets them in the
-            model's dtype, the pitch encoder in float32).
+            16 kHz mono waveforms in [-1, 1], right-padded; moved to the model's device. Every encoder reads them
+            in float32: the first conv layer of HuBERT and of the style encoder runs in float32 whatever the model's
+            dtype (it is cheap, and rounding raw audio to bfloat16 would move units), the rest in the model's dtype.
         attention_mask (`torch.Tensor` of shape `(batch_size, samples)`, *optional*):
             1 for samples, 0 for padding (as the feature extractor returns it). Each row gets the units it gets alone.
         """
         input_values, lengths = self._check_inputs(input_values, attention_mask)
-        features, frame_lengths = hubert_layer_features(self.hubert, input_values.to(self.dtype), lengths)
+        features, frame_lengths = hubert_layer_features(self.hubert, input_values, lengths)
         # The official code takes the argmax of the log-probabilities; rounding there can tie near-equal logits.
         units = self.quantizer(features).float().log_softmax(-1).argmax(-1)
         units = fill_blank_units(units, frame_lengths, self.config.blank_unit)

@@ -16,6 +16,8 @@ from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 from transformers.utils import ModelOutput
 
+from .hubert import group_norm_conv_features
+
 
 STYLE_SAMPLING_RATE = 16000
 # Variance floor of wav2vec2-base's feature extractor (`zero_mean_unit_var_norm`); silence normalises to zeros.
@@ -107,7 +109,11 @@ class SpiritLMStyleEncoder(nn.Module):
             mean = waveform.mean(dim=-1, keepdim=True)
             variance = (waveform - mean).square().mean(dim=-1, keepdim=True)
             waveform = (waveform - mean) / torch.sqrt(variance + NORMALIZATION_EPS)
-            extracted = self.wav2vec2.feature_extractor(waveform.to(dtype)).transpose(1, 2)
+            if self.wav2vec2.config.feat_extract_norm == "group":
+                extracted = group_norm_conv_features(self.wav2vec2.feature_extractor, waveform)
+            else:
+                extracted = self.wav2vec2.feature_extractor(waveform.to(dtype))
+            extracted = extracted.transpose(1, 2)
             if features is None:
                 features = extracted.new_zeros(batch_size, int(frame_lengths.max()), extracted.shape[-1])
             features[rows, : extracted.shape[1]] = extracted
