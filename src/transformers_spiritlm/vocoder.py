@@ -45,7 +45,8 @@ def _conv(conv: nn.Conv1d | nn.ConvTranspose1d, hidden_states: torch.Tensor) -> 
     channels-last kernels are faster than its `(batch, channels, frames)` ones for every convolution of the
     generator, up to 10x for the few-channel dilated ones of the last stages (which dominate its time).
     """
-    weight, stride, padding, dilation = conv.weight[:, :, None], conv.stride[0], conv.padding[0], conv.dilation[0]
+    weight = conv.weight[:, :, None].contiguous(memory_format=torch.channels_last)
+    stride, padding, dilation = conv.stride[0], conv.padding[0], conv.dilation[0]
     if isinstance(conv, nn.ConvTranspose1d):
         return nn.functional.conv_transpose2d(
             hidden_states, weight, conv.bias, (1, stride), (0, padding), (0, conv.output_padding[0]), conv.groups,
@@ -68,8 +69,8 @@ class SpiritLMResidualBlock(HifiGanResidualBlock):
             residual = hidden_states
             hidden_states = nn.functional.leaky_relu(hidden_states, self.leaky_relu_slope)
             hidden_states = _masked(_conv(conv1, hidden_states), mask)
-            hidden_states = nn.functional.leaky_relu(hidden_states, self.leaky_relu_slope)
-            hidden_states = _masked(_conv(conv2, hidden_states), mask) + residual
+            hidden_states = nn.functional.leaky_relu(hidden_states, self.leaky_relu_slope, inplace=True)
+            hidden_states = _masked(_conv(conv2, hidden_states), mask).add_(residual)
         return hidden_states
 
 
@@ -326,8 +327,11 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
             if mask is not None:
                 mask = mask.repeat_interleave(rate, dim=-1)
                 hidden_states = hidden_states * mask
-            blocks = self.resblocks[i * num_kernels : (i + 1) * num_kernels]
-            hidden_states = sum(block(hidden_states, mask) for block in blocks) / num_kernels
+            first, *others = self.resblocks[i * num_kernels : (i + 1) * num_kernels]
+            summed = first(hidden_states, mask)
+            for block in others:
+                summed += block(hidden_states, mask)
+            hidden_states = summed / num_kernels
         # The official generator uses the default 0.01 slope here, not the configured one.
         hidden_states = _conv(self.conv_post, nn.functional.leaky_relu(hidden_states))
         return _masked(torch.tanh(hidden_states), mask)[:, 0, 0]
