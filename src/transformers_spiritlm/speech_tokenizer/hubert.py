@@ -105,29 +105,25 @@ def group_norm_conv_features(
     dtype = rest[0].conv.weight.dtype if rest else conv.weight.dtype
     kernel, stride = conv.kernel_size[0], conv.stride[0]
     batch, samples = input_values.shape
-    if lengths is None:
-        lengths = torch.full((batch,), samples, device=input_values.device)
-    frame_lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
     frames = (samples - kernel) // stride + 1
-    rows_by_length = [
-        (length, (frame_lengths == length).nonzero().squeeze(1)) for length in frame_lengths.unique().tolist()
-    ]
+    frame_lengths = [frames] * batch
+    if lengths is not None:
+        frame_lengths = (torch.div(lengths - kernel, stride, rounding_mode="floor") + 1).tolist()
     waveforms = input_values[:, None].float()
     weight, bias = conv.weight.float(), None if conv.bias is None else conv.bias.float()
     hidden = input_values.new_empty(batch, conv.out_channels, frames, dtype=dtype)
     for start in range(0, conv.out_channels, FIRST_LAYER_CHANNEL_SLICE):
         channels = slice(start, start + FIRST_LAYER_CHANNEL_SLICE)
         sliced = nn.functional.conv1d(waveforms, weight[channels], None if bias is None else bias[channels], stride)
-        gamma, beta = norm.weight[channels].float(), norm.bias[channels].float()
-        for length, rows in rows_by_length:
-            if len(rows) == batch:
-                part = nn.functional.group_norm(sliced[..., :length], sliced.shape[1], gamma, beta, norm.eps)
-                hidden[:, channels, :length] = first.activation(part)
-            else:
-                part = nn.functional.group_norm(sliced[rows, :, :length], sliced.shape[1], gamma, beta, norm.eps)
-                hidden[rows, channels, :length] = first.activation(part).to(dtype)
-    for length, rows in rows_by_length:
-        hidden[rows, :, length:] = 0
+        gamma, beta, count = norm.weight[channels].float(), norm.bias[channels].float(), sliced.shape[1]
+        if all(length == frames for length in frame_lengths):
+            hidden[:, channels] = first.activation(nn.functional.group_norm(sliced, count, gamma, beta, norm.eps))
+            continue
+        for row, length in enumerate(frame_lengths):
+            part = nn.functional.group_norm(sliced[row : row + 1, :, :length], count, gamma, beta, norm.eps)
+            hidden[row, channels, :length] = first.activation(part)[0]
+    for row, length in enumerate(frame_lengths):
+        hidden[row, :, length:] = 0
     for layer in rest:
         hidden = layer(hidden)
     return hidden
