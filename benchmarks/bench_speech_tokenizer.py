@@ -203,6 +203,14 @@ def count_flops(function) -> int:
     return Counter.total
 
 
+def raise_peaks(common, peaks: dict[torch.dtype, float]) -> str:
+    """Measures the matmul peaks again and keeps the higher figure of each dtype: a peak measured while another
+    process held a core understates the machine. Returns them as text for the table captions."""
+    for dtype, gflops in common.matmul_peaks(tuple(peaks)).items():
+        peaks[dtype] = max(peaks[dtype], gflops)
+    return ", ".join(f"{common.dtype_name(dtype)} {gflops:.0f}" for dtype, gflops in peaks.items())
+
+
 # ---------------------------------------------------------------------------------------------- our side
 
 
@@ -358,6 +366,7 @@ def main() -> None:
 
         flops = count_flops(lambda: ours["ours fp32"].encode_units(clips))
         official_flops = sum(official.ask("flops").values())
+        peak_text = raise_peaks(common, peaks)
         walls = {name: [wall for wall, _ in values] for name, values in results.items()}
         cpus = {name: [cpu for _, cpu in values] for name, values in results.items()}
         rows = []
@@ -377,7 +386,7 @@ def main() -> None:
         print()
         print(
             f"Whole tokenization ({args.repeats} interleaved rounds, medians; {flops / 1e9:.0f} GFLOP per pass, "
-            f"official {official_flops / 1e9:.0f})"
+            f"official {official_flops / 1e9:.0f}; peak: the best matmul peak of the run, {peak_text})"
         )
         common.print_table(
             ["variant", "audio s / wall s", "audio s / CPU s", "speed vs official", "GFLOP/s (of peak)"], rows
@@ -432,6 +441,7 @@ def main() -> None:
                     else:
                         for stream, function in timings[name].items():
                             per_stream[stream][name].append(timed(function)[0])
+            peak_text = raise_peaks(common, peaks)
             labels = {"hubert": "HuBERT + quantizer", "pitch": "FCPE F0 + VQ-VAE", "style": "style encoder"}
             for stream, seconds in per_stream.items():
                 for name, values in seconds.items():
@@ -450,7 +460,7 @@ def main() -> None:
             print(
                 "Each model alone on the loaded 16 kHz audio (medians; GFLOP/s from our fp32 count: "
                 + ", ".join(f"{stream} {count / 1e9:.0f} GFLOP" for stream, count in flops_by_stream.items())
-                + ")"
+                + f"; peak: the best matmul peak of the run, {peak_text})"
             )
             common.print_table(
                 ["model", "variant", "audio s / wall s", "speed vs official", "GFLOP/s (of peak)"], component_rows

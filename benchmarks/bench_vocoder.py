@@ -140,7 +140,7 @@ def snr_db(signal: np.ndarray, reference: np.ndarray) -> float:
 
 
 def bench_variant(variant: str, args, common, peaks, work: Path) -> None:
-    from bench_speech_tokenizer import count_flops
+    from bench_speech_tokenizer import count_flops, raise_peaks
 
     from transformers_spiritlm import SpiritLMVocoder
     from transformers_spiritlm.conversion.convert_vocoder import load_official_vocoder
@@ -188,6 +188,7 @@ def bench_variant(variant: str, args, common, peaks, work: Path) -> None:
         official.close()
 
     flops = count_flops(variants["ours fp32"])
+    peak_text = raise_peaks(common, peaks)
     parameters = sum(parameter.numel() for parameter in ours["ours fp32"].parameters()) / 1e6
     rows = []
     for name in names:
@@ -204,7 +205,8 @@ def bench_variant(variant: str, args, common, peaks, work: Path) -> None:
     print()
     print(
         f"{variant.upper()} vocoder, {parameters:.1f} M parameters, {audio_seconds:.1f} s of audio in "
-        f"{len(sequences)} sequences ({args.repeats} interleaved rounds, medians; {flops / 1e9:.0f} GFLOP per pass)"
+        f"{len(sequences)} sequences ({args.repeats} interleaved rounds, medians; {flops / 1e9:.0f} GFLOP per pass; "
+        f"peak: the best matmul peak of the run, {peak_text})"
     )
     common.print_table(["variant", "audio s / wall s", "speed vs official", "GFLOP/s (of peak)"], rows)
     reference = [waveform.float().numpy() for waveform in waveforms["ours fp32"]]
