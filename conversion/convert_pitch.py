@@ -278,8 +278,11 @@ def convert_pitch(
         state_dict[key] = model.state_dict()[key]
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
-    wrong = [f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}"
-             for key, value in expected.items() if key in state_dict and state_dict[key].shape != value.shape]
+    wrong = [
+        f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state_dict and state_dict[key].shape != value.shape
+    ]
     if missing or wrong:
         raise ConversionError(
             f"{model_path} does not match its config.yaml: missing {missing[:4]}, wrong shapes {wrong[:4]}"

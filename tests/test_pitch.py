@@ -222,8 +222,9 @@ def test_conversion_errors_are_one_line(tmp_path):
     (corrupt / "model.pt").write_bytes(b"PK\x03\x04 truncated")
     expect(corrupt, ConversionError, "cannot read .*model.pt as a weights-only torch checkpoint")
 
-    bad_features = write_official_vqvae_f0(tmp_path / "features", config={**tiny_official_vqvae_f0_config(),
-                                                                            "features": "log_f0"})
+    bad_features = write_official_vqvae_f0(
+        tmp_path / "features", config={**tiny_official_vqvae_f0_config(), "features": "log_f0"}
+    )
     expect(bad_features, ConversionError, "unsupported features 'log_f0'")
 
     mismatch = write_official_vqvae_f0(tmp_path / "mismatch")
@@ -247,9 +248,7 @@ def test_training_checkpoint_extras_load_weights_only(tmp_path):
 
 
 def test_cli_missing_fcpe_prints_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(
-        "transformers_spiritlm.conversion.convert_pitch._installed_torchfcpe_asset", lambda: None
-    )
+    monkeypatch.setattr("transformers_spiritlm.conversion.convert_pitch._installed_torchfcpe_asset", lambda: None)
     directory = write_official_vqvae_f0(tmp_path / "vq")
     assert main(["--vqvae-dir", str(directory), "--output-dir", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err

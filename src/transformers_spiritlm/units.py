@@ -92,7 +92,7 @@ def _check_strict(string: str, num_units: Mapping[str, int]) -> None:
         position = match.end()
     if position != len(string):
         raise ValueError(
-            f"malformed unit string at character {position}: {string[position:position + 20]!r}; expected only "
+            f"malformed unit string at character {position}: {string[position : position + 20]!r}; expected only "
             "'[HuN]', '[PiN]' and '[StN]' tokens (pass strict=False for the official lenient parsing)"
         )
 

@@ -121,8 +121,9 @@ def slaney_mel_filter_bank(sampling_rate: int, n_fft: int, num_mel_bins: int, fm
     `norm="slaney"`, float32 output), which FCPE was trained with.
     """
     fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sampling_rate)
-    edges_mel = np.linspace(_hz_to_slaney_mel(np.array([fmin]))[0], _hz_to_slaney_mel(np.array([fmax]))[0],
-                            num_mel_bins + 2)
+    edges_mel = np.linspace(
+        _hz_to_slaney_mel(np.array([fmin]))[0], _hz_to_slaney_mel(np.array([fmax]))[0], num_mel_bins + 2
+    )
     edges_hz = _slaney_mel_to_hz(edges_mel)
     widths = np.diff(edges_hz)
     distance = edges_hz[:, None] - fft_hz[None, :]
@@ -174,8 +175,14 @@ class FCPEMelExtractor(nn.Module):
         stft_frames = [(len(signal) - self.n_fft) // self.hop_length + 1 for signal in padded]
         signals = nn.utils.rnn.pad_sequence(padded, batch_first=True)
         spectrum = torch.stft(
-            signals, self.n_fft, hop_length=self.hop_length, win_length=self.win_length, window=self.window,
-            center=False, onesided=True, return_complex=True,
+            signals,
+            self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=False,
+            onesided=True,
+            return_complex=True,
         )
         magnitude = torch.sqrt(spectrum.real.pow(2) + spectrum.imag.pow(2) + _MAGNITUDE_EPS)
         mel = torch.log(torch.clamp(torch.matmul(self.mel_filters, magnitude), min=_LOG_CLIP)).transpose(1, 2)

@@ -232,7 +232,8 @@ class F0Codebook(nn.Module):
         codes_t = self.codebook.t()
         # Squared distances expanded as the official code does, so near-ties resolve identically.
         distance = (
-            torch.sum(flat**2, dim=-1, keepdim=True) - 2 * torch.matmul(flat, codes_t)
+            torch.sum(flat**2, dim=-1, keepdim=True)
+            - 2 * torch.matmul(flat, codes_t)
             + torch.sum(codes_t**2, dim=0, keepdim=True)
         )
         return torch.min(distance, dim=-1).indices.view(batch, length)

@@ -61,7 +61,9 @@ def tiny_spiritlm_tokenizer(config: SpiritLMConfig) -> PreTrainedTokenizerBase:
     return build_spiritlm_tokenizer(vocab, merges, spiritlm_token_strings(config))
 
 
-def tiny_lm_config(variant: str = "expressive", text_vocab_size: int = TINY_TEXT_VOCAB_SIZE, **kwargs) -> SpiritLMConfig:
+def tiny_lm_config(
+    variant: str = "expressive", text_vocab_size: int = TINY_TEXT_VOCAB_SIZE, **kwargs
+) -> SpiritLMConfig:
     """A 2-layer, 64-wide SPIRIT LM config whose id layout follows `text_vocab_size`."""
     num_tokens = text_vocab_size + 2 + 501 + 64 + 100
     defaults = dict(

@@ -36,7 +36,17 @@ def find_fcpe_checkpoint(download: bool = False) -> Path | None:
         path = Path(configured).expanduser()
         return path if path.exists() and (path.is_file() or any(path.iterdir())) else None
     if download and not any(FCPE_CACHE_DIR.glob("torchfcpe-*.whl")):
-        command = [sys.executable, "-m", "pip", "download", "-q", "torchfcpe==0.0.4", "--no-deps", "-d", str(FCPE_CACHE_DIR)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "torchfcpe==0.0.4",
+            "--no-deps",
+            "-d",
+            str(FCPE_CACHE_DIR),
+        ]
         subprocess.run(command, check=False, capture_output=True, timeout=600)
     return FCPE_CACHE_DIR if any(FCPE_CACHE_DIR.glob("torchfcpe-*.whl")) else None
 
@@ -166,10 +176,27 @@ def random_fcpe_checkpoint(hidden_size: int = 16, num_layers: int = 1, seed: int
     state["cent_table"] = torch.linspace(cents[0], cents[1], out_dims)
     state["gaussian_blurred_cent_mask"] = 1200.0 * torch.log2(torch.tensor(f0_max / 10.0))
     config = {
-        "mel": {"sr": 16000, "num_mels": mel_bins, "n_fft": 1024, "win_size": 1024, "hop_size": 160, "fmin": 0,
-                "fmax": 8000},
-        "model": {"type": "CFNaiveMelPE", "out_dims": out_dims, "hidden_dims": hidden_size, "n_layers": num_layers,
-                  "n_heads": 8, "f0_min": f0_min, "f0_max": f0_max, "use_fa_norm": True, "conv_only": True,
-                  "residual_dropout": 0.1, "attention_dropout": 0.1},
+        "mel": {
+            "sr": 16000,
+            "num_mels": mel_bins,
+            "n_fft": 1024,
+            "win_size": 1024,
+            "hop_size": 160,
+            "fmin": 0,
+            "fmax": 8000,
+        },
+        "model": {
+            "type": "CFNaiveMelPE",
+            "out_dims": out_dims,
+            "hidden_dims": hidden_size,
+            "n_layers": num_layers,
+            "n_heads": 8,
+            "f0_min": f0_min,
+            "f0_max": f0_max,
+            "use_fa_norm": True,
+            "conv_only": True,
+            "residual_dropout": 0.1,
+            "attention_dropout": 0.1,
+        },
     }
     return {"global_step": 0, "model": state, "config_dict": config}

@@ -1,0 +1,72 @@
+"""The `spiritlm` command line: demo | tokenize | resynthesize | generate | convert.
+
+One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import convert, demo, generate, resynthesize, tokenize
+from .common import default_cache_dir, default_device, write_wav
+from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
+from .tokenize import AUDIO_EXTENSIONS, find_audio_files, tokenize_files, write_jsonl
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "DEMO_PROMPT_TEXT",
+    "DEMO_PROMPT_WAV",
+    "build_parser",
+    "default_cache_dir",
+    "default_device",
+    "find_audio_files",
+    "main",
+    "tokenize_files",
+    "write_jsonl",
+    "write_wav",
+]
+
+SUBCOMMANDS = (demo, tokenize, resynthesize, generate, convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spiritlm",
+        description=(
+            "SPIRIT LM for Hugging Face Transformers: a language model that reads and writes both text and speech. "
+            "Start with `spiritlm demo` (offline, tiny random model); the other commands take a converted "
+            "checkpoint folder or Hub repo (--repo), made from the official weights with `spiritlm convert`."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"transformers-spiritlm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(commands)
+    return parser
+
+
+def _is_missing_folder(repo: str | None) -> bool:
+    """Whether `--repo` is a local path (not a Hub id such as `owner/name`) that is not a folder: the Hub client would
+    only complain that it is not a valid repo id."""
+    if not repo or os.path.isdir(repo):
+        return False
+    return os.path.isabs(repo) or repo.startswith((".", "~")) or repo.count("/") > 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `spiritlm` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["convert"]:
+        # Everything after `convert`, --help included, belongs to the conversion script's own parser.
+        return convert.run_convert(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if _is_missing_folder(getattr(args, "repo", None)):
+            raise FileNotFoundError(f"--repo {args.repo} is not a folder (nor a Hub repo id such as 'owner/name')")
+        return args.handler(args)
+    except (OSError, ValueError) as error:  # bad input: files, repos, values; bugs keep their traceback
+        print(f"spiritlm {args.command}: error: {error}", file=sys.stderr)
+        return 2
