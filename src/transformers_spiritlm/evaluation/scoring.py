@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
-from .units import units_to_string
+from ..tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
+from ..units import units_to_string
 
 
 REDUCTIONS = ("sum", "mean")
