@@ -1,13 +1,19 @@
-"""Sharding of corpus jobs (`spiritlm tokenize`) over the processes of `accelerate launch`: every process takes one
-contiguous shard of the inputs and writes its own JSONL part; the main process then concatenates the parts, in
-input order, into the output file. Without a launcher the same code is one process writing the output directly.
+"""Sharding of corpus jobs (`spiritlm tokenize`, `spiritlm eval stsp`) over the processes of `accelerate launch` /
+`torchrun`: every process takes one contiguous shard of the inputs and appends its records, as it finishes them, to
+its own JSONL part file; the main process then merges the parts, in input order, into the output file. Without a
+launcher the same code is one process with one part file.
+
+Records that carry a key (`key="id"`, `key="audio"`) make a run resumable: after a crash or a kill, the same command
+with `resume=True` skips the keys already in the part files (or in a finished output) and merges everything into the
+file an uninterrupted run writes.
 
 On a machine without GPUs, `accelerate launch --num_processes N` starts a single process (its CPU launcher does not
-fork); start N CPU processes with `accelerate launch --multi_gpu --num_processes N` (torchrun), which then
-synchronise over gloo.
+fork); start N CPU processes with `accelerate launch --multi_gpu --num_processes N` or
+`torchrun --nproc_per_node N`, which then synchronise over gloo.
 """
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -41,43 +47,120 @@ def _part_path(output: Path, index: int, count: int) -> Path:
     return output.with_name(f"{output.name}.part-{index}-of-{count}")
 
 
-@contextlib.contextmanager
-def sharded_output(output: str | os.PathLike, state: PartialState) -> Iterator[TextIO]:
+def part_files(output: str | os.PathLike) -> list[Path]:
+    """The part files of `output` left by earlier runs, with any number of processes."""
+    output = Path(output)
+    return sorted(output.parent.glob(f"{output.name}.part-*-of-*"))
+
+
+def _complete_lines(path: Path) -> Iterator[str]:
+    """The lines of a JSONL file that end with a newline (a killed writer can leave half a line)."""
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            if line.endswith("\n") and line.strip():
+                yield line
+
+
+def finished_records(output: str | os.PathLike, key: str, include_output: bool = True) -> dict[str, str]:
     """
-    Opens where this process writes its records: `output` itself in a single process (`"-"`: stdout), else its part
-    file `<output>.part-<i>-of-<n>`. When every process has left the block, the main process concatenates the parts in
-    process order into `output` and deletes them; every process returns once `output` is complete. The file
-    appears only when complete (it is written under a temporary name, then renamed).
+    The records already written for `output`, as `{str(record[key]): json line}`: the complete lines of its part
+    files and (with `include_output`) of `output` itself when it exists. The first record of a key wins.
+    """
+    output = Path(output)
+    sources = ([output] if include_output and output.is_file() else []) + part_files(output)
+    records: dict[str, str] = {}
+    for source in sources:
+        for number, line in enumerate(_complete_lines(source), start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{source}, line {number}: not JSON ({error}); delete the file to start over"
+                ) from None
+            if not isinstance(record, dict) or key not in record:
+                raise ValueError(
+                    f"{source}, line {number}: a record without {key!r}; it does not belong to this run, delete it"
+                )
+            records.setdefault(str(record[key]), line)
+    return records
+
+
+def _drop_incomplete_line(path: Path) -> None:
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as file:
+            file.truncate(data.rfind(b"\n") + 1)
+
+
+@contextlib.contextmanager
+def sharded_output(
+    output: str | os.PathLike,
+    state: PartialState,
+    key: str | None = None,
+    order: Sequence[str] | None = None,
+    resume: bool = False,
+) -> Iterator[TextIO]:
+    """
+    Opens where this process writes its JSON lines: its part file `<output>.part-<i>-of-<n>` (line-buffered, so that
+    every finished record is on disk), or stdout for `output="-"` in a single process. When every process has left
+    the block, the main process merges the parts into `output` (written under a temporary name, then renamed) and
+    deletes them; every process returns once `output` is complete.
+
+    Args:
+        key: the record field that names an item (`"id"`, `"audio"`). With it, the merge writes one record per key in
+            `order` (keys without a record are skipped), taking records from all part files, whatever the number of
+            processes that wrote them, and a failed run keeps its part file for a resumed one. Without it, the parts
+            are concatenated in process order and a failed run leaves nothing.
+        order: the keys of all items (`str`), in the order of the merged file; required with `key`.
+        resume: keep the records of an earlier run (its part files and its finished `output`) instead of starting
+            over; the caller skips the keys of [`finished_records`].
     """
     count = state.num_processes
     if os.fspath(output) == "-":
         if count > 1:
             raise ValueError(f"{count} processes cannot share stdout ('-'): give an output file")
+        if resume:
+            raise ValueError("cannot resume a run that writes to stdout ('-'): give an output file")
         yield sys.stdout
         return
+    if (key is None) != (order is None):
+        raise ValueError("give both key= and order= (or neither)")
+    if resume and key is None:
+        raise ValueError("resuming needs keyed records: pass key= and order=")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    target = _part_path(output, state.process_index, count) if count > 1 else output.with_name(f"{output.name}.tmp")
+    target = _part_path(output, state.process_index, count)
+    if not resume:
+        if state.is_main_process:
+            for stale in part_files(output):
+                stale.unlink()
+        state.wait_for_everyone()
+    else:
+        _drop_incomplete_line(target)
     try:
-        with open(target, "w", encoding="utf-8") as file:
+        with open(target, "a" if resume else "w", encoding="utf-8", buffering=1) as file:
             yield file
     except BaseException:
-        target.unlink(missing_ok=True)
+        if key is None:
+            target.unlink(missing_ok=True)
         raise
-    if count == 1:
-        os.replace(target, output)
-        return
     state.wait_for_everyone()
     if state.is_main_process:
         merged = output.with_name(f"{output.name}.tmp")
+        parts = part_files(output) if key is not None else [_part_path(output, i, count) for i in range(count)]
         with open(merged, "w", encoding="utf-8") as destination:
-            for index in range(count):
-                part = _part_path(output, index, count)
-                with open(part, encoding="utf-8") as source:
-                    destination.writelines(source)
-                part.unlink()
+            if key is None:
+                for part in parts:
+                    destination.writelines(_complete_lines(part))
+            else:
+                records = finished_records(output, key, include_output=resume)
+                destination.writelines(records[name] for name in order if name in records)
         os.replace(merged, output)
+        for part in parts:
+            part.unlink()
     state.wait_for_everyone()
 
 
-__all__ = ["distributed_state", "process_shard", "shard_range", "sharded_output"]
+__all__ = ["distributed_state", "finished_records", "part_files", "process_shard", "shard_range", "sharded_output"]

@@ -84,21 +84,26 @@ def write_jsonl(records: Iterable[dict], output) -> tuple[int, list[dict]]:
 def run_tokenize(args) -> int:
     from transformers import AutoModel
 
-    from ..corpus import distributed_state, process_shard, sharded_output
+    from ..corpus import distributed_state, finished_records, process_shard, sharded_output
 
     # Under `accelerate launch` each process encodes its shard on its own device; the parts are merged in order.
     state = distributed_state()
     device = state.device if state.num_processes > 1 else args.device
-    files = process_shard(find_audio_files(args.inputs, args.extensions.split(",")), state)
+    all_files = find_audio_files(args.inputs, args.extensions.split(","))
+    files = process_shard(all_files, state)
+    done = finished_records(args.output, "audio") if args.resume and args.output != "-" else {}
+    todo = [path for path in files if str(path) not in done]
     speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(device).eval()
-    records = tokenize_files(files, speech_tokenizer, args.batch_size, progress=not args.quiet)
-    with sharded_output(args.output, state) as output:
+    records = tokenize_files(todo, speech_tokenizer, args.batch_size, progress=not args.quiet)
+    order = [str(path) for path in all_files]
+    with sharded_output(args.output, state, key="audio", order=order, resume=args.resume) as output:
         written, failed = write_jsonl(records, output)
     for record in failed:
         print(f"skipped {record['audio']}: {record['error']}", file=sys.stderr)
     where = "stdout" if args.output == "-" else args.output
     shard = f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else ""
-    print(f"tokenized {written} of {len(files)} files into {where}{shard}", file=sys.stderr)
+    resumed = f", {len(files) - len(todo)} already done" if args.resume else ""
+    print(f"tokenized {written} of {len(files)} files into {where}{shard}{resumed}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -113,7 +118,8 @@ def add_parser(commands) -> None:
             "reads. Audio at any rate is resampled to 16 kHz, channels are averaged. Unreadable files are skipped "
             "and listed at the end (exit code 1). Under `accelerate launch --num_processes N` every process encodes "
             "one shard of the files (on its own GPU) and the parts are merged, in order, into --output (on CPU-only "
-            "machines add --multi_gpu so that accelerate starts N processes)."
+            "machines add --multi_gpu so that accelerate starts N processes). Each process appends finished files to "
+            "<output>.part-<i>-of-<n> as it goes; after a crash or a kill, the same command with --resume skips them."
         ),
     )
     tokenize.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
@@ -125,6 +131,11 @@ def add_parser(commands) -> None:
         help="file types searched in folders (default: %(default)s)",
     )
     tokenize.add_argument("--batch-size", type=int, default=8, help="files encoded together (default: %(default)s)")
+    tokenize.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into the same --output: files already tokenized (in its part files) are skipped",
+    )
     tokenize.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(tokenize)
     tokenize.set_defaults(handler=run_tokenize)
