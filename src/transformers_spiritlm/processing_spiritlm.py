@@ -284,6 +284,47 @@ class SpiritLMProcessor(ProcessorMixin):
             prompts.append("".join(pieces))
         return prompts
 
+    def build_few_shot_prompt(
+        self,
+        examples: Sequence[tuple],
+        query: Mapping | Sequence[Mapping] | None = None,
+        output_modality: str = "arbitrary",
+        sampling_rate: int | None = None,
+    ) -> str:
+        """
+        The official few-shot prompt (`build_few_shot_prompt` of the official STSP code): each `(input, output)`
+        example as `{input}{output}`, each side opening with its own modality marker, the examples joined by `"\n"`
+        with a trailing `"\n"`; then, when a `query` is given, its prompt ([`~SpiritLMProcessor.build_prompt`] with
+        `output_modality`). All speech is tokenized in one batched call.
+
+        Args:
+            examples: `[(input, output), ...]`, each side a segment dict (or a list of segments), e.g.
+                `({"type": "text", "text": "I love it"}, {"type": "speech", "audio": "happy.wav"})`.
+            query: the segment(s) to answer, or `None` for the examples alone.
+
+        ```python
+        >>> processor.build_few_shot_prompt([({"type": "text", "text": "a"}, {"type": "text", "text": "b"})])
+        '[Text]a[Text]b\n'
+        ```
+        """
+        if isinstance(examples, (str, Mapping)) or not isinstance(examples, Sequence) or not examples:
+            raise ValueError("examples must be a non-empty list of (input, output) pairs of segments")
+        output_modality = check_output_modality(output_modality)
+        sides = []
+        for index, example in enumerate(examples):
+            if isinstance(example, (str, Mapping)) or not isinstance(example, Sequence) or len(example) != 2:
+                raise ValueError(f"example {index} must be an (input, output) pair of segments, got {example!r:.80}")
+            sides += [[side] if isinstance(side, Mapping) else side for side in example]
+        queries = [] if query is None else [[query] if isinstance(query, Mapping) else query]
+        prompts = self.build_prompts(sides + queries, sampling_rate=sampling_rate)
+        few_shot = "\n".join("".join(prompts[i : i + 2]) for i in range(0, len(sides), 2)) + "\n"
+        if query is None:
+            return few_shot
+        query_prompt = prompts[-1]
+        if output_modality != "arbitrary" and queries[0][-1]["type"] != output_modality:
+            query_prompt += TEXT_MARKER if output_modality == "text" else SPEECH_MARKER
+        return few_shot + query_prompt
+
     def _encode_speech(self, segments: list[tuple[str, Mapping]], sampling_rate: int | None) -> list[str]:
         """Unit strings of speech segments given as audio: the feature extractor loads each clip as 16 kHz mono, the
         speech tokenizer encodes them all in one batched call."""

@@ -1,7 +1,30 @@
 """Evaluation of SPIRIT LM: likelihood scoring of continuations (sWUGGY / sBLIMP / StoryCloze style), the official
 few-shot cross-modal prompts, and the Speech-Text Sentiment Preservation benchmark (STSP)."""
 
+from .few_shot import (
+    FEW_SHOT_MANIFESTS,
+    build_few_shot_prompt,
+    few_shot_examples,
+    few_shot_prompt_from_manifest,
+    half_audio,
+    sample_few_shot_rows,
+)
+from .manifest import DIRECTIONS, read_jsonl, split_direction
 from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations
 
 
-__all__ = ["REDUCTIONS", "minimal_pair_accuracy", "render_segments", "score_continuations"]
+__all__ = [
+    "DIRECTIONS",
+    "FEW_SHOT_MANIFESTS",
+    "REDUCTIONS",
+    "build_few_shot_prompt",
+    "few_shot_examples",
+    "few_shot_prompt_from_manifest",
+    "half_audio",
+    "minimal_pair_accuracy",
+    "read_jsonl",
+    "render_segments",
+    "sample_few_shot_rows",
+    "score_continuations",
+    "split_direction",
+]
