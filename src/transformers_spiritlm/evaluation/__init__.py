@@ -11,10 +11,35 @@ from .few_shot import (
 )
 from .manifest import DIRECTIONS, read_jsonl, split_direction
 from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations
+from .sentiment import EMOTION_TO_SENTIMENT, EXPRESSO_EMOTION_TO_SENTIMENT, SENTIMENTS, SentimentClassifier
+from .stsp import (
+    MAX_NEW_TOKENS,
+    NUM_ATTEMPTS,
+    PerItemSamplingLogitsProcessor,
+    item_seed,
+    predict_stsp,
+    read_stsp_manifest,
+    reference_label,
+    score_stsp,
+    write_records,
+)
 
 
 __all__ = [
     "DIRECTIONS",
+    "EMOTION_TO_SENTIMENT",
+    "EXPRESSO_EMOTION_TO_SENTIMENT",
+    "MAX_NEW_TOKENS",
+    "NUM_ATTEMPTS",
+    "PerItemSamplingLogitsProcessor",
+    "SENTIMENTS",
+    "SentimentClassifier",
+    "item_seed",
+    "predict_stsp",
+    "read_stsp_manifest",
+    "reference_label",
+    "score_stsp",
+    "write_records",
     "FEW_SHOT_MANIFESTS",
     "REDUCTIONS",
     "build_few_shot_prompt",
