@@ -153,3 +153,53 @@ def test_audio_items_are_scored_through_the_speech_tokenizer(model, tokenizer):
         model, tokenizer, ["[Text]hello", "[Speech]" + string], ["[Speech]" + string, "[Text]hi"]
     )
     assert scores == expected
+
+
+def test_eval_pairs_reports_the_accuracy_of_the_log_likelihood_comparisons(tmp_path, capsys):
+    import json
+
+    from transformers import AutoProcessor
+
+    from transformers_spiritlm import cli
+    from transformers_spiritlm.testing import build_tiny_repo
+
+    repo = build_tiny_repo(tmp_path / "repo", variant="base", vocoder=False)
+    processor = AutoProcessor.from_pretrained(repo)
+    model = SpiritLMForCausalLM.from_pretrained(repo).eval()
+    audio = Path(__file__).resolve().parent / "fixtures" / "audio"
+    clip = processor.speech_tokenizer.encode_string(audio / "speech_2s_16k.wav")
+    lines = [
+        {"correct": "[Text]the cat sat", "wrong": "[Text]cat the sat"},
+        {"correct": "[Speech][Hu3][Hu9][Hu12]", "wrong": "[Speech][Hu400][Hu2][Hu77]"},
+        {"prompt": "[Text]once upon a time", "correct": " there was a fox", "wrong": " fox a was there"},
+        {
+            "prompt": [{"type": "speech", "audio": "speech_2s_16k.wav"}],
+            "correct": "[Text]hello",
+            "wrong": "[Text]olleh",
+        },
+        {"correct": {"type": "speech", "audio": "speech_2s_16k.wav"}, "wrong": "[Speech][Hu1][Hu2]"},
+    ]
+    strings = [
+        ("", "[Text]the cat sat", "[Text]cat the sat"),
+        ("", "[Speech][Hu3][Hu9][Hu12]", "[Speech][Hu400][Hu2][Hu77]"),
+        ("[Text]once upon a time", " there was a fox", " fox a was there"),
+        ("[Speech]" + clip, "[Text]hello", "[Text]olleh"),
+        ("", "[Speech]" + clip, "[Speech][Hu1][Hu2]"),
+    ]
+    tokenizer = processor.tokenizer
+    right = sum(
+        manual_score(model, tokenizer, prompt, correct) > manual_score(model, tokenizer, prompt, wrong)
+        for prompt, correct, wrong in strings
+    )
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    command = ["eval", "pairs", "--repo", str(repo), "--pairs", str(pairs), "--data-root", str(audio)]
+    assert cli.main([*command, "--device", "cpu", "--batch-size", "3"]) == 0
+    assert capsys.readouterr().out == f"accuracy: {100 * right / 5:.2f}% ({right} of 5 pairs)\n"
+
+    pairs.write_text(json.dumps({"correct": "[Text]a"}) + "\n")
+    assert cli.main([*command, "--device", "cpu"]) == 2
+    assert f"pairs file {pairs}, line 1: a pair needs 'correct' and 'wrong'" in capsys.readouterr().err
+    pairs.write_text(json.dumps({"correct": {"type": "speech", "audio": "gone.wav"}, "wrong": "[Text]a"}) + "\n")
+    assert cli.main([*command, "--device", "cpu"]) == 2
+    assert "line 1: audio file" in capsys.readouterr().err
