@@ -11,7 +11,13 @@ import pytest
 import soundfile
 
 from transformers_spiritlm import cli
-from transformers_spiritlm.corpus import distributed_state, process_shard, shard_range, sharded_output
+from transformers_spiritlm.corpus import (
+    distributed_state,
+    finished_records,
+    process_shard,
+    shard_range,
+    sharded_output,
+)
 from transformers_spiritlm.testing import build_tiny_repo
 
 
@@ -115,3 +121,22 @@ def test_a_killed_tokenize_run_resumes_into_the_uninterrupted_file(tmp_path):
     # Resuming a finished run changes nothing.
     assert cli.main([*base, "-o", str(output), "--resume"]) == 0
     assert output.read_text() == (tmp_path / "whole.jsonl").read_text()
+
+
+def test_resume_merges_parts_of_another_process_count_in_input_order(tmp_path):
+    output = tmp_path / "out.jsonl"
+    output.with_name("out.jsonl.part-0-of-2").write_text('{"id": "a", "v": 1}\n{"id": "b", "v": 2}\n')
+    output.with_name("out.jsonl.part-1-of-2").write_text('{"id": "d", "v": 4}\n{"id": "e", "v"')
+    state = distributed_state()
+    done = finished_records(output, "id")
+    assert sorted(done) == ["a", "b", "d"]
+    with sharded_output(output, state, key="id", order=["a", "b", "c", "d", "e"], resume=True) as file:
+        for key in ("c", "e"):
+            file.write(f'{{"id": "{key}", "v": 0}}\n')
+    assert [line[:9] for line in output.read_text().splitlines()] == [f'{{"id": "{k}"' for k in "abcde"]
+    assert os.listdir(tmp_path) == ["out.jsonl"]
+    with pytest.raises(ValueError, match="resuming needs keyed records"), sharded_output(output, state, resume=True):
+        pass
+    output.with_name("out.jsonl.part-0-of-1").write_text('{"other": 1}\n')
+    with pytest.raises(ValueError, match=r"out.jsonl.part-0-of-1, line 1: a record without 'id'"):
+        finished_records(output, "id")

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -259,3 +260,26 @@ def test_per_item_seeds_make_outputs_independent_of_batching(setup):
     other_seed = list(predict_stsp(model, processor, rows, "speech_text", classifier, seed=1, max_new_tokens=12))
     assert [r["generation"] for r in other_seed] != [r["generation"] for r in batched]
     assert item_seed(0, "a", 0) != item_seed(0, "a", 1) != item_seed(1, "a", 0)
+
+
+def test_a_failing_item_keeps_what_was_predicted_for_resume(setup, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for clip in AUDIO.glob("*.wav"):
+        (data / clip.name).write_bytes(clip.read_bytes())
+    (data / "neutral.wav").write_text("not audio")
+    output = tmp_path / "pred.jsonl"
+    command = stsp_command(setup, "speech_text", output, "--batch-size", "1")
+    command[command.index("--data-root") + 1] = str(data)
+    assert cli.main(command) == 2
+    assert re.search(
+        r"manifest line\(s\) 3 \(prompts numbered from 0 in this batch\): prompt 0, segment 0: could not read audio file '\S+neutral.wav'",
+        capsys.readouterr().err,
+    )
+    part = output.with_name("pred.jsonl.part-0-of-1")
+    kept = part.read_text()
+    assert [json.loads(line)["id"] for line in kept.splitlines()] == ["4792320029370491913", "-5682350483296949563"]
+    (data / "neutral.wav").write_bytes((AUDIO / "neutral.wav").read_bytes())
+    assert cli.main([*command, "--resume"]) == 0
+    lines = output.read_text()
+    assert lines.startswith(kept) and len(lines.splitlines()) == 4

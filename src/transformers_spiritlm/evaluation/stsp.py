@@ -4,7 +4,6 @@ spiritlm/eval/stsp/predict_stsp.py and spiritlm/eval/eval_stsp.py), batched, wit
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -14,13 +13,14 @@ import soundfile
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.utils import logging
 
 from ..generation import SpiritLMModalityLogitsProcessor
 from .manifest import audio_path, read_jsonl, split_direction, where
 from .sentiment import EMOTION_TO_SENTIMENT
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 # The official generation settings: sampling at temperature 0.8, top-p 0.95, 50 new tokens for text and 300 for
 # speech, and up to 3 attempts when no output of the requested modality comes out.
@@ -241,7 +241,11 @@ def predict_stsp(
             ]
             for row in batch
         ]
-        prompts = [few_shot_prompt + prompt for prompt in processor.build_prompts(queries, target)]
+        try:
+            prompts = [few_shot_prompt + prompt for prompt in processor.build_prompts(queries, target)]
+        except (OSError, ValueError, TypeError) as error:
+            lines = ", ".join(str(row.get("_line", "?")) for row in batch)
+            raise type(error)(f"manifest line(s) {lines} (prompts numbered from 0 in this batch): {error}") from None
         encoded = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
         processors = LogitsProcessorList([modality])
         if do_sample:
