@@ -133,7 +133,7 @@ def test_resume_merges_parts_of_another_process_count_in_input_order(tmp_path):
     with sharded_output(output, state, key="id", order=["a", "b", "c", "d", "e"], resume=True) as file:
         for key in ("c", "e"):
             file.write(f'{{"id": "{key}", "v": 0}}\n')
-    assert [line[:9] for line in output.read_text().splitlines()] == [f'{{"id": "{k}"' for k in "abcde"]
+    assert [line[:10] for line in output.read_text().splitlines()] == [f'{{"id": "{k}"' for k in "abcde"]
     assert os.listdir(tmp_path) == ["out.jsonl"]
     with pytest.raises(ValueError, match="resuming needs keyed records"), sharded_output(output, state, resume=True):
         pass
