@@ -283,3 +283,26 @@ def test_a_failing_item_keeps_what_was_predicted_for_resume(setup, tmp_path, cap
     assert cli.main([*command, "--resume"]) == 0
     lines = output.read_text()
     assert lines.startswith(kept) and len(lines.splitlines()) == 4
+
+
+def test_items_without_output_are_retried_then_predicted_null(setup, caplog):
+    from transformers import AutoModel, AutoModelForCausalLM, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(setup["repo"])
+    model = AutoModelForCausalLM.from_pretrained(setup["repo"]).eval()
+    vocoder = AutoModel.from_pretrained(setup["repo"], subfolder="vocoder").eval()
+    classifier = SentimentClassifier.from_pretrained(setup["speech"], "speech")
+    rows = read_stsp_manifest(MANIFEST, "speech_speech", AUDIO)[:2]
+    calls = []
+    generate = model.generate
+    model.generate = lambda **kwargs: calls.append(kwargs["input_ids"].shape[0]) or generate(**kwargs)
+    # One new unit is never enough for the EXPRESSIVE vocoder (it needs hubert and pitch units): no audio comes out.
+    records = list(predict_stsp(model, processor, rows, "speech_speech", classifier, vocoder=vocoder,
+                                max_new_tokens=1, num_attempts=2))  # fmt: skip
+    assert records == [{"id": "4792320029370491913", "pred": None}, {"id": "-5682350483296949563", "pred": None}]
+    assert calls == [2, 2]  # the batch, then both items again with their next seeds
+    assert "item 4792320029370491913: no speech output after 2 attempt(s); pred is null" in caplog.text
+    with pytest.raises(ValueError, match="speech_speech classifies generated speech: pass the vocoder"):
+        next(predict_stsp(model, processor, rows, "speech_speech", classifier))
+    with pytest.raises(ValueError, match="speech_text needs a text classifier, got a speech one"):
+        next(predict_stsp(model, processor, rows, "speech_text", classifier))

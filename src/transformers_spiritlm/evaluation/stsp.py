@@ -206,8 +206,9 @@ def predict_stsp(
         vocoder: a [`SpiritLMVocoder`], needed for speech outputs.
         seed: with `do_sample`, each item samples from its own stream ([`item_seed`]), so outputs do not depend on
             batching or on the number of processes; `do_sample=False` is greedy.
-        num_attempts: an item whose output has nothing of the requested modality (e.g. speech too short to keep) is
-            generated again with the next seed, at most this many times in all; then its `pred` is `None`.
+        num_attempts: when sampling, an item whose output has nothing of the requested modality (e.g. speech too
+            short to keep) is generated again with the next seed, at most this many times in all; then its `pred`
+            is `None`.
         write_wav: folder for the speech outputs, `<id>.wav`.
     """
     source, target = split_direction(input_output)
@@ -232,7 +233,7 @@ def predict_stsp(
     if wav_dir is not None:
         wav_dir.mkdir(parents=True, exist_ok=True)
 
-    def generate(batch: list[Mapping], attempt: int) -> list:
+    def build_prompts(batch: list[Mapping]) -> list[str]:
         queries = [
             [
                 {"type": "speech", "audio": row["_audio"]}
@@ -242,14 +243,17 @@ def predict_stsp(
             for row in batch
         ]
         try:
-            prompts = [few_shot_prompt + prompt for prompt in processor.build_prompts(queries, target)]
+            return [few_shot_prompt + prompt for prompt in processor.build_prompts(queries, target)]
         except (OSError, ValueError, TypeError) as error:
             lines = ", ".join(str(row.get("_line", "?")) for row in batch)
             raise type(error)(f"manifest line(s) {lines} (prompts numbered from 0 in this batch): {error}") from None
+
+    def generate(prompts: list[str], ids: list, attempt: int) -> list[dict | None]:
+        """The first output segment of the target modality of each prompt (`None` when there is none)."""
         encoded = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
         processors = LogitsProcessorList([modality])
         if do_sample:
-            seeds = [item_seed(seed, row["id"], attempt) for row in batch]
+            seeds = [item_seed(seed, item_id, attempt) for item_id in ids]
             processors.append(PerItemSamplingLogitsProcessor(seeds, temperature, top_p))
         sequences = model.generate(
             input_ids=encoded["input_ids"].to(device),
@@ -269,21 +273,25 @@ def predict_stsp(
             results.append(found)
         return results
 
+    # Greedy decoding would give the same output again.
+    attempts = num_attempts if do_sample else 1
     with tqdm(total=len(rows), desc=f"STSP {input_output}", unit="item", disable=not progress) as bar:
         for start in range(0, len(rows), batch_size):
             batch = list(rows[start : start + batch_size])
+            prompts = build_prompts(batch)
             outputs: list = [None] * len(batch)
             pending = list(range(len(batch)))
-            for attempt in range(num_attempts):
+            for attempt in range(attempts):
                 if not pending:
                     break
-                for index, output in zip(pending, generate([batch[i] for i in pending], attempt)):
+                results = generate([prompts[i] for i in pending], [batch[i]["id"] for i in pending], attempt)
+                for index, output in zip(pending, results):
                     outputs[index] = output
                 pending = [index for index in pending if outputs[index] is None]
             for row, output in zip(batch, outputs):
                 record = {"id": str(row["id"])}
                 if output is None:
-                    logger.warning(f"item {row['id']}: no {target} output after {num_attempts} attempts; pred is null")
+                    logger.warning(f"item {row['id']}: no {target} output after {attempts} attempt(s); pred is null")
                     record["pred"] = None
                 elif target == "text":
                     record["pred"] = classifier(output["text"])
