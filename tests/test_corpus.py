@@ -1,10 +1,8 @@
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from transformers_spiritlm.corpus import (
     sharded_output,
 )
 from transformers_spiritlm.testing import build_tiny_repo
+from transformers_spiritlm.testing.processes import run_until_killed
 
 
 AUDIO = Path(__file__).resolve().parent / "fixtures" / "audio"
@@ -82,28 +81,6 @@ def test_two_processes_under_accelerate_give_the_units_of_one(tmp_path):
     assert (tmp_path / "sharded" / "units.jsonl").read_text().splitlines() == lines
     assert os.listdir(tmp_path / "sharded") == ["units.jsonl"]
     shutil.rmtree(clips)
-
-
-def run_until_killed(command: list[str], part: Path, lines: int) -> int:
-    """Runs `command` and SIGKILLs it as soon as its part file holds `lines` records; returns how many it held."""
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:
-            written = part.read_bytes().count(b"\n") if part.is_file() else 0
-            if written >= lines:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                return part.read_bytes().count(b"\n")
-            if process.poll() is not None:
-                raise AssertionError(f"the run ended before it was killed: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.005)
-        raise AssertionError(f"{part} never reached {lines} records")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_a_killed_tokenize_run_resumes_into_the_uninterrupted_file(tmp_path):

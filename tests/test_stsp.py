@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_corpus import run_until_killed
 
 from transformers_spiritlm import cli
 from transformers_spiritlm.evaluation import (
@@ -20,6 +19,7 @@ from transformers_spiritlm.evaluation import (
 )
 from transformers_spiritlm.testing import build_tiny_repo
 from transformers_spiritlm.testing.classifiers import build_tiny_speech_classifier, build_tiny_text_classifier
+from transformers_spiritlm.testing.processes import run_until_killed
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stsp"
