@@ -32,6 +32,7 @@ from transformers_spiritlm.conversion.convert_tokenizer import (
     convert_tokenizer,
     pieces_encoded_differently,
 )
+from transformers_spiritlm.conversion.remote_code import add_auto_map
 
 
 LM_DIRS = {"base": "spirit-lm-base-7b", "expressive": "spirit-lm-expressive-7b"}
@@ -241,6 +242,7 @@ def convert_spiritlm_to_hf(
         log(f"vocoder: {VOCODER_DIRS[variant]}")
         convert_vocoder(checkpoints_dir / "speech_tokenizer" / VOCODER_DIRS[variant], partial / "vocoder")
         (partial / "README.md").write_text(card, encoding="utf-8")
+        add_auto_map(partial)
         log(f"language model: {lm_dir} -> {dtype} safetensors")
         convert_lm(lm_dir, partial, variant, official_tokenizer.text_vocab_size, dtype, max_shard_size, progress=True)
         log("self-check: reloading every part")

@@ -260,8 +260,11 @@ def test_converted_repo_has_the_design_layout(converted_repo):
         "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "preprocessor_config.json", "processor_config.json", "README.md",
         "speech_tokenizer/config.json", "speech_tokenizer/model.safetensors", "vocoder/config.json",
-        "vocoder/model.safetensors",
+        "vocoder/model.safetensors", "spiritlm_remote.py",
     }  # fmt: skip
+    assert json.loads((repo / "config.json").read_text())["auto_map"]["AutoModelForCausalLM"] == (
+        "spiritlm_remote.SpiritLMForCausalLM"
+    )
     card = (repo / "README.md").read_text()
     assert card.startswith("---\nlicense: other\nlicense_name: fair-noncommercial-research-license\n")
     assert "FAIR Noncommercial Research License" in card and "English only" in card

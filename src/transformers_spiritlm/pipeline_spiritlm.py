@@ -1,6 +1,7 @@
 """The `"spirit-lm"` pipeline: interleaved speech / text prompt in, text / speech segments out."""
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +20,8 @@ logger = logging.get_logger(__name__)
 
 VOCODER_SUBFOLDER = "vocoder"
 _AUDIO_DICT_KEYS = ("array", "path", "bytes")
+# A str prompt ending like this that names an existing file is almost certainly meant as speech.
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a")
 
 
 class SpiritLMPipeline(Pipeline):
@@ -234,6 +237,13 @@ def _is_batch(inputs) -> bool:
 def _to_segments(prompt, where: str) -> list[Mapping]:
     """One pipeline input as a segment list (validated later by the processor)."""
     if isinstance(prompt, str):
+        if prompt.lower().endswith(_AUDIO_SUFFIXES) and os.path.isfile(prompt):
+            warnings.warn(
+                f"{where}: the text prompt {prompt!r} names an audio file; a str is always text. To use the file as "
+                f"speech, pass Path({prompt!r}) or {{'type': 'speech', 'audio': {prompt!r}}}",
+                UserWarning,
+                stacklevel=4,
+            )
         return [{"type": "text", "text": prompt}]
     if isinstance(prompt, (Path, np.ndarray, torch.Tensor)):
         return [{"type": "speech", "audio": prompt}]

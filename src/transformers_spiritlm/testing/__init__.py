@@ -13,6 +13,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaTokenizer, PreTrainedTokenizerBase
 
 from ..configuration_spiritlm import SpiritLMConfig
+from ..conversion.remote_code import add_auto_map
 from ..feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from ..modeling_spiritlm import SpiritLMForCausalLM
 from ..processing_spiritlm import SpiritLMProcessor
@@ -116,6 +117,7 @@ def build_tiny_repo(
     SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_model).save_pretrained(output_dir)
     if vocoder:
         tiny_vocoder(variant, seed=seed).save_pretrained(output_dir / "vocoder")
+    add_auto_map(output_dir)
     return output_dir
 
 
