@@ -304,9 +304,9 @@ def test_converted_repo_loads_through_the_public_api(converted_repo, official_tr
 def test_existing_output_is_refused_without_force(converted_repo, official_trees, capsys):
     variant, repo = converted_repo
     before = (repo / "config.json").stat().st_mtime_ns
-    assert _convert(official_trees, variant, repo) == 1
+    assert _convert(official_trees, variant, repo) == 2
     error = capsys.readouterr().err
-    assert error == f"error: {repo} already exists; pass --force to replace it\n"
+    assert error == f"spiritlm convert: error: {repo} already exists; pass --force to replace it\n"
     assert (repo / "config.json").stat().st_mtime_ns == before
 
 
@@ -365,29 +365,29 @@ def _truncate(path: Path) -> None:
     [
         (
             lambda tree: (tree / "speech_tokenizer" / "hifigan_spiritlm_base" / "generator.pt").unlink(),
-            r"error: official checkpoint file not found: \S+/speech_tokenizer/hifigan_spiritlm_base/generator.pt",
+            r"spiritlm convert: error: official checkpoint file not found: \S+/speech_tokenizer/hifigan_spiritlm_base/generator.pt",
         ),
         (
             lambda tree: _truncate(tree / "spiritlm_model" / "spirit-lm-base-7b" / "pytorch_model.bin"),
-            r"error: \S+/spirit-lm-base-7b/pytorch_model.bin is truncated or corrupt, re-download it",
+            r"spiritlm convert: error: \S+/spirit-lm-base-7b/pytorch_model.bin is truncated or corrupt, re-download it",
         ),
         (
             lambda tree: _truncate(tree / "speech_tokenizer" / "hubert_25hz" / "mhubert_base_25hz.pt"),
-            r"error: .*mhubert_base_25hz.pt",
+            r"spiritlm convert: error: .*mhubert_base_25hz.pt",
         ),
         (
             lambda tree: _edit_json(
                 tree / "spiritlm_model" / "spirit-lm-base-7b" / "tokenizer_config.json",
                 lambda config: config["added_tokens_decoder"]["401"].__setitem__("content", "[Speech2]"),
             ),
-            r"error: base tokenizer in \S+ does not follow the official SPIRIT LM id layout: id 401 is '\[Speech2\]'",
+            r"spiritlm convert: error: base tokenizer in \S+ does not follow the official SPIRIT LM id layout: id 401 is '\[Speech2\]'",
         ),
     ],
 )
 def test_broken_official_files_are_one_line_errors(official_trees, tmp_path, capsys, breakage, message):
     tree = _break_copy(official_trees, tmp_path, "added_tokens", breakage)
     output_dir = tmp_path / "repo"
-    assert _convert(official_trees, "base", output_dir, tree=tree) == 1
+    assert _convert(official_trees, "base", output_dir, tree=tree) == 2
     error = capsys.readouterr().err
     assert "Traceback" not in error
     assert re.fullmatch(message + r"[^\n]*", error.rstrip("\n").split("\n")[-1]), error

@@ -63,15 +63,6 @@ def set_verbosity(verbose: bool) -> None:
         logging.disable_progress_bar()
 
 
-def check_audio_file(path: str | os.PathLike, what: str = "audio file") -> None:
-    """Refuses a missing audio file or a folder before any model loads."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{what} {path} is a folder, not an audio file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-
-
 def write_wav(path: Path, audio: np.ndarray, sampling_rate: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16")

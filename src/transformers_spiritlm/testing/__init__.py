@@ -101,10 +101,11 @@ def build_tiny_repo(
     vocoder: bool = True,
 ) -> Path:
     """
-    Writes a complete converted SPIRIT LM repo with random weights to `output_dir` (layout of DESIGN.md) and returns
-    its path: the LM (config, generation config, safetensors), the text + unit tokenizer, `preprocessor_config.json`
-    and `processor_config.json`, and (unless switched off) the speech tokenizer in `speech_tokenizer/` and the
-    vocoder in `vocoder/`.
+    Writes a complete converted SPIRIT LM repo with random weights to `output_dir` (the layout `spiritlm convert`
+    writes) and returns its path: the LM (config, generation config, safetensors), the text + unit tokenizer,
+    `preprocessor_config.json` and `processor_config.json`, (unless switched off) the speech tokenizer in
+    `speech_tokenizer/` and the vocoder in `vocoder/`, and the `auto_map` module `spiritlm_remote.py`.
+    `spiritlm tiny-repo DIR` runs this from the command line.
     """
     output_dir = Path(output_dir)
     torch.manual_seed(seed)
