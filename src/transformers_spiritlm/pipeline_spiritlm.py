@@ -1,7 +1,6 @@
 """The `"spirit-lm"` pipeline: interleaved speech / text prompt in, text / speech segments out."""
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -238,11 +237,9 @@ def _to_segments(prompt, where: str) -> list[Mapping]:
     """One pipeline input as a segment list (validated later by the processor)."""
     if isinstance(prompt, str):
         if prompt.lower().endswith(_AUDIO_SUFFIXES) and os.path.isfile(prompt):
-            warnings.warn(
-                f"{where}: the text prompt {prompt!r} names an audio file; a str is always text. To use the file as "
-                f"speech, pass Path({prompt!r}) or {{'type': 'speech', 'audio': {prompt!r}}}",
-                UserWarning,
-                stacklevel=4,
+            logger.warning_once(
+                f"the text prompt {prompt!r} names an audio file; a str is always text. To use the file as speech, "
+                f"pass Path({prompt!r}) or {{'type': 'speech', 'audio': {prompt!r}}}"
             )
         return [{"type": "text", "text": prompt}]
     if isinstance(prompt, (Path, np.ndarray, torch.Tensor)):
