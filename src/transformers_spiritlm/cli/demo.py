@@ -79,8 +79,8 @@ def _run_demo(args, repo: str | Path) -> int:
     if args.repo is None:
         print(
             "\nThe demo model has random weights: its speech is noise and its text gibberish. The same commands run a "
-            "converted checkpoint with --repo path/to/spiritlm-expressive; `spiritlm tiny-repo DIR` writes a tiny random one to "
-            "try the Python API on."
+            "converted checkpoint with --repo path/to/spiritlm-expressive; `spiritlm tiny-repo DIR` writes a tiny "
+            "random one to try the Python API on (README, Usage)."
         )
     print(f"Done in {time.perf_counter() - start:.1f} s.")
     return 0
