@@ -116,3 +116,13 @@ def test_str_prompt_naming_an_audio_file_warns_once(lm_only_repo, monkeypatch, c
         "the text prompt 'speech_2s_16k.wav' names an audio file; a str is always text. To use the file as speech, "
         "pass Path('speech_2s_16k.wav') or {'type': 'speech', 'audio': 'speech_2s_16k.wav'}"
     ]
+
+
+def test_convert_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "[--dtype {bfloat16,float16,float32}]" in help_text
+    assert "float16 for GPUs without bfloat16 (T4, V100)" in help_text
+    assert "(default: bfloat16)" in help_text and "(default: 5GB)" in help_text
