@@ -4,7 +4,7 @@ Both sides tokenize the same 8 espeak-ng clips (~41 s of 22.05 kHz speech, resam
 their files, with random full-size weights written in the official file formats by our `testing/official_*.py`
 writers (mHuBERT-base 25 Hz + its 500-unit quantizer; for EXPRESSIVE a wav2vec2-base-sized style encoder and the
 F0 VQ-VAE) and the real FCPE weights of the torchfcpe wheel; ours converts them with `conversion/`. The official
-`SpiritLMTokenizer` runs in its own environment (`--official-python`, see /work/shared/official-reference) in a
+`SpiritLMTokenizer` runs in its own environment (`--official-python`, see tools/official_reference/) in a
 child process that stays loaded; the variants run interleaved (official, ours float32, ours bfloat16, then rotated),
 2 torch threads on both sides, and medians are reported with ratios taken round by round.
 
@@ -12,7 +12,7 @@ The table also gives the achieved GFLOP/s (the FLOPs of one pass, counted by `to
 float32 model, over the median time) beside the matmul peak measured in the same run, and the agreement of the
 bfloat16 units with the float32 ones. Ours in float32 must give the official units; the script checks it.
 
-    python benchmarks/bench_speech_tokenizer.py [--variant expressive] [--repeats 3] [--no-components]
+    python benchmarks/bench_speech_tokenizer.py --official-src SRC --official-python VENV/bin/python [--variant expressive] [--repeats 3] [--no-components]
 """
 
 import argparse
@@ -32,7 +32,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # the official child imports our torch-only checkpoint writers from here
-OFFICIAL_REFERENCE = REPO.parent / "shared" / "official-reference"
+OFFICIAL_REFERENCE = REPO / "tools" / "official_reference"
 THREADS = 2
 
 # ~41 s of espeak-ng speech at its default rate, 3.9 s to 7.9 s per clip.
@@ -282,8 +282,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported); one warm-up first")
     parser.add_argument("--no-components", action="store_true", help="skip the per-model breakdown")
     parser.add_argument("--no-bf16", action="store_true", help="time ours in float32 only")
-    parser.add_argument("--official-src", default="/root/official-src", help="official spiritlm checkout")
-    parser.add_argument("--official-python", default="/root/spiritlm-official-venv/bin/python")
+    parser.add_argument("--official-src", required=True, help="a checkout of facebookresearch/spiritlm")
+    parser.add_argument(
+        "--official-python", required=True, help="VENV/bin/python of tools/official_reference/setup.sh VENV"
+    )
     parser.add_argument("--work-dir", type=Path, help="keep clips and checkpoints here (reused when present)")
     parser.add_argument("--official-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -13,7 +13,7 @@ The table gives the achieved GFLOP/s (FLOPs of one pass counted on our float32 m
 the matmul peak measured in the same run; below it, how far ours is from the official waveforms (float32) and the
 signal-to-noise ratio of the bfloat16 waveforms against the float32 ones.
 
-    python benchmarks/bench_vocoder.py [--variants base expressive] [--repeats 3] [--batched]
+    python benchmarks/bench_vocoder.py --official-src SRC --official-python VENV/bin/python [--variants base expressive] [--repeats 3] [--batched]
 """
 
 import argparse
@@ -225,8 +225,10 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=("base", "expressive"), default=["base", "expressive"])
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported); one warm-up first")
     parser.add_argument("--batched", action="store_true", help="also time ours on all sequences as one padded batch")
-    parser.add_argument("--official-src", default="/root/official-src", help="official spiritlm checkout")
-    parser.add_argument("--official-python", default="/root/spiritlm-official-venv/bin/python")
+    parser.add_argument("--official-src", required=True, help="a checkout of facebookresearch/spiritlm")
+    parser.add_argument(
+        "--official-python", required=True, help="VENV/bin/python of tools/official_reference/setup.sh VENV"
+    )
     parser.add_argument("--official-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.official_worker:

@@ -35,7 +35,9 @@ from transformers_spiritlm.configuration_spiritlm import VARIANTS, SpiritLMConfi
 from transformers_spiritlm.modeling_spiritlm import SpiritLMForCausalLM
 
 
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+# bfloat16: the official weights' range, for CPUs and GPUs with bfloat16 (Ampere and later); float16: GPUs without
+# bfloat16 (T4, V100), checked for overflow; float32: exact, twice the size.
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 SAFETENSORS_DTYPES = {torch.bfloat16: "BF16", torch.float32: "F32", torch.float16: "F16"}
 # Buffers older transformers versions saved with the weights; the model recomputes them.
@@ -200,6 +202,10 @@ def _write_safetensors(
         for name in names:
             source = tensors[name]
             converted = source.to(dtype).contiguous()
+            if dtype == torch.float16 and not torch.isfinite(converted).all() and torch.isfinite(source).all():
+                raise ValueError(
+                    f"{name} has values beyond float16's range (|x| > 65504); convert with --dtype bfloat16 or float32"
+                )
             file.write(converted.reshape(-1).view(torch.uint8).numpy().data)
             bar.update(converted.numel() * dtype.itemsize)
             del converted

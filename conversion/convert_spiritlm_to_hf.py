@@ -1,12 +1,32 @@
 """Convert the official SPIRIT LM download into a Hugging Face repo that `from_pretrained` and
 `pipeline("spirit-lm")` load as is.
 
-Input: the official `checkpoints/` folder (layout in DESIGN.md). Output (`--output-dir`): the language model
-(`config.json`, `generation_config.json`, `model*.safetensors`), the fast tokenizer, the processor configs, the speech
-tokenizer in `speech_tokenizer/`, the vocoder in `vocoder/` and the model card as `README.md`.
+Input: the official `checkpoints/` folder, as Meta distributes it:
+
+    checkpoints/
+      speech_tokenizer/
+        hubert_25hz/mhubert_base_25hz.pt, hubert_25hz/L11_quantizer_500.pt    # HuBERT and its unit quantizer
+        vqvae_f0_quantizer/config.yaml, model.pt                              # pitch units (EXPRESSIVE)
+        style_encoder_w2v2/config.json, pytorch_model.bin                     # style units (EXPRESSIVE)
+        hifigan_spiritlm_base/config.json, generator.pt, speakers.txt, styles.txt
+        hifigan_spiritlm_expressive_w2v2/config.json, generator.pt, speakers.txt
+      spiritlm_model/
+        spirit-lm-base-7b/, spirit-lm-expressive-7b/    # config.json, generation_config.json, pytorch_model.bin,
+                                                        # special_tokens_map.json, tokenizer_config.json, tokenizer.model
+
+Output (`--output-dir`), the converted repo:
+
+    config.json  generation_config.json  model.safetensors (or shards + index)   # SpiritLMForCausalLM
+    tokenizer.json  tokenizer_config.json  special_tokens_map.json              # fast tokenizer with the unit tokens
+    preprocessor_config.json  processor_config.json                             # SpiritLMProcessor
+    speech_tokenizer/config.json  speech_tokenizer/model.safetensors            # SpiritLMSpeechTokenizer
+    vocoder/config.json  vocoder/model.safetensors                              # SpiritLMVocoder
+    spiritlm_remote.py                                                          # auto_map target (trust_remote_code)
+    README.md                                                                   # model card
 
     python conversion/convert_spiritlm_to_hf.py --checkpoints-dir CKPT --variant {base,expressive} --output-dir OUT \
-        [--dtype bfloat16|float32] [--max-shard-size 5GB] [--fcpe-checkpoint PATH] [--push-to-hub REPO_ID] [--force]
+        [--dtype bfloat16|float16|float32] [--max-shard-size 5GB] [--fcpe-checkpoint PATH] [--push-to-hub REPO_ID] \
+        [--force]
 
 Everything is written into a hidden temporary folder next to `--output-dir` and renamed into place only after every
 part converted and passed the self-check (reload, tokenizer ids against a SentencePiece reading of the official
@@ -32,6 +52,7 @@ from transformers_spiritlm.conversion.convert_tokenizer import (
     convert_tokenizer,
     pieces_encoded_differently,
 )
+from transformers_spiritlm.conversion.remote_code import add_auto_map
 
 
 LM_DIRS = {"base": "spirit-lm-base-7b", "expressive": "spirit-lm-expressive-7b"}
@@ -202,7 +223,7 @@ def convert_spiritlm_to_hf(
     log: Callable[[str], None] = print,
 ) -> Path:
     """
-    Converts the official `checkpoints_dir` (DESIGN.md layout) for `variant` into a Hugging Face repo at
+    Converts the official `checkpoints_dir` (layout in the module docstring) for `variant` into a Hugging Face repo at
     `output_dir` and returns its path. `dtype` is the language model's (the speech tokenizer and vocoder stay
     float32); `fcpe_checkpoint` is the FCPE `.pt` or torchfcpe wheel for EXPRESSIVE pitch (default: the installed
     torchfcpe's). Refuses an existing `output_dir` unless `force`. `push_to_hub` uploads the result to that repo id.
@@ -243,6 +264,7 @@ def convert_spiritlm_to_hf(
         (partial / "README.md").write_text(card, encoding="utf-8")
         log(f"language model: {lm_dir} -> {dtype} safetensors")
         convert_lm(lm_dir, partial, variant, official_tokenizer.text_vocab_size, dtype, max_shard_size, progress=True)
+        add_auto_map(partial)
         log("self-check: reloading every part")
         rows = self_check(partial, official_tokenizer, variant)
         _move_into_place(partial, output_dir)
@@ -262,15 +284,25 @@ def convert_spiritlm_to_hf(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spiritlm convert", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser = argparse.ArgumentParser(
+        prog="spiritlm convert",
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+    )
     parser.add_argument("--checkpoints-dir", required=True, help="the official checkpoints/ folder")
     parser.add_argument("--variant", required=True, choices=VARIANTS)
     parser.add_argument("--output-dir", required=True, help="the repo folder to write")
-    parser.add_argument("--dtype", default="bfloat16", choices=list(DTYPES), help="language model dtype")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=list(DTYPES),
+        help="language model dtype: bfloat16 for CPUs and GPUs that have it (A100, RTX 30xx and later), float16 for "
+        "GPUs without bfloat16 (T4, V100), float32 for exact results at twice the size; the speech tokenizer and "
+        "vocoder stay float32 (default: %(default)s)",
+    )
     parser.add_argument(
         "--max-shard-size",
         default=DEFAULT_MAX_SHARD_SIZE,
-        help=f'safetensors shard size (default "{DEFAULT_MAX_SHARD_SIZE}")',
+        help="safetensors shard size (default: %(default)s)",
     )
     parser.add_argument("--fcpe-checkpoint", help="FCPE weights (.pt or torchfcpe wheel) for EXPRESSIVE pitch")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the converted repo to this Hub repo")
@@ -293,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             push_to_hub=args.push_to_hub,
         )
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
+        print(f"spiritlm convert: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
     return 0
 
 

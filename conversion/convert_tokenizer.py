@@ -15,7 +15,7 @@ converter's self-check.
 import argparse
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sentencepiece as spm
@@ -60,6 +60,7 @@ class OfficialTokenizer:
     unit_tokens: list[str]
     units_in_sentencepiece: bool
     legacy: bool
+    user_defined_pieces: list[str] = field(default_factory=list)  # in the text part, matched whole by SentencePiece
 
 
 def _read_json(path: Path) -> dict:
@@ -142,21 +143,28 @@ def read_official_tokenizer(directory: str | Path, variant: str) -> OfficialToke
             f"{directory / 'tokenizer_config.json'}: add_prefix_space=false is not supported"
         )
 
+    added = _added_tokens(directory, config)
+    # [Text] starts the official layout: located by its piece or added token, since the text part may itself hold
+    # user-defined pieces (padding or reserved pieces of some Llama derivatives).
+    text_vocab_size = next(
+        (index for index, piece in enumerate(proto.pieces) if piece.piece == "[Text]"),
+        next((index for index, token in added.items() if token["content"] == "[Text]"), len(proto.pieces)),
+    )
     user_defined = [index for index, piece in enumerate(proto.pieces) if piece.type == _PIECE.USER_DEFINED]
-    text_vocab_size = user_defined[0] if user_defined else len(proto.pieces)
-    if user_defined != list(range(text_vocab_size, len(proto.pieces))):
+    not_user_defined = sorted(set(range(text_vocab_size, len(proto.pieces))) - set(user_defined))
+    if not_user_defined:
         raise TokenizerConversionError(
-            f"{model_path}: user-defined pieces must follow all text pieces; found some at ids {user_defined[:5]}..."
+            f"{model_path}: the pieces from [Text] (id {text_vocab_size}) on must be user-defined; "
+            f"{len(not_user_defined)} are not, from id {not_user_defined[0]}"
         )
     vocab = {index: piece.piece for index, piece in enumerate(proto.pieces)}
-    added = _added_tokens(directory, config)
-    added_units = {index: token for index, token in added.items() if index >= 3}
-    for index, token in added_units.items():
-        if index < len(proto.pieces) and vocab[index] != token["content"]:
+    for index, token in added.items():
+        if 3 <= index < len(proto.pieces) and vocab[index] != token["content"]:
             raise TokenizerConversionError(
                 f"{directory}: added token {token['content']!r} has id {index}, which is the piece {vocab[index]!r}"
             )
         vocab[index] = token["content"]
+    added_units = {index: token for index, token in added.items() if index >= text_vocab_size}
 
     full = official_unit_tokens(NUM_PITCH_UNITS, NUM_STYLE_UNITS)
     count = len(vocab) - text_vocab_size
@@ -203,6 +211,7 @@ def read_official_tokenizer(directory: str | Path, variant: str) -> OfficialToke
         unit_tokens=unit_tokens,
         units_in_sentencepiece=not added_units,
         legacy=config.get("legacy") is not False,
+        user_defined_pieces=[proto.pieces[index].piece for index in user_defined if index < text_vocab_size],
     )
 
 
@@ -232,6 +241,7 @@ def convert_tokenizer(directory: str | Path, variant: str):
         official.unit_tokens,
         units_in_sentencepiece=official.units_in_sentencepiece,
         legacy=official.legacy,
+        user_defined_pieces=official.user_defined_pieces,
     )
     return tokenizer, official
 

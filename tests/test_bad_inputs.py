@@ -556,7 +556,7 @@ CLI = [
     exits("cli", "convert a missing checkpoints folder",
           lambda w: ["convert", "--checkpoints-dir", w.root / "nope", "--variant", "base", "--output-dir",
                      w.root / "out"],
-          1, r"error: --checkpoints-dir .*nope is not a folder"),
+          2, r"spiritlm convert: error: --checkpoints-dir .*nope is not a folder"),
     exits("cli", "convert an unknown variant",
           lambda w: ["convert", "--checkpoints-dir", w.root, "--variant", "large", "--output-dir", w.root / "out"],
           2, r"argument --variant: invalid choice: 'large' \(choose from '?base'?, '?expressive'?\)"),

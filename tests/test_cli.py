@@ -126,8 +126,8 @@ def test_generate_bad_input_is_a_clear_error(tiny_repo, capsys):
         "spiritlm generate: error: prompt 0, segment 0: audio file 'missing.wav' does not exist"
         in capsys.readouterr().err
     )
-    with pytest.raises(SystemExit, match="give the prompt with --text, --speech and/or --units"):
-        main(["generate", "--repo", str(tiny_repo)])
+    assert main(["generate", "--repo", str(tiny_repo)]) == 2
+    assert "spiritlm generate: error: give the prompt with --text, --speech and/or --units" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["generate", "--repo", str(tiny_repo), "--text", "x", "--output-modality", "speach"])
     assert "invalid choice: 'speach'" in capsys.readouterr().err

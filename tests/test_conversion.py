@@ -260,8 +260,11 @@ def test_converted_repo_has_the_design_layout(converted_repo):
         "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "preprocessor_config.json", "processor_config.json", "README.md",
         "speech_tokenizer/config.json", "speech_tokenizer/model.safetensors", "vocoder/config.json",
-        "vocoder/model.safetensors",
+        "vocoder/model.safetensors", "spiritlm_remote.py",
     }  # fmt: skip
+    assert json.loads((repo / "config.json").read_text())["auto_map"]["AutoModelForCausalLM"] == (
+        "spiritlm_remote.SpiritLMForCausalLM"
+    )
     card = (repo / "README.md").read_text()
     assert card.startswith("---\nlicense: other\nlicense_name: fair-noncommercial-research-license\n")
     assert "FAIR Noncommercial Research License" in card and "English only" in card
@@ -301,9 +304,9 @@ def test_converted_repo_loads_through_the_public_api(converted_repo, official_tr
 def test_existing_output_is_refused_without_force(converted_repo, official_trees, capsys):
     variant, repo = converted_repo
     before = (repo / "config.json").stat().st_mtime_ns
-    assert _convert(official_trees, variant, repo) == 1
+    assert _convert(official_trees, variant, repo) == 2
     error = capsys.readouterr().err
-    assert error == f"error: {repo} already exists; pass --force to replace it\n"
+    assert error == f"spiritlm convert: error: {repo} already exists; pass --force to replace it\n"
     assert (repo / "config.json").stat().st_mtime_ns == before
 
 
@@ -362,29 +365,29 @@ def _truncate(path: Path) -> None:
     [
         (
             lambda tree: (tree / "speech_tokenizer" / "hifigan_spiritlm_base" / "generator.pt").unlink(),
-            r"error: official checkpoint file not found: \S+/speech_tokenizer/hifigan_spiritlm_base/generator.pt",
+            r"spiritlm convert: error: official checkpoint file not found: \S+/speech_tokenizer/hifigan_spiritlm_base/generator.pt",
         ),
         (
             lambda tree: _truncate(tree / "spiritlm_model" / "spirit-lm-base-7b" / "pytorch_model.bin"),
-            r"error: \S+/spirit-lm-base-7b/pytorch_model.bin is truncated or corrupt, re-download it",
+            r"spiritlm convert: error: \S+/spirit-lm-base-7b/pytorch_model.bin is truncated or corrupt, re-download it",
         ),
         (
             lambda tree: _truncate(tree / "speech_tokenizer" / "hubert_25hz" / "mhubert_base_25hz.pt"),
-            r"error: .*mhubert_base_25hz.pt",
+            r"spiritlm convert: error: .*mhubert_base_25hz.pt",
         ),
         (
             lambda tree: _edit_json(
                 tree / "spiritlm_model" / "spirit-lm-base-7b" / "tokenizer_config.json",
                 lambda config: config["added_tokens_decoder"]["401"].__setitem__("content", "[Speech2]"),
             ),
-            r"error: base tokenizer in \S+ does not follow the official SPIRIT LM id layout: id 401 is '\[Speech2\]'",
+            r"spiritlm convert: error: base tokenizer in \S+ does not follow the official SPIRIT LM id layout: id 401 is '\[Speech2\]'",
         ),
     ],
 )
 def test_broken_official_files_are_one_line_errors(official_trees, tmp_path, capsys, breakage, message):
     tree = _break_copy(official_trees, tmp_path, "added_tokens", breakage)
     output_dir = tmp_path / "repo"
-    assert _convert(official_trees, "base", output_dir, tree=tree) == 1
+    assert _convert(official_trees, "base", output_dir, tree=tree) == 2
     error = capsys.readouterr().err
     assert "Traceback" not in error
     assert re.fullmatch(message + r"[^\n]*", error.rstrip("\n").split("\n")[-1]), error

@@ -124,17 +124,23 @@ def to_float_waveform(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     )
 
 
+def check_audio_path(path: str | os.PathLike) -> None:
+    """Raises `IsADirectoryError` / `FileNotFoundError` unless `path` is an existing file (checked before loading
+    anything that will read it)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"{os.fspath(path)!r} is a folder, not an audio file; pass one file (`spiritlm tokenize` reads folders)"
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"audio file {os.fspath(path)!r} does not exist")
+
+
 def read_audio_file(path: str | os.PathLike | io.BytesIO) -> tuple[torch.Tensor, int]:
     """Reads an audio file with soundfile as float32 `(channels, samples)` (what the official `torchaudio.load`
     returns) and its sampling rate."""
     name = "audio bytes" if isinstance(path, io.BytesIO) else f"audio file {os.fspath(path)!r}"
     if not isinstance(path, io.BytesIO):
-        if os.path.isdir(path):
-            raise IsADirectoryError(
-                f"{os.fspath(path)!r} is a folder, not an audio file; pass one file (`spiritlm tokenize` reads folders)"
-            )
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{name} does not exist")
+        check_audio_path(path)
     try:
         data, sampling_rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:

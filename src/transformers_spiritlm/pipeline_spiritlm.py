@@ -19,6 +19,8 @@ logger = logging.get_logger(__name__)
 
 VOCODER_SUBFOLDER = "vocoder"
 _AUDIO_DICT_KEYS = ("array", "path", "bytes")
+# A str prompt ending like this that names an existing file is almost certainly meant as speech.
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a")
 
 
 class SpiritLMPipeline(Pipeline):
@@ -234,6 +236,11 @@ def _is_batch(inputs) -> bool:
 def _to_segments(prompt, where: str) -> list[Mapping]:
     """One pipeline input as a segment list (validated later by the processor)."""
     if isinstance(prompt, str):
+        if prompt.lower().endswith(_AUDIO_SUFFIXES) and os.path.isfile(prompt):
+            logger.warning_once(
+                f"the text prompt {prompt!r} names an audio file; a str is always text. To use the file as speech, "
+                f"pass Path({prompt!r}) or {{'type': 'speech', 'audio': {prompt!r}}}"
+            )
         return [{"type": "text", "text": prompt}]
     if isinstance(prompt, (Path, np.ndarray, torch.Tensor)):
         return [{"type": "speech", "audio": prompt}]

@@ -112,6 +112,7 @@ def build_spiritlm_tokenizer(
     unit_tokens: Sequence[str],
     units_in_sentencepiece: bool = True,
     legacy: bool = True,
+    user_defined_pieces: Sequence[str] = (),
 ) -> PreTrainedTokenizerBase:
     """
     Builds the SPIRIT LM fast tokenizer from a Llama-style text BPE (`text_vocab` with ids `0..V-1`, `<unk>`, `<s>`,
@@ -125,6 +126,8 @@ def build_spiritlm_tokenizer(
     - or as added tokens in `tokenizer_config.json` (`units_in_sentencepiece=False`): with `legacy=True` every chunk
       between units gets its own dummy prefix (`[Text]`, `▁hello`); with `legacy=False` it encodes as above.
     `legacy` is the `tokenizer_config.json` setting (absent means True in transformers 4.x).
+    `user_defined_pieces` are text pieces (in `text_vocab`) that SentencePiece matches whole wherever they occur, as it
+    does user-defined pieces such as the padding or reserved pieces of some Llama derivatives.
 
     The text between units is normalized as SentencePiece does (`▁` prefix, spaces to `▁`), units are split off
     whole, and the rest is byte-fallback BPE. With one dummy prefix for the whole text, the BPE emits any chunk that
@@ -144,11 +147,16 @@ def build_spiritlm_tokenizer(
     malformed = [token for token in unit_tokens if not re.fullmatch(r"\[\w+\]", token) or token in text_vocab]
     if malformed:
         raise ValueError(f"unit tokens must look like '[Name]' and not be text pieces; got {malformed[:5]}")
+    unknown = [piece for piece in user_defined_pieces if piece not in text_vocab]
+    if unknown:
+        raise ValueError(f"user_defined_pieces must be text pieces; got {unknown[:5]}")
     # One dummy prefix for the whole text (units inside the text model) or one per chunk (units as added tokens).
     whole_text_prefix = units_in_sentencepiece or not legacy
     vocab = dict(text_vocab)
     if whole_text_prefix:
         vocab.update({token: text_vocab_size + index for index, token in enumerate(unit_tokens)})
+    # Split off after normalization, like SentencePiece's own matching of user-defined pieces.
+    isolated = [*(unit_tokens if whole_text_prefix else ()), *user_defined_pieces]
     # ignore_merges lets the BPE emit a unit (a vocabulary entry no merge builds) whole, as SentencePiece does.
     backend = Tokenizer(
         BPE(
@@ -157,14 +165,14 @@ def build_spiritlm_tokenizer(
             unk_token="<unk>",
             fuse_unk=True,
             byte_fallback=True,
-            ignore_merges=whole_text_prefix,
+            ignore_merges=bool(isolated),
         )
     )
     backend.normalizer = normalizers.Sequence(
         [normalizers.Prepend(SPIECE_UNDERLINE), normalizers.Replace(" ", SPIECE_UNDERLINE)]
     )
-    if whole_text_prefix:
-        backend.pre_tokenizer = pre_tokenizers.Split(Regex(_alternation(unit_tokens)), behavior="isolated")
+    if isolated:
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex(_alternation(isolated)), behavior="isolated")
     backend.decoder = _official_decoder(unit_tokens, 2 if legacy else 1, join_units=not units_in_sentencepiece)
     backend.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in LLAMA_SPECIAL_TOKENS])
     if not whole_text_prefix:

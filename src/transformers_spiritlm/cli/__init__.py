@@ -1,4 +1,4 @@
-"""The `spiritlm` command line: demo | tokenize | resynthesize | generate | convert | eval.
+"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval.
 
 One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
 """
@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import convert, demo, eval, generate, resynthesize, tokenize
-from .common import default_cache_dir, default_device, write_wav
+from . import convert, demo, eval, generate, resynthesize, tiny_repo, tokenize
+from .common import check_device, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
 from .tokenize import AUDIO_EXTENSIONS, find_audio_files, tokenize_files, write_jsonl
 
@@ -29,7 +29,7 @@ __all__ = [
     "write_wav",
 ]
 
-SUBCOMMANDS = (demo, tokenize, resynthesize, generate, convert, eval)
+SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.add_parser(commands)
+    for name, subparser in commands.choices.items():
+        if name != "convert":  # the conversion script's own parser takes every argument
+            subparser.add_argument(
+                "--verbose", action="store_true", help="show transformers' warnings and weight-loading progress bars"
+            )
     return parser
 
 
@@ -63,9 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Everything after `convert`, --help included, belongs to the conversion script's own parser.
         return convert.run_convert(argv[1:])
     args = build_parser().parse_args(argv)
+    set_verbosity(args.verbose)
     try:
+        # Checked before any subcommand loads a model: a bad --repo or --device fails in a second, not after loading.
         if _is_missing_folder(getattr(args, "repo", None)):
             raise FileNotFoundError(f"--repo {args.repo} is not a folder (nor a Hub repo id such as 'owner/name')")
+        if getattr(args, "device", None) is not None:
+            check_device(args.device)
         return args.handler(args)
     except (OSError, ValueError) as error:  # bad input: files, repos, values; bugs keep their traceback
         print(f"spiritlm {args.command}: error: {error}", file=sys.stderr)

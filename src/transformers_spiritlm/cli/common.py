@@ -30,6 +30,39 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_device(device: str) -> None:
+    """Refuses a `--device` this torch cannot run on, before anything loads."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "no GPU is visible" if torch.backends.cuda.is_built() else "it was built without CUDA"
+            raise ValueError(
+                f"--device {device}: this torch {torch.__version__} cannot use CUDA ({why}); use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"--device {device}: MPS is not available in this torch {torch.__version__}; use --device cpu"
+        )
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Quiet by default: transformers' warnings below errors and its weight-loading progress bars off (our own
+    progress bars for long work stay); `--verbose` shows them all."""
+    from transformers.utils import logging
+
+    if verbose:
+        logging.set_verbosity_info()
+        logging.enable_progress_bar()
+    else:
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+
+
 def write_wav(path: Path, audio: np.ndarray, sampling_rate: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16")

@@ -20,12 +20,10 @@ DEMO_PROMPT_TEXT = "What is the capital of France?"
 _DEMO_MARKER = "demo-complete.txt"
 
 
-def _demo_repo(cache_dir: Path | None) -> Path:
-    """The tiny random expressive repo of the demo: built once in the cache (or in a temporary folder)."""
+def _demo_repo(cache_dir: Path) -> Path:
+    """The tiny random expressive repo of the demo, built once in the cache."""
     from ..testing import build_tiny_repo
 
-    if cache_dir is None:
-        return build_tiny_repo(Path(tempfile.mkdtemp(prefix="spiritlm-demo-")) / "tiny-expressive")
     # The cache key covers the builder's source, so a changed builder never serves a stale checkpoint.
     builder_sources = sorted((Path(__file__).parent.parent / "testing").glob("*.py"))
     fingerprint = hashlib.sha256(b"".join(path.read_bytes() for path in builder_sources)).hexdigest()[:12]
@@ -44,8 +42,17 @@ def _demo_repo(cache_dir: Path | None) -> Path:
 
 
 def run_demo(args) -> int:
+    if args.repo is None and args.no_cache:
+        from ..testing import build_tiny_repo
+
+        with tempfile.TemporaryDirectory(prefix="spiritlm-demo-") as directory:
+            print(f"Building a tiny random-weight SPIRIT LM (expressive) in {directory} (removed at the end) ...")
+            return _run_demo(args, build_tiny_repo(Path(directory) / "tiny-expressive"))
+    return _run_demo(args, args.repo or _demo_repo(Path(args.cache_dir)))
+
+
+def _run_demo(args, repo: str | Path) -> int:
     start = time.perf_counter()
-    repo = args.repo or _demo_repo(None if args.no_cache else Path(args.cache_dir))
     print(f"Loading model, processor (with speech tokenizer) and vocoder from {repo} ...")
     pipe = load_pipeline(str(repo), args.device)
     generation = {"max_new_tokens": args.max_new_tokens, "do_sample": True, "seed": args.seed}
@@ -72,7 +79,8 @@ def run_demo(args) -> int:
     if args.repo is None:
         print(
             "\nThe demo model has random weights: its speech is noise and its text gibberish. The same commands run a "
-            "converted checkpoint with --repo path/to/spiritlm-expressive."
+            "converted checkpoint with --repo path/to/spiritlm-expressive; `spiritlm tiny-repo DIR` writes a tiny "
+            "random one to try the Python API on (README, Usage)."
         )
     print(f"Done in {time.perf_counter() - start:.1f} s.")
     return 0
@@ -98,7 +106,7 @@ def add_parser(commands) -> None:
         help="where the tiny checkpoint is kept (default: %(default)s)",
     )
     demo.add_argument(
-        "--no-cache", action="store_true", help="build the tiny checkpoint in a temporary folder instead"
+        "--no-cache", action="store_true", help="build the tiny checkpoint in a temporary folder, removed at the end"
     )
     demo.add_argument("--repo", help="run the demo on this converted checkpoint instead of the tiny random one")
     demo.add_argument(

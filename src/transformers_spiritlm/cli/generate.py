@@ -3,12 +3,23 @@
 import argparse
 from pathlib import Path
 
+from ..audio import check_audio_path
+from ..units import string_to_units
 from .common import add_device_argument, describe_segment, load_pipeline, write_wav
 
 
 def run_generate(args) -> int:
     if not args.segments:
-        raise SystemExit("spiritlm generate: give the prompt with --text, --speech and/or --units (in order)")
+        raise ValueError("give the prompt with --text, --speech and/or --units (in order)")
+    # The processor's own checks, before the model loads.
+    for index, segment in enumerate(args.segments):
+        try:
+            if "audio" in segment:
+                check_audio_path(segment["audio"])
+            elif "units" in segment:
+                string_to_units(segment["units"], strict=True)
+        except (OSError, ValueError) as error:
+            raise type(error)(f"prompt 0, segment {index}: {error}") from None
     pipe = load_pipeline(args.repo, args.device)
     kwargs = {"max_new_tokens": args.max_new_tokens, "do_sample": not args.greedy, "speaker_id": args.speaker_id}
     for name in ("seed", "temperature", "top_p"):

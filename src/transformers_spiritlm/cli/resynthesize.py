@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+from ..audio import check_audio_path
 from .common import add_device_argument, write_wav
 
 
@@ -12,6 +13,7 @@ def run_resynthesize(args) -> int:
     from ..units import units_to_string
     from ..vocoder import SpiritLMVocoder
 
+    check_audio_path(args.input)
     speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(args.device).eval()
     vocoder = SpiritLMVocoder.from_pretrained(args.repo, subfolder="vocoder").to(args.device).eval()
     units = speech_tokenizer.encode_units(args.input)

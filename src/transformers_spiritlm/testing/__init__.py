@@ -13,6 +13,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaTokenizer, PreTrainedTokenizerBase
 
 from ..configuration_spiritlm import SpiritLMConfig
+from ..conversion.remote_code import add_auto_map
 from ..feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from ..modeling_spiritlm import SpiritLMForCausalLM
 from ..processing_spiritlm import SpiritLMProcessor
@@ -100,10 +101,11 @@ def build_tiny_repo(
     vocoder: bool = True,
 ) -> Path:
     """
-    Writes a complete converted SPIRIT LM repo with random weights to `output_dir` (layout of DESIGN.md) and returns
-    its path: the LM (config, generation config, safetensors), the text + unit tokenizer, `preprocessor_config.json`
-    and `processor_config.json`, and (unless switched off) the speech tokenizer in `speech_tokenizer/` and the
-    vocoder in `vocoder/`.
+    Writes a complete converted SPIRIT LM repo with random weights to `output_dir` (the layout `spiritlm convert`
+    writes) and returns its path: the LM (config, generation config, safetensors), the text + unit tokenizer,
+    `preprocessor_config.json` and `processor_config.json`, (unless switched off) the speech tokenizer in
+    `speech_tokenizer/` and the vocoder in `vocoder/`, and the `auto_map` module `spiritlm_remote.py`.
+    `spiritlm tiny-repo DIR` runs this from the command line.
     """
     output_dir = Path(output_dir)
     torch.manual_seed(seed)
@@ -116,6 +118,7 @@ def build_tiny_repo(
     SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_model).save_pretrained(output_dir)
     if vocoder:
         tiny_vocoder(variant, seed=seed).save_pretrained(output_dir / "vocoder")
+    add_auto_map(output_dir)
     return output_dir
 
 

@@ -1,4 +1,5 @@
-"""A whole tiny official SPIRIT LM `checkpoints/` tree (the layout of DESIGN.md), random weights, for conversion tests.
+"""A whole tiny official SPIRIT LM `checkpoints/` tree (the layout of Meta's download, listed in
+`conversion/convert_spiritlm_to_hf.py`), random weights, for conversion tests.
 
 `write_official_checkpoints(checkpoints_dir)` calls each component's official-format writer: the HuBERT tokenizer,
 the F0 VQ-VAE, the style encoder, both vocoders and both language models. FCPE weights are not part of the official

@@ -1,0 +1,128 @@
+"""What a new user meets first on the command line: `spiritlm tiny-repo`, one-line errors (exit 2) before anything
+loads, quiet output unless --verbose, the demo cleaning up after --no-cache, and the str-prompt-names-a-file warning."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, pipeline
+from transformers.utils import logging
+
+from transformers_spiritlm import SpiritLMForCausalLM
+from transformers_spiritlm.cli import main
+from transformers_spiritlm.testing import build_tiny_repo
+
+
+AUDIO = Path(__file__).parent / "fixtures" / "audio"
+
+
+@pytest.fixture(autouse=True)
+def restore_transformers_verbosity():
+    """`main` sets transformers' verbosity and progress bars for the process; put them back for other tests."""
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    yield
+    logging.set_verbosity(verbosity)
+    (logging.enable_progress_bar if bars else logging.disable_progress_bar)()
+
+
+@pytest.fixture(scope="module")
+def lm_only_repo(tmp_path_factory):
+    return build_tiny_repo(tmp_path_factory.mktemp("usability") / "tiny", speech_tokenizer=False, vocoder=False)
+
+
+def test_tiny_repo_writes_a_loadable_repo_and_never_overwrites(tmp_path, capsys):
+    repo = tmp_path / "tiny-base"
+    assert main(["tiny-repo", str(repo), "--variant", "base"]) == 0
+    assert capsys.readouterr().out == f"wrote a tiny random-weight SPIRIT LM (base) to {repo}\n"
+    model = AutoModelForCausalLM.from_pretrained(repo)
+    assert type(model) is SpiritLMForCausalLM and model.config.variant == "base"
+    assert (repo / "speech_tokenizer" / "model.safetensors").is_file() and (repo / "vocoder" / "config.json").is_file()
+    assert (repo / "spiritlm_remote.py").is_file()
+    before = (repo / "config.json").stat().st_mtime_ns
+    assert main(["tiny-repo", str(repo)]) == 2
+    assert capsys.readouterr().err == f"spiritlm tiny-repo: error: {repo} already exists; pass --force to replace it\n"
+    assert (repo / "config.json").stat().st_mtime_ns == before
+    assert main(["tiny-repo", str(repo), "--force"]) == 0
+    assert AutoModelForCausalLM.from_pretrained(repo).config.variant == "expressive"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tiny-base"]  # no staging folder left
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable CUDA device")
+@pytest.mark.parametrize("command", ["demo", "generate --text hi", "tokenize clips", "resynthesize in.wav"])
+def test_unusable_device_is_one_line_before_loading(command, tmp_path, capsys):
+    # --repo is an empty folder: anything that loaded first would fail on it with another message.
+    name, *rest = command.split()
+    assert main([name, *rest, "--repo", str(tmp_path), "--device", "cuda"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"spiritlm {name}: error: --device cuda: this torch {torch.__version__} cannot use CUDA")
+    assert error.endswith("; use --device cpu\n") and error.count("\n") == 1
+
+
+def test_bad_device_name(tmp_path, capsys):
+    assert main(["demo", "--repo", str(tmp_path), "--device", "gpu0"]) == 2
+    assert capsys.readouterr().err == (
+        "spiritlm demo: error: --device 'gpu0' is not a device: use cpu, cuda, cuda:N or mps\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["resynthesize", "missing.wav"], "spiritlm resynthesize: error: audio file 'missing.wav' does not exist"),
+        (["resynthesize", "."], "spiritlm resynthesize: error: '.' is a folder, not an audio file"),
+        (
+            ["generate", "--text", "hi", "--speech", "missing.wav"],
+            "spiritlm generate: error: prompt 0, segment 1: audio file 'missing.wav' does not exist",
+        ),
+        (["generate", "--units", "[Hu1]x"], "spiritlm generate: error: prompt 0, segment 0: malformed unit string"),
+        (["tokenize", "missing-folder"], "spiritlm tokenize: error: missing-folder is neither an audio file nor a"),
+    ],
+)
+def test_inputs_are_checked_before_any_model_loads(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "repo").mkdir()  # not a converted repo: loading it would fail with another error
+    assert main([*args, "--repo", "repo", "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(message) and error.count("\n") == 1, error
+
+
+def test_quiet_by_default_verbose_on_request(tmp_path, capfd):
+    assert main(["tiny-repo", str(tmp_path / "r")]) == 0
+    assert capfd.readouterr().err == ""
+    assert main(["tiny-repo", str(tmp_path / "r"), "--force", "--verbose"]) == 0
+    assert "Writing model shards" in capfd.readouterr().err
+
+
+def test_demo_no_cache_leaves_no_temporary_folder(tmp_path, monkeypatch, capsys):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    output = tmp_path / "out.wav"
+    assert main(["demo", "--no-cache", "-o", str(output), "--max-new-tokens", "4", "--device", "cpu"]) == 0
+    assert "removed at the end" in capsys.readouterr().out
+    assert output.is_file()
+    assert list(temp.iterdir()) == []
+
+
+def test_str_prompt_naming_an_audio_file_warns_once(lm_only_repo, monkeypatch, caplog):
+    monkeypatch.chdir(AUDIO)
+    pipe = pipeline("spirit-lm", model=str(lm_only_repo))
+    caplog.clear()
+    for _ in range(2):
+        pipe("speech_2s_16k.wav", output_modality="text", max_new_tokens=1, do_sample=False)
+    pipe("missing.wav is not a file", output_modality="text", max_new_tokens=1, do_sample=False)
+    assert [record.getMessage() for record in caplog.records] == [
+        "the text prompt 'speech_2s_16k.wav' names an audio file; a str is always text. To use the file as speech, "
+        "pass Path('speech_2s_16k.wav') or {'type': 'speech', 'audio': 'speech_2s_16k.wav'}"
+    ]
+
+
+def test_convert_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "[--dtype {bfloat16,float16,float32}]" in help_text
+    assert "float16 for GPUs without bfloat16 (T4, V100)" in help_text
+    assert "(default: bfloat16)" in help_text and "(default: 5GB)" in help_text
