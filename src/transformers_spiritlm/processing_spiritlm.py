@@ -177,13 +177,19 @@ class SpiritLMProcessor(ProcessorMixin):
         pretrained_model_name_or_path: str | os.PathLike,
         speech_tokenizer: PreTrainedModel | None = None,
         load_speech_tokenizer: bool = True,
+        speech_tokenizer_dtype: str | torch.dtype = torch.float32,
         **kwargs,
     ) -> "SpiritLMProcessor":
         """
         Loads the processor from a converted SPIRIT LM repo, with the speech tokenizer of its `speech_tokenizer/`
         subfolder when there is one (set `load_speech_tokenizer=False` for text / unit-string use only, or pass a
         loaded `speech_tokenizer`). Other kwargs go to [`~transformers.ProcessorMixin.from_pretrained`]; `revision`,
-        `token`, `cache_dir`, `local_files_only`, `device_map` and `dtype` also reach the speech tokenizer.
+        `token`, `cache_dir`, `local_files_only` and `force_download` also reach the speech tokenizer.
+
+        `dtype` and `device_map` (which `pipeline(..., dtype=..., device_map=...)` passes here too) are the language
+        model's and do not reach the speech tokenizer: it loads in `speech_tokenizer_dtype`, float32 by default as in
+        the official code (in bfloat16 it gives other units than the official float32 tokenizer), on the CPU; move
+        it with `processor.speech_tokenizer.to(...)`.
         """
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         if speech_tokenizer is None and load_speech_tokenizer:
@@ -200,9 +206,11 @@ class SpiritLMProcessor(ProcessorMixin):
                 **hub_kwargs,
             )
             if config_file is not None:
-                model_kwargs = {key: kwargs[key] for key in ("device_map", "dtype") if key in kwargs}
                 speech_tokenizer = AutoModel.from_pretrained(
-                    pretrained_model_name_or_path, subfolder=SPEECH_TOKENIZER_SUBFOLDER, **hub_kwargs, **model_kwargs
+                    pretrained_model_name_or_path,
+                    subfolder=SPEECH_TOKENIZER_SUBFOLDER,
+                    dtype=speech_tokenizer_dtype,
+                    **hub_kwargs,
                 ).eval()
         processor.speech_tokenizer = speech_tokenizer
         return processor
