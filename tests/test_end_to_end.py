@@ -148,7 +148,7 @@ def test_regenerated_language_models_are_the_recorded_ones(official_checkpoints)
 
 
 def test_language_model_dtype_only(pipes):
-    for (variant, dtype), pipe in pipes.items():
+    for (_, dtype), pipe in pipes.items():
         assert pipe.model.dtype == DTYPES[dtype]
         assert pipe.processor.speech_tokenizer.dtype == torch.float32
         assert pipe.vocoder.dtype == torch.float32
