@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from transformers import pipeline
 
@@ -26,19 +27,18 @@ RECORD_DIR = FIXTURES / "end_to_end"
 RECORDED = json.loads((RECORD_DIR / "official_end_to_end.json").read_text(encoding="utf-8"))
 WAVEFORMS = np.load(RECORD_DIR / "official_end_to_end.npz")
 TEXT_MODEL = FIXTURES / "tokenizer" / "text_sentencepiece.model"
-CLIP = FIXTURES / "audio" / "speech_2s_16k.wav"
-# The recorded cases (see record_end_to_end.py): segments, output modality, max_new_tokens.
-CASES = {
-    "text_to_text": ([("text", "The quick brown fox")], "text", 12),
-    "speech_to_text": ([("speech", CLIP)], "text", 12),
-    "text_to_speech": ([("text", "Good morning, how are you")], "speech", 30),
-    "speech_to_speech": ([("speech", CLIP)], "speech", 30),
-    "text_to_arbitrary": ([("text", "one two three")], "arbitrary", 40),
-    "interleaved_to_arbitrary": ([("text", "Hello"), ("speech", CLIP), ("text", " and")], "arbitrary", 60),
-    "interleaved_speech_last_to_arbitrary": ([("text", "Hello"), ("speech", CLIP)], "arbitrary", 60),
-}
+AUDIO = FIXTURES / "audio"
+CASES = RECORDED["cases"]  # inputs, output_modality, max_new_tokens
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 RUNS = [(variant, dtype, case) for variant in ("base", "expressive") for dtype in DTYPES for case in CASES]
+
+
+def speech_segment(content: str) -> dict:
+    """A file of tests/fixtures/audio/, or "first_second": its 2 s clip's first 16000 samples as an array."""
+    if content == "first_second":
+        audio = soundfile.read(AUDIO / "speech_2s_16k.wav", dtype="float32")[0][:16000]
+        return {"type": "speech", "audio": audio, "sampling_rate": 16000}
+    return {"type": "speech", "audio": AUDIO / content}
 
 
 def state_digest(state: dict) -> str:
@@ -101,15 +101,14 @@ def answers(pipes, caplog_module) -> dict:
     """Our answer and the warnings it logged, per (variant, dtype, case)."""
     results = {}
     for variant, dtype, case in RUNS:
-        segments, modality, max_new_tokens = CASES[case]
-        inputs = [{"type": kind, "text": content} if kind == "text" else {"type": kind, "audio": content}
-                  for kind, content in segments]  # fmt: skip
+        inputs = [speech_segment(content) if kind == "speech" else {"type": "text", "text": content}
+                  for kind, content in CASES[case]["inputs"]]  # fmt: skip
         caplog_module.clear()
         answer = pipes[variant, dtype](
             inputs,
-            output_modality=modality,
+            output_modality=CASES[case]["output_modality"],
             do_sample=False,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=CASES[case]["max_new_tokens"],
             speaker_id=2,
             seed=0,
             return_prompt=True,
@@ -154,7 +153,10 @@ def test_language_model_dtype_only(pipes):
         assert pipe.vocoder.dtype == torch.float32
 
 
-@pytest.mark.parametrize("variant, dtype, case", [run for run in RUNS if "error" not in RECORDED["variants"][run[0]]["runs"][run[1]][run[2]]])
+@pytest.mark.parametrize(
+    "variant, dtype, case",
+    [run for run in RUNS if "error" not in RECORDED["variants"][run[0]]["runs"][run[1]][run[2]]],
+)
 def test_answer_equals_official(answers, pipes, variant, dtype, case):
     official = RECORDED["variants"][variant]["runs"][dtype][case]
     answer, _ = answers[variant, dtype, case]
@@ -168,12 +170,14 @@ def test_answer_equals_official(answers, pipes, variant, dtype, case):
             torch.testing.assert_close(
                 torch.from_numpy(segment["audio"]), torch.from_numpy(WAVEFORMS[expected["key"]]), atol=1e-4, rtol=0
             )
-    if CASES[case][1] == "speech":
+    if CASES[case]["output_modality"] == "speech":
         # The generated ids themselves: the units are the official continuation.
         assert segments[0]["units"] == official["continuation"].strip()
 
 
-@pytest.mark.parametrize("variant, dtype, case", [run for run in RUNS if "error" in RECORDED["variants"][run[0]]["runs"][run[1]][run[2]]])
+@pytest.mark.parametrize(
+    "variant, dtype, case", [run for run in RUNS if "error" in RECORDED["variants"][run[0]]["runs"][run[1]][run[2]]]
+)
 def test_where_official_crashes_ours_returns_the_speech_without_audio(answers, variant, dtype, case):
     official = RECORDED["variants"][variant]["runs"][dtype][case]
     # Official: every speech chunk is vocoded before the short ones are dropped, and one without pitch units fails.

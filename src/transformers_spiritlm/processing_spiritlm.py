@@ -13,7 +13,7 @@ from transformers.processing_utils import AudioKwargs, ProcessingKwargs, Process
 from transformers.utils import cached_file, logging
 
 from .generation import check_output_modality
-from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
+from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER, sentencepiece_byte_runs
 from .units import string_to_units
 
 
@@ -430,6 +430,16 @@ class SpiritLMProcessor(ProcessorMixin):
         return outputs
 
     def _decode(self, ids: torch.Tensor) -> str:
+        # A random or badly trained model can end text on bytes that are no valid UTF-8: decode them as the official
+        # SentencePiece tokenizer does (one U+FFFD per bad byte), not as tokenizers' ByteFallback (one per byte).
+        if not hasattr(self, "_byte_tokens"):
+            vocab = self.tokenizer.get_vocab()
+            tokens = [vocab.get(f"<0x{value:02X}>") for value in range(256)]
+            self._byte_tokens = tokens if None not in tokens else None
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if self._byte_tokens is not None:
+            byte_ids = {token: value for value, token in enumerate(self._byte_tokens)}
+            ids = sentencepiece_byte_runs(ids, byte_ids, self._byte_tokens)
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     @staticmethod
