@@ -51,6 +51,15 @@ def fcpe_checkpoint(fcpe_checkpoint_path) -> dict:
 
 
 @pytest.fixture(scope="session")
+def yaapt_installed() -> None:
+    """The `yaapt` extra (amfm-decompy), which the YAAPT parity test needs; .ci/run installs it."""
+    try:
+        import amfm_decompy.pYAAPT  # noqa: F401
+    except ImportError:
+        missing_prerequisite("the yaapt extra is not installed: pip install -e '.[yaapt]'")
+
+
+@pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory) -> Path:
     """A converted EXPRESSIVE repo with random weights (`build_tiny_repo`, seed 0). Read-only: copy it to modify."""
     return build_tiny_repo(tmp_path_factory.mktemp("tiny-expressive"), variant="expressive")

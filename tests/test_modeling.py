@@ -3,12 +3,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM, SpiritLMModel
-from transformers_spiritlm.testing import build_tiny_repo, tiny_lm_config
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), variant="expressive")
+from transformers_spiritlm.testing import tiny_lm_config
 
 
 def test_auto_classes_resolve_to_spiritlm(tiny_repo):

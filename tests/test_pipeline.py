@@ -9,17 +9,11 @@ import torch
 from transformers import pipeline
 
 from transformers_spiritlm import SpiritLMPipeline, SpiritLMProcessor, SpiritLMVocoder
-from transformers_spiritlm.testing import build_tiny_repo
 from transformers_spiritlm.units import MOST_COMMON_STYLES
 
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 UNIT_PREFIXES = ("[Hu", "[Pi", "[St")
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), variant="expressive")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from transformers_spiritlm.conversion.convert_pitch import (
     ConversionError,
     MissingFileError,
     convert_pitch,
-    load_fcpe_checkpoint,
     main,
 )
 from transformers_spiritlm.speech_tokenizer.pitch import (
@@ -26,8 +25,6 @@ from transformers_spiritlm.speech_tokenizer.pitch import (
     YAAPTF0Extractor,
 )
 from transformers_spiritlm.testing.official_pitch import (
-    FCPE_DOWNLOAD_COMMAND,
-    find_fcpe_checkpoint,
     random_fcpe_checkpoint,
     tiny_official_vqvae_f0_config,
     write_official_vqvae_f0,
@@ -70,16 +67,8 @@ def vqvae_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_fcpe_checkpoint() -> dict:
-    path = find_fcpe_checkpoint(download=True)
-    if path is None:
-        pytest.skip(f"real FCPE weights not found: run `{FCPE_DOWNLOAD_COMMAND}` or set SPIRITLM_FCPE_CHECKPOINT")
-    return load_fcpe_checkpoint(path)
-
-
-@pytest.fixture(scope="module")
-def converted(vqvae_dir, real_fcpe_checkpoint) -> tuple[dict, dict]:
-    return convert_pitch(vqvae_dir, real_fcpe_checkpoint)
+def converted(vqvae_dir, fcpe_checkpoint) -> tuple[dict, dict]:
+    return convert_pitch(vqvae_dir, fcpe_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +156,8 @@ def test_normalisation_removes_the_mean_pitch(tiny_encoder):
     assert torch.equal(units, shifted)
 
 
-def test_state_dict_safetensors_round_trip(encoder, tmp_path, vqvae_dir, real_fcpe_checkpoint):
-    torch.save(real_fcpe_checkpoint, tmp_path / "fcpe_c_v001.pt")
+def test_state_dict_safetensors_round_trip(encoder, tmp_path, vqvae_dir, fcpe_checkpoint):
+    torch.save(fcpe_checkpoint, tmp_path / "fcpe_c_v001.pt")
     args = ["--vqvae-dir", str(vqvae_dir), "--fcpe-checkpoint", str(tmp_path), "--output-dir", str(tmp_path)]
     assert main(args) == 0
     reloaded = PitchUnitEncoder(json.loads((tmp_path / "config.json").read_text()))
@@ -280,8 +269,7 @@ def test_yaapt_install_hint(monkeypatch, tiny_encoder):
     assert str(info.value) == YAAPT_INSTALL_HINT
 
 
-def test_yaapt_matches_official(tiny_encoder):
-    pytest.importorskip("amfm_decompy", reason="the yaapt extra (amfm-decompy) is not installed")
+def test_yaapt_matches_official(tiny_encoder, yaapt_installed):
     recorded = np.load(FIXTURES / "pitch" / "official_yaapt.npz")
     wave = torch.from_numpy(read("speech_2s_16k"))
     f0, voiced, lengths = tiny_encoder.extract_f0(wave, f0_extractor="yaapt")

@@ -13,7 +13,6 @@ from transformers import AutoModel
 
 from transformers_spiritlm import SpiritLMSpeechTokenizer, units_to_string
 from transformers_spiritlm.audio import prepare_audio
-from transformers_spiritlm.conversion.convert_pitch import load_fcpe_checkpoint
 from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.conversion.convert_speech_tokenizer import main as convert_main
 from transformers_spiritlm.testing.official_checkpoints import write_official_fcpe
@@ -24,8 +23,6 @@ from transformers_spiritlm.testing.official_hubert import (
     write_official_hubert_checkpoints,
 )
 from transformers_spiritlm.testing.official_pitch import (
-    FCPE_DOWNLOAD_COMMAND,
-    find_fcpe_checkpoint,
     write_official_vqvae_f0,
 )
 from transformers_spiritlm.testing.official_style import write_official_style_encoder
@@ -56,14 +53,6 @@ def checkpoints(tmp_path_factory) -> Path:
     write_official_vqvae_f0(directory / VQVAE_DIR, seed=0)
     write_official_style_encoder(directory / STYLE_DIR, seed=0)
     return directory
-
-
-@pytest.fixture(scope="module")
-def fcpe_checkpoint() -> dict:
-    path = find_fcpe_checkpoint(download=True)
-    if path is None:
-        pytest.skip(f"real FCPE weights not found: run `{FCPE_DOWNLOAD_COMMAND}` or set SPIRITLM_FCPE_CHECKPOINT")
-    return load_fcpe_checkpoint(path)
 
 
 @pytest.fixture(scope="module")
