@@ -9,6 +9,7 @@ from pathlib import Path
 import huggingface_hub
 import numpy as np
 import pytest
+import sentencepiece
 import torch
 from safetensors import safe_open
 from transformers import (
@@ -294,8 +295,17 @@ def test_converted_repo_loads_through_the_public_api(converted_repo, official_tr
         torch.testing.assert_close(model.eval()(ids).logits, llama(ids).logits, rtol=0, atol=0)
 
     pipe = pipeline("spirit-lm", model=str(repo))
-    output = pipe("Hello", output_modality="text", max_new_tokens=3, do_sample=False)
-    assert output[0]["type"] == "text"
+    output = pipe("Hello", output_modality="text", max_new_tokens=3, do_sample=False, return_prompt=True)
+    # The same greedy continuation from the official-format Llama, with the text-only constraint of the official
+    # forbidden ids (markers and every unit) as a plain mask, decoded by SentencePiece itself.
+    generated = reference.encode(output["prompt"])
+    with torch.no_grad():
+        for _ in range(3):
+            logits = llama(torch.tensor([generated])).logits[0, -1]
+            logits[config.text_vocab_size :] = -float("inf")
+            generated.append(int(logits.argmax()))
+    sentencepiece_model = sentencepiece.SentencePieceProcessor(model_file=str(official_dir / "tokenizer.model"))
+    assert output["segments"] == [{"type": "text", "text": sentencepiece_model.decode(generated[-3:]).strip()}]
 
 
 def test_existing_output_is_refused_without_force(converted_repo, official_trees, capsys):
