@@ -1,9 +1,9 @@
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import huggingface_hub
@@ -347,10 +347,11 @@ def test_killing_the_converter_leaves_no_output(official_trees, tmp_path):
     output_dir = tmp_path / "repo"
     command = [sys.executable, "-m", "transformers_spiritlm.conversion.convert_spiritlm_to_hf"]
     command += ["--checkpoints-dir", str(trees["added_tokens"]), "--variant", "base", "--output-dir", str(output_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".repo.*.partial")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each log line reaches the pipe when printed
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment)
+    # The converter's first log line comes right after it created its partial folder: kill it then, mid-run.
+    first_line = process.stdout.readline()
+    assert first_line.startswith("tokenizer: ") and list(tmp_path.glob(".repo.*.partial"))
     process.kill()
     process.wait()
     assert not output_dir.exists()

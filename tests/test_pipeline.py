@@ -63,6 +63,17 @@ def test_speech_output_is_vocoded_units(pipe):
     assert other_speaker["units"] == segment["units"] and not np.allclose(other_speaker["audio"], segment["audio"])
 
 
+def test_speech_without_style_units_gets_the_seeded_random_style(pipe):
+    # The official decoding fills a missing style with `random.choice([71, 68, 98])` from python's global `random`;
+    # seed=0 seeds it before generating (which does not draw from it), so the pick is that of random.Random(0).
+    units = "[Pi3][Hu5][Hu7][Pi9][Hu11][Hu13][Hu5]"
+    random.seed(0)
+    (segment,) = pipe.processor.decode_generation("[Speech]", units, "speech", vocoder=pipe.vocoder)
+    style = random.Random(0).choice([71, 68, 98])
+    np.testing.assert_array_equal(segment["audio"], pipe.vocoder.decode_string(f"[St{style}]" + units).numpy())
+    assert segment["units"] == units
+
+
 def test_arbitrary_output_is_the_parsed_continuation(pipe):
     output = pipe(
         [{"type": "text", "text": "Good morning"}, {"type": "speech", "units": "[St3][Pi1][Hu5][Hu9]"}],
