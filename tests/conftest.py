@@ -1,5 +1,5 @@
 """Fixtures shared by the test modules: tiny converted repos (built once per session), the real FCPE weights, the
-official-format HuBERT checkpoints, clip readers and the pitch-unit agreement check.
+official-format HuBERT checkpoints and the pitch-unit agreement check.
 
 A missing prerequisite (the FCPE download, an optional extra) skips the tests that need it on a developer machine, but
 fails them under CI (`CI` set to anything but "", "0" or "false"), so that a CI run cannot pass by skipping.
@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
 from transformers_spiritlm.conversion.convert_pitch import load_fcpe_checkpoint
 from transformers_spiritlm.testing import build_tiny_repo
@@ -18,8 +17,6 @@ from transformers_spiritlm.testing.official_hubert import write_official_hubert_
 from transformers_spiritlm.testing.official_pitch import FCPE_DOWNLOAD_COMMAND, find_fcpe_checkpoint
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
-AUDIO = FIXTURES / "audio"
 PITCH_AGREEMENT = 0.995
 
 
@@ -78,17 +75,6 @@ def official_hubert_checkpoints(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("official-hubert")
     write_official_hubert_checkpoints(directory, seed=0)
     return directory
-
-
-@pytest.fixture(scope="session")
-def read_clip():
-    """`read_clip(name)`: a clip of tests/fixtures/audio (name without `.wav`) as float32 `(samples,)` or
-    `(samples, channels)`, and its rate."""
-
-    def read(name: str) -> tuple[np.ndarray, int]:
-        return soundfile.read(AUDIO / f"{name}.wav", dtype="float32")
-
-    return read
 
 
 def assert_pitch_units_match(units: list[int], expected: list[int], agreement: float = PITCH_AGREEMENT) -> None:
