@@ -5,8 +5,6 @@ from_pretrained dtype / device_map), the converter's self-check failures and a b
 import json
 import logging
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from transformers import GenerationConfig, pipeline
 
 import transformers_spiritlm
 from transformers_spiritlm import SpiritLMProcessor, SpiritLMSpeechTokenizer, SpiritLMVocoder
+from transformers_spiritlm.cli import main
 from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spiritlm_to_hf, self_check
 from transformers_spiritlm.conversion.convert_tokenizer import SlowTokenizerReference, convert_tokenizer
 from transformers_spiritlm.processing_spiritlm import parse_generation
@@ -230,53 +229,58 @@ def test_self_check_failures(official_base, bfloat16_repo, tmp_path, monkeypatch
             self_check(bfloat16_repo, official_tokenizer, "base")
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "transformers_spiritlm.cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`spiritlm ARGS` in this process: exit status, stdout, stderr."""
+    try:
+        code = main([str(arg) for arg in args])
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
-def test_cli_version():
-    result = cli("--version")
-    assert (
-        result.returncode == 0
-        and result.stdout.strip() == f"transformers-spiritlm {transformers_spiritlm.__version__}"
-    )
+def test_cli_version(capsys):
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"transformers-spiritlm {transformers_spiritlm.__version__}"
 
 
-def test_cli_tokenize_to_stdout(tiny_base_repo):
-    result = cli("tokenize", AUDIO / "speech_2s_16k.wav", "--repo", tiny_base_repo, "--quiet", "--device", "cpu")
-    assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
-    record = json.loads(line)
+def test_cli_tokenize_to_stdout(tiny_base_repo, capsys):
+    code, out, err = run_cli(capsys, "tokenize", AUDIO / "speech_2s_16k.wav", "--repo", tiny_base_repo, "--quiet",
+                             "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    (line,) = out.splitlines()
     expected = SpiritLMSpeechTokenizer.from_pretrained(tiny_base_repo, subfolder="speech_tokenizer").encode_units(
         AUDIO / "speech_2s_16k.wav"
     )
-    assert record == {"audio": str(AUDIO / "speech_2s_16k.wav"), **expected, "string": units_to_string(expected)}
+    assert json.loads(line) == {
+        "audio": str(AUDIO / "speech_2s_16k.wav"),
+        **expected,
+        "string": units_to_string(expected),
+    }
 
 
-def test_cli_generate_sampling_flags_reach_generate(tiny_base_repo, tmp_path):
+def test_cli_generate_sampling_flags_reach_generate(tiny_base_repo, tmp_path, capsys):
     args = ["generate", "--repo", tiny_base_repo, "--text", "one two", "--output-modality", "text"]
     args += ["--max-new-tokens", "8", "--temperature", "0.7", "--top-p", "0.9", "--seed", "4", "--device", "cpu"]
-    first, second = cli(*args, "-o", tmp_path / "a.wav"), cli(*args, "-o", tmp_path / "b.wav")
-    assert first.returncode == 0, first.stderr
+    first, second = run_cli(capsys, *args, "-o", tmp_path / "a.wav"), run_cli(capsys, *args, "-o", tmp_path / "b.wav")
+    assert first[0] == 0, first[2]
     piped = pipeline("spirit-lm", model=str(tiny_base_repo))
     (expected,) = piped("one two", output_modality="text", max_new_tokens=8, do_sample=True, temperature=0.7,
                         top_p=0.9, seed=4)  # fmt: skip
-    assert first.stdout == second.stdout
-    assert first.stdout == f"text:   {expected['text']!r}\n"
-    greedy = cli(*args[:9], "--greedy", "--device", "cpu", "-o", tmp_path / "c.wav")
+    assert first[1] == second[1] == f"text:   {expected['text']!r}\n"
+    greedy = run_cli(capsys, *args[:9], "--greedy", "--device", "cpu", "-o", tmp_path / "c.wav")
     (expected_greedy,) = piped("one two", output_modality="text", max_new_tokens=8, do_sample=False)
-    assert greedy.returncode == 0, greedy.stderr
-    assert greedy.stdout == f"text:   {expected_greedy['text']!r}\n" and expected_greedy != expected
+    assert greedy[0] == 0, greedy[2]
+    assert greedy[1] == f"text:   {expected_greedy['text']!r}\n" and expected_greedy != expected
 
 
-def test_cli_resynthesize_speaker_id(tiny_base_repo, tmp_path):
+def test_cli_resynthesize_speaker_id(tiny_base_repo, tmp_path, capsys):
     import soundfile
 
     for speaker in (0, 3):
-        result = cli("resynthesize", AUDIO / "speech_2s_16k.wav", "--repo", tiny_base_repo, "--speaker-id", speaker,
-                     "-o", tmp_path / f"speaker{speaker}.wav")  # fmt: skip
-        assert result.returncode == 0, result.stderr
+        code, _, err = run_cli(capsys, "resynthesize", AUDIO / "speech_2s_16k.wav", "--repo", tiny_base_repo,
+                               "--speaker-id", speaker, "-o", tmp_path / f"speaker{speaker}.wav")  # fmt: skip
+        assert code == 0, err
     speech_tokenizer = SpiritLMSpeechTokenizer.from_pretrained(tiny_base_repo, subfolder="speech_tokenizer")
     vocoder = SpiritLMVocoder.from_pretrained(tiny_base_repo, subfolder="vocoder")
     units = speech_tokenizer.encode_units(AUDIO / "speech_2s_16k.wav")
