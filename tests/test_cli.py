@@ -11,25 +11,15 @@ import torch
 
 from transformers_spiritlm import SpiritLMSpeechTokenizer, SpiritLMVocoder
 from transformers_spiritlm.cli import find_audio_files, main
-from transformers_spiritlm.testing import build_tiny_repo
 from transformers_spiritlm.units import units_to_string
 
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 
 
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), variant="expressive")
-
-
-@pytest.fixture(scope="module")
-def base_repo(tmp_path_factory):
-    return build_tiny_repo(tmp_path_factory.mktemp("tiny-base"), variant="base")
-
-
-def test_console_script_help_lists_the_commands():
-    result = subprocess.run(["spiritlm", "--help"], capture_output=True, text=True, check=True)
+def test_module_help_lists_the_commands():
+    command = [sys.executable, "-m", "transformers_spiritlm.cli", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
     for command in ("demo", "tokenize", "resynthesize", "generate", "convert"):
         assert command in result.stdout
     assert "spiritlm demo" in result.stdout
@@ -89,8 +79,8 @@ def test_find_audio_files_errors():
 @pytest.mark.parametrize(
     "variant, through_string", [("base", False), ("base", True), ("expressive", False), ("expressive", True)]
 )
-def test_resynthesize_round_trips_through_units(base_repo, tiny_repo, tmp_path, capsys, variant, through_string):
-    tiny_repo = base_repo if variant == "base" else tiny_repo
+def test_resynthesize_round_trips_through_units(tiny_base_repo, tiny_repo, tmp_path, capsys, variant, through_string):
+    tiny_repo = tiny_base_repo if variant == "base" else tiny_repo
     output = tmp_path / "resynth.wav"
     args = ["resynthesize", str(AUDIO / "speech_2s_16k.wav"), "--repo", str(tiny_repo), "-o", str(output)]
     assert main(args + ["--device", "cpu"] + (["--through-string"] if through_string else [])) == 0

@@ -1,14 +1,15 @@
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import huggingface_hub
 import numpy as np
 import pytest
+import sentencepiece
 import torch
 from safetensors import safe_open
 from transformers import (
@@ -297,8 +298,17 @@ def test_converted_repo_loads_through_the_public_api(converted_repo, official_tr
         torch.testing.assert_close(model.eval()(ids).logits, llama(ids).logits, rtol=0, atol=0)
 
     pipe = pipeline("spirit-lm", model=str(repo))
-    output = pipe("Hello", output_modality="text", max_new_tokens=3, do_sample=False)
-    assert output[0]["type"] == "text"
+    output = pipe("Hello", output_modality="text", max_new_tokens=3, do_sample=False, return_prompt=True)
+    # The same greedy continuation from the official-format Llama, with the text-only constraint of the official
+    # forbidden ids (markers and every unit) as a plain mask, decoded by SentencePiece itself.
+    generated = reference.encode(output["prompt"])
+    with torch.no_grad():
+        for _ in range(3):
+            logits = llama(torch.tensor([generated])).logits[0, -1]
+            logits[config.text_vocab_size :] = -float("inf")
+            generated.append(int(logits.argmax()))
+    sentencepiece_model = sentencepiece.SentencePieceProcessor(model_file=str(official_dir / "tokenizer.model"))
+    assert output["segments"] == [{"type": "text", "text": sentencepiece_model.decode(generated[-3:]).strip()}]
 
 
 def test_existing_output_is_refused_without_force(converted_repo, official_trees, capsys):
@@ -340,10 +350,11 @@ def test_killing_the_converter_leaves_no_output(official_trees, tmp_path):
     output_dir = tmp_path / "repo"
     command = [sys.executable, "-m", "transformers_spiritlm.conversion.convert_spiritlm_to_hf"]
     command += ["--checkpoints-dir", str(trees["added_tokens"]), "--variant", "base", "--output-dir", str(output_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".repo.*.partial")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each log line reaches the pipe when printed
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment)
+    # The converter's first log line comes right after it created its partial folder: kill it then, mid-run.
+    first_line = process.stdout.readline()
+    assert first_line.startswith("tokenizer: ") and list(tmp_path.glob(".repo.*.partial"))
     process.kill()
     process.wait()
     assert not output_dir.exists()

@@ -65,8 +65,8 @@ def run_tokenize(command_prefix: list[str], clips: Path, repo: Path, output: Pat
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment, check=False)
 
 
-def test_two_processes_under_accelerate_give_the_units_of_one(tmp_path):
-    clips, repo = tmp_path / "clips", build_tiny_repo(tmp_path / "repo", variant="base", vocoder=False)
+def test_two_processes_under_accelerate_give_the_units_of_one(tmp_path, tiny_base_repo):
+    clips, repo = tmp_path / "clips", tiny_base_repo
     write_clips(clips)
     single = ["tokenize", str(clips), "--repo", str(repo), "-o", str(tmp_path / "single.jsonl"), "--device", "cpu"]
     assert cli.main([*single, "--batch-size", "4", "--quiet"]) == 0

@@ -75,7 +75,10 @@ def test_bfloat16_vocoder_is_close_to_float32(variant, tmp_path):
     generator = torch.Generator().manual_seed(0)
     units = {"hubert": torch.randint(0, 501, (100,), generator=generator)}
     if variant == "expressive":
-        units.update(pitch=torch.randint(0, 64, (50,), generator=generator), style=torch.randint(0, 100, (4,)))
+        units.update(
+            pitch=torch.randint(0, 64, (50,), generator=generator),
+            style=torch.randint(0, 100, (4,), generator=generator),
+        )
     reference, waveform = exact(**units, dur_pred=False), fast(**units, dur_pred=False)
     assert waveform.dtype == torch.float32 and waveform.shape == reference.shape
     snr = 10 * torch.log10(reference.pow(2).sum() / (waveform - reference).pow(2).sum())

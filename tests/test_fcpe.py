@@ -19,8 +19,6 @@ from transformers_spiritlm.conversion.convert_pitch import (
 )
 from transformers_spiritlm.speech_tokenizer.fcpe import FCPEConfig, FCPEF0Extractor, slaney_mel_filter_bank
 from transformers_spiritlm.testing.official_pitch import (
-    FCPE_DOWNLOAD_COMMAND,
-    find_fcpe_checkpoint,
     random_fcpe_checkpoint,
 )
 
@@ -49,11 +47,8 @@ def extractor_from(checkpoint: dict, **overrides) -> FCPEF0Extractor:
 
 
 @pytest.fixture(scope="module")
-def real_fcpe() -> FCPEF0Extractor:
-    path = find_fcpe_checkpoint(download=True)
-    if path is None:
-        pytest.skip(f"real FCPE weights not found: run `{FCPE_DOWNLOAD_COMMAND}` or set SPIRITLM_FCPE_CHECKPOINT")
-    return extractor_from(load_fcpe_checkpoint(path))
+def real_fcpe(fcpe_checkpoint) -> FCPEF0Extractor:
+    return extractor_from(fcpe_checkpoint)
 
 
 @pytest.fixture(scope="module")

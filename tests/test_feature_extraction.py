@@ -9,7 +9,6 @@ import torch
 from transformers import AutoFeatureExtractor
 
 from transformers_spiritlm import SpiritLMFeatureExtractor
-from transformers_spiritlm.audio import prepare_audio
 from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
 
@@ -21,7 +20,13 @@ CLIPS = [AUDIO / "speech_2s_16k.wav", AUDIO / "speech_stereo_44k.wav", AUDIO / "
 def test_batch_is_padded_with_attention_mask():
     pcm, _ = soundfile.read(CLIPS[2], dtype="int16")
     batch = SpiritLMFeatureExtractor()([CLIPS[0], CLIPS[1], pcm], sampling_rate=16000, return_tensors="pt")
-    expected = prepare_audio(CLIPS)
+    # Independent of the code under test: libsndfile's float reading (int16 / 2**15) and the stereo 44.1 kHz clip as
+    # the official code loads it (torchaudio resampling of each channel, then their mean; recorded in style/).
+    expected = [
+        torch.from_numpy(soundfile.read(CLIPS[0], dtype="float32")[0]),
+        torch.from_numpy(np.load(Path(__file__).parent / "fixtures" / "style" / "stereo_44k_mono_16k.npy")),
+        torch.from_numpy(soundfile.read(CLIPS[2], dtype="float32")[0]),
+    ]
     lengths = [len(waveform) for waveform in expected]
     assert batch["input_values"].shape == (3, max(lengths)) and batch["input_values"].dtype == torch.float32
     assert batch["attention_mask"].sum(-1).tolist() == lengths
@@ -29,6 +34,15 @@ def test_batch_is_padded_with_attention_mask():
         assert torch.equal(batch["input_values"][row, : lengths[row]], waveform)
         assert not batch["input_values"][row, lengths[row] :].any()
         assert not batch["attention_mask"][row, lengths[row] :].any()
+
+
+@pytest.mark.parametrize("dtype", ["int16", "int32", "int16 tensor", "int32 tensor"])
+def test_integer_pcm_is_scaled_to_float(dtype):
+    # The waveform itself: units cannot tell a wrong scale (HuBERT normalises its input).
+    pcm, rate = soundfile.read(CLIPS[0], dtype=dtype.split()[0])
+    audio = torch.from_numpy(pcm) if dtype.endswith("tensor") else pcm
+    waveform = SpiritLMFeatureExtractor()(audio, sampling_rate=rate, return_tensors="np")["input_values"][0]
+    np.testing.assert_array_equal(waveform, soundfile.read(CLIPS[0], dtype="float32")[0])  # libsndfile: pcm / 2**15
 
 
 def test_no_normalisation_and_single_input():

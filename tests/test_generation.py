@@ -113,12 +113,13 @@ def test_sampling_equals_the_official_bad_words_list(output_modality, min_new_to
 def test_end_of_sequence_stays_allowed_in_speech_mode():
     config = tiny_lm_config()
     processor = SpiritLMModalityLogitsProcessor(config, "speech", eos_token_id=[2, 5])
-    scores = processor(torch.zeros(1, 1, dtype=torch.long), torch.randn(1, config.vocab_size))
+    scores = torch.randn(1, config.vocab_size, generator=torch.Generator().manual_seed(0))
+    scores = processor(torch.zeros(1, 1, dtype=torch.long), scores)
     assert torch.isfinite(scores[0, [2, 5]]).all() and torch.isinf(scores[0, [0, 1, 3, 4, 6]]).all()
 
 
 def test_arbitrary_leaves_scores_untouched():
-    scores = torch.randn(2, tiny_lm_config().vocab_size)
+    scores = torch.randn(2, tiny_lm_config().vocab_size, generator=torch.Generator().manual_seed(0))
     assert SpiritLMModalityLogitsProcessor(tiny_lm_config(), "ARBITRARY")(None, scores) is scores
 
 

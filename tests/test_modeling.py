@@ -3,12 +3,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM, SpiritLMModel
-from transformers_spiritlm.testing import build_tiny_repo, tiny_lm_config
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), variant="expressive")
+from transformers_spiritlm.testing import tiny_lm_config
 
 
 def test_auto_classes_resolve_to_spiritlm(tiny_repo):
@@ -21,7 +16,7 @@ def test_save_load_round_trip_gives_identical_logits(tiny_repo, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_repo).eval()
     model.save_pretrained(tmp_path)
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    input_ids = torch.randint(0, model.config.vocab_size, (2, 11))
+    input_ids = torch.randint(0, model.config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids).logits, reloaded(input_ids).logits, rtol=0, atol=0)
 
@@ -33,7 +28,7 @@ def test_logits_equal_llama_on_the_same_weights():
     llama_fields = {key: value for key, value in config.to_dict().items() if key in LlamaConfig.__dataclass_fields__}
     llama = LlamaForCausalLM(LlamaConfig(**llama_fields)).eval()
     assert not llama.load_state_dict(spiritlm.state_dict()).missing_keys
-    input_ids = torch.randint(0, config.vocab_size, (3, 17))
+    input_ids = torch.randint(0, config.vocab_size, (3, 17), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(spiritlm(input_ids).logits, llama(input_ids).logits, rtol=0, atol=0)
 
@@ -76,7 +71,7 @@ def test_bad_config_values_are_clear_errors(kwargs, message):
 def test_generate_with_cache_matches_without():
     torch.manual_seed(0)
     model = SpiritLMForCausalLM(tiny_lm_config()).eval()
-    input_ids = torch.randint(3, 300, (1, 9))
+    input_ids = torch.randint(3, 300, (1, 9), generator=torch.Generator().manual_seed(2))
     with_cache = model.generate(input_ids, max_new_tokens=8, do_sample=False, use_cache=True)
     without_cache = model.generate(input_ids, max_new_tokens=8, do_sample=False, use_cache=False)
     assert torch.equal(with_cache, without_cache)

@@ -16,7 +16,6 @@ from transformers_spiritlm.conversion.convert_pitch import (
     ConversionError,
     MissingFileError,
     convert_pitch,
-    load_fcpe_checkpoint,
     main,
 )
 from transformers_spiritlm.speech_tokenizer.pitch import (
@@ -26,8 +25,6 @@ from transformers_spiritlm.speech_tokenizer.pitch import (
     YAAPTF0Extractor,
 )
 from transformers_spiritlm.testing.official_pitch import (
-    FCPE_DOWNLOAD_COMMAND,
-    find_fcpe_checkpoint,
     random_fcpe_checkpoint,
     tiny_official_vqvae_f0_config,
     write_official_vqvae_f0,
@@ -59,27 +56,14 @@ def edge_case_input(name: str) -> torch.Tensor:
     }[name]
 
 
-def assert_matches_official(units: list[int], expected: list[int]) -> None:
-    assert len(units) == len(expected)
-    assert np.mean(np.array(units) == np.array(expected)) >= 0.995
-
-
 @pytest.fixture(scope="module")
 def vqvae_dir(tmp_path_factory) -> Path:
     return write_official_vqvae_f0(tmp_path_factory.mktemp("ckpt") / "vqvae_f0_quantizer", seed=0)
 
 
 @pytest.fixture(scope="module")
-def real_fcpe_checkpoint() -> dict:
-    path = find_fcpe_checkpoint(download=True)
-    if path is None:
-        pytest.skip(f"real FCPE weights not found: run `{FCPE_DOWNLOAD_COMMAND}` or set SPIRITLM_FCPE_CHECKPOINT")
-    return load_fcpe_checkpoint(path)
-
-
-@pytest.fixture(scope="module")
-def converted(vqvae_dir, real_fcpe_checkpoint) -> tuple[dict, dict]:
-    return convert_pitch(vqvae_dir, real_fcpe_checkpoint)
+def converted(vqvae_dir, fcpe_checkpoint) -> tuple[dict, dict]:
+    return convert_pitch(vqvae_dir, fcpe_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +89,9 @@ def batch_units(encoder) -> dict[str, list[int]]:
 
 
 @pytest.mark.parametrize("name", list(CLIPS))
-def test_units_match_official(batch_units, name):
+def test_units_match_official(batch_units, pitch_units_match, name):
     units = batch_units[name]
-    assert_matches_official(units, OFFICIAL["clips"][name])
+    pitch_units_match(units, OFFICIAL["clips"][name])
     assert len(units) == (len(read(name)) // 80 + 1) // 16
     assert len(set(units)) >= 8  # the random codebook is spread enough for the comparison to mean something
 
@@ -118,8 +102,8 @@ def test_batched_equals_one_by_one(encoder, batch_units):
 
 
 @pytest.mark.parametrize("name", ["speech_2s_16k", "speech_stereo_44k"])
-def test_units_match_official_with_random_fcpe(tiny_encoder, name):
-    assert_matches_official(tiny_encoder.encode(read(name))[0], OFFICIAL["tiny_fcpe_clips"][name])
+def test_units_match_official_with_random_fcpe(tiny_encoder, pitch_units_match, name):
+    pitch_units_match(tiny_encoder.encode(read(name))[0], OFFICIAL["tiny_fcpe_clips"][name])
 
 
 def test_forward_outputs_and_padding(tiny_encoder):
@@ -167,8 +151,8 @@ def test_normalisation_removes_the_mean_pitch(tiny_encoder):
     assert torch.equal(units, shifted)
 
 
-def test_state_dict_safetensors_round_trip(encoder, tmp_path, vqvae_dir, real_fcpe_checkpoint):
-    torch.save(real_fcpe_checkpoint, tmp_path / "fcpe_c_v001.pt")
+def test_state_dict_safetensors_round_trip(encoder, tmp_path, vqvae_dir, fcpe_checkpoint):
+    torch.save(fcpe_checkpoint, tmp_path / "fcpe_c_v001.pt")
     args = ["--vqvae-dir", str(vqvae_dir), "--fcpe-checkpoint", str(tmp_path), "--output-dir", str(tmp_path)]
     assert main(args) == 0
     reloaded = PitchUnitEncoder(json.loads((tmp_path / "config.json").read_text()))
@@ -280,8 +264,7 @@ def test_yaapt_install_hint(monkeypatch, tiny_encoder):
     assert str(info.value) == YAAPT_INSTALL_HINT
 
 
-def test_yaapt_matches_official(tiny_encoder):
-    pytest.importorskip("amfm_decompy", reason="the yaapt extra (amfm-decompy) is not installed")
+def test_yaapt_matches_official(tiny_encoder, yaapt_installed):
     recorded = np.load(FIXTURES / "pitch" / "official_yaapt.npz")
     wave = torch.from_numpy(read("speech_2s_16k"))
     f0, voiced, lengths = tiny_encoder.extract_f0(wave, f0_extractor="yaapt")

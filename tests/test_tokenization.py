@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer, LlamaTokenizer
@@ -110,3 +111,66 @@ def test_built_tokenizer_rejects_malformed_inputs():
         build_spiritlm_tokenizer(vocab, merges, ["[Text]", "Hu3"])
     with pytest.raises(ValueError, match=r"text_vocab ids must be exactly 0..383"):
         build_spiritlm_tokenizer({**vocab, "<s>": 999}, merges, ["[Text]"])
+
+
+def test_invalid_utf8_bytes_decode_as_sentencepiece():
+    # SentencePiece itself (the official tokenizer's decoder) is the reference: one U+FFFD per byte that does not
+    # start a valid character, valid characters kept; tokenizers' ByteFallback would replace the whole run.
+    import random
+
+    import sentencepiece
+
+    from transformers_spiritlm.tokenization_spiritlm import decode_bytes_like_sentencepiece
+
+    model = (Path(__file__).parent / "fixtures" / "tokenizer" / "text_sentencepiece.model").read_bytes()
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model)
+    byte_piece = {int(piece[3:5], 16): index for index in range(processor.get_piece_size())
+                  if (piece := processor.id_to_piece(index)).startswith("<0x")}  # fmt: skip
+    interesting = [
+        0x0A,
+        0x41,
+        0x80,
+        0xBF,
+        0xC0,
+        0xC1,
+        0xC3,
+        0xA9,
+        0xE2,
+        0x82,
+        0xAC,
+        0xED,
+        0xA0,
+        0xF0,
+        0x9F,
+        0xF4,
+        0xFF,
+    ]
+    generator = random.Random(0)
+    cases = [
+        bytes([0x94, 0xB8, 0x0A, 0xE9]),
+        bytes([0xE2, 0x82]),
+        bytes([0xED, 0xA0, 0x80]),
+        bytes([0xF0, 0x9F, 0x98]),
+    ]
+    cases += [bytes(generator.choice(interesting) for _ in range(generator.randrange(1, 7))) for _ in range(2000)]
+    for data in cases:
+        assert decode_bytes_like_sentencepiece(data) == processor.decode([byte_piece[b] for b in data]), data
+    assert decode_bytes_like_sentencepiece(bytes([0x94, 0xB8, 0x0A, 0xE9])) == "\ufffd\ufffd\n\ufffd"
+
+
+def test_processor_decodes_invalid_byte_runs_like_the_official_tokenizer(tiny_repo):
+    from transformers_spiritlm import SpiritLMProcessor
+
+    processor = SpiritLMProcessor.from_pretrained(tiny_repo, load_speech_tokenizer=False)
+    byte = processor.tokenizer.convert_tokens_to_ids
+    ids = [
+        byte("<0x41>"),
+        byte("<0x94>"),
+        byte("<0xB8>"),
+        byte("<0x0A>"),
+        byte("<0xE9>"),
+        byte("<0xC3>"),
+        byte("<0xA9>"),
+    ]
+    assert processor.tokenizer.decode(ids) == "\ufffd" * 7  # tokenizers' ByteFallback alone: the whole run
+    assert processor._decode(ids) == "A\ufffd\ufffd\n\ufffdé"

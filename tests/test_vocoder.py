@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 from transformers_spiritlm import SpiritLMVocoder, SpiritLMVocoderConfig, SpiritLMVocoderOutput
 from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder, load_official_vocoder
+from transformers_spiritlm.testing.official_hubert import weights_digest
 from transformers_spiritlm.testing.official_vocoder import (
     TINY_SPEAKERS,
     TINY_STYLES,
@@ -25,9 +26,8 @@ RECORD = json.loads((FIXTURES / "official_vocoder.json").read_text())
 OFFICIAL_WAVEFORMS = np.load(FIXTURES / "official_vocoder.npz")
 
 
-def _checksum(path: Path) -> float:
-    state = torch.load(path, map_location="cpu", weights_only=True)["generator"]
-    return float(sum(tensor.double().sum() for tensor in state.values()))
+def _digest(path: Path) -> str:
+    return weights_digest(torch.load(path, map_location="cpu", weights_only=True)["generator"])
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def official_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("official")
     paths = write_official_vocoders(root, seed=RECORD["seed"], **RECORD["config_overrides"])
     for variant, path in paths.items():
-        assert _checksum(path / "generator.pt") == pytest.approx(RECORD["checksums"][variant], abs=1e-6)
+        assert _digest(path / "generator.pt") == RECORD["weights_sha256"][variant]
     return paths
 
 

@@ -30,6 +30,11 @@ class SpiritLMPipeline(Pipeline):
     Loads the model, the [`SpiritLMProcessor`] (with its speech tokenizer) and the [`SpiritLMVocoder`] of a converted
     repo (`vocoder/` subfolder; pass `vocoder=` to use another one).
 
+    `dtype` and `device_map` apply to the language model only. The speech tokenizer and the vocoder run in float32,
+    as in the official code (the speech tokenizer's bfloat16 path gives other units), on the pipeline's device (the
+    language model's first device under `device_map`); `speech_tokenizer_dtype=` / `vocoder_dtype=` choose another
+    dtype for them. A `vocoder` or `processor` you pass keeps its dtype unless you give these.
+
     Inputs, per prompt:
         - a `str`: a text prompt;
         - a `pathlib.Path`, numpy array, torch tensor or `datasets` Audio dict (`{"array", "sampling_rate"}`): a
@@ -73,7 +78,14 @@ class SpiritLMPipeline(Pipeline):
     _pipeline_calls_generate = True
     _default_generation_config = GenerationConfig(max_new_tokens=200)
 
-    def __init__(self, *args, vocoder: SpiritLMVocoder | str | os.PathLike | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        vocoder: SpiritLMVocoder | str | os.PathLike | None = None,
+        speech_tokenizer_dtype: str | torch.dtype | None = None,
+        vocoder_dtype: str | torch.dtype | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         if self.processor is None:
             raise ValueError(
@@ -83,22 +95,27 @@ class SpiritLMPipeline(Pipeline):
         # Audio reaches the model as token ids: batches are collated as text only (left-padded by the tokenizer).
         self.feature_extractor = None
         if self.processor.speech_tokenizer is not None:
-            self.processor.speech_tokenizer.to(self.device)
+            self.processor.speech_tokenizer.to(self.device, dtype=_torch_dtype(speech_tokenizer_dtype))
         if self.tokenizer.pad_token_id is not None:
             # Set after the base class read it: the tokenizer only arrives with the processor.
             self._generation_defaults.setdefault("pad_token_id", self.tokenizer.pad_token_id)
-        self.vocoder = self._load_vocoder(vocoder)
+        self.vocoder = self._load_vocoder(vocoder, _torch_dtype(vocoder_dtype))
 
-    def _load_vocoder(self, vocoder) -> SpiritLMVocoder | None:
+    def _load_vocoder(self, vocoder, dtype: torch.dtype | None) -> SpiritLMVocoder | None:
         if isinstance(vocoder, PreTrainedModel):
-            return vocoder.to(self.device).eval()
+            return vocoder.to(self.device, dtype=dtype).eval()
+        load_kwargs = {"dtype": dtype or torch.float32}
         if vocoder is not None:
-            return SpiritLMVocoder.from_pretrained(vocoder).to(self.device).eval()
+            return SpiritLMVocoder.from_pretrained(vocoder, **load_kwargs).to(self.device).eval()
         repo = self.model.name_or_path
         if repo and cached_file(
             repo, "config.json", subfolder=VOCODER_SUBFOLDER, _raise_exceptions_for_missing_entries=False
         ):
-            return SpiritLMVocoder.from_pretrained(repo, subfolder=VOCODER_SUBFOLDER).to(self.device).eval()
+            return (
+                SpiritLMVocoder.from_pretrained(repo, subfolder=VOCODER_SUBFOLDER, **load_kwargs)
+                .to(self.device)
+                .eval()
+            )
         logger.warning(
             f"no vocoder found in {repo!r} (expected a {VOCODER_SUBFOLDER}/ folder): speech outputs will carry their "
             "units but no audio; pass vocoder=SpiritLMVocoder.from_pretrained(...) to get audio"
@@ -218,6 +235,15 @@ class SpiritLMPipeline(Pipeline):
             eos_token_id=eos_token_id,
         )[0]
         return {"prompt": prompt, "segments": segments} if return_prompt else segments
+
+
+def _torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """`"bfloat16"` or `torch.bfloat16` -> `torch.bfloat16`; `None` stays `None`."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        return getattr(torch, dtype)
+    raise ValueError(f"unknown dtype {dtype!r}; use a torch.dtype or its name, such as 'float32' or 'bfloat16'")
 
 
 def _is_segment(item) -> bool:

@@ -13,7 +13,7 @@ from transformers.processing_utils import AudioKwargs, ProcessingKwargs, Process
 from transformers.utils import cached_file, logging
 
 from .generation import check_output_modality
-from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
+from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER, sentencepiece_byte_runs
 from .units import string_to_units
 
 
@@ -177,13 +177,19 @@ class SpiritLMProcessor(ProcessorMixin):
         pretrained_model_name_or_path: str | os.PathLike,
         speech_tokenizer: PreTrainedModel | None = None,
         load_speech_tokenizer: bool = True,
+        speech_tokenizer_dtype: str | torch.dtype = torch.float32,
         **kwargs,
     ) -> "SpiritLMProcessor":
         """
         Loads the processor from a converted SPIRIT LM repo, with the speech tokenizer of its `speech_tokenizer/`
         subfolder when there is one (set `load_speech_tokenizer=False` for text / unit-string use only, or pass a
         loaded `speech_tokenizer`). Other kwargs go to [`~transformers.ProcessorMixin.from_pretrained`]; `revision`,
-        `token`, `cache_dir`, `local_files_only`, `device_map` and `dtype` also reach the speech tokenizer.
+        `token`, `cache_dir`, `local_files_only` and `force_download` also reach the speech tokenizer.
+
+        `dtype` and `device_map` (which `pipeline(..., dtype=..., device_map=...)` passes here too) are the language
+        model's and do not reach the speech tokenizer: it loads in `speech_tokenizer_dtype`, float32 by default as in
+        the official code (in bfloat16 it gives other units than the official float32 tokenizer), on the CPU; move
+        it with `processor.speech_tokenizer.to(...)`.
         """
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         if speech_tokenizer is None and load_speech_tokenizer:
@@ -200,9 +206,11 @@ class SpiritLMProcessor(ProcessorMixin):
                 **hub_kwargs,
             )
             if config_file is not None:
-                model_kwargs = {key: kwargs[key] for key in ("device_map", "dtype") if key in kwargs}
                 speech_tokenizer = AutoModel.from_pretrained(
-                    pretrained_model_name_or_path, subfolder=SPEECH_TOKENIZER_SUBFOLDER, **hub_kwargs, **model_kwargs
+                    pretrained_model_name_or_path,
+                    subfolder=SPEECH_TOKENIZER_SUBFOLDER,
+                    dtype=speech_tokenizer_dtype,
+                    **hub_kwargs,
                 ).eval()
         processor.speech_tokenizer = speech_tokenizer
         return processor
@@ -463,6 +471,16 @@ class SpiritLMProcessor(ProcessorMixin):
         return outputs
 
     def _decode(self, ids: torch.Tensor) -> str:
+        # A random or badly trained model can end text on bytes that are no valid UTF-8: decode them as the official
+        # SentencePiece tokenizer does (one U+FFFD per bad byte), not as tokenizers' ByteFallback (one per byte).
+        if not hasattr(self, "_byte_tokens"):
+            vocab = self.tokenizer.get_vocab()
+            tokens = [vocab.get(f"<0x{value:02X}>") for value in range(256)]
+            self._byte_tokens = tokens if None not in tokens else None
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if self._byte_tokens is not None:
+            byte_ids = {token: value for value, token in enumerate(self._byte_tokens)}
+            ids = sentencepiece_byte_runs(ids, byte_ids, self._byte_tokens)
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     @staticmethod

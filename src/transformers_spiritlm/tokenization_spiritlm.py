@@ -191,6 +191,65 @@ def build_spiritlm_tokenizer(
     )
 
 
+def decode_bytes_like_sentencepiece(data: bytes) -> str:
+    """
+    `data` decoded as SentencePiece decodes a run of byte-fallback pieces (`<0xE9>`...): valid UTF-8 characters as
+    they are, and one U+FFFD per byte that does not start a valid character (the decoding restarts at the next byte).
+
+    tokenizers' `ByteFallback` decoder instead turns every byte of an invalid run into U+FFFD, valid ones included,
+    and Python's `errors="replace"` replaces a truncated sequence with one U+FFFD.
+    """
+    characters, position = [], 0
+    while position < len(data):
+        lead = data[position]
+        length = (
+            1
+            if lead < 0x80
+            else 2
+            if lead >> 5 == 0b110
+            else 3
+            if lead >> 4 == 0b1110
+            else 4
+            if lead >> 3 == 0b11110
+            else 0
+        )
+        chunk = data[position : position + length]
+        try:
+            # Python's strict decoder rejects what SentencePiece rejects: stray or missing continuation bytes,
+            # overlong forms, surrogates and code points past U+10FFFF.
+            character = chunk.decode("utf-8") if length and len(chunk) == length else None
+        except UnicodeDecodeError:
+            character = None
+        characters.append("\ufffd" if character is None else character)
+        position += length if character is not None else 1
+    return "".join(characters)
+
+
+def sentencepiece_byte_runs(ids: Sequence[int], byte_ids: Mapping[int, int], byte_tokens: Sequence[int]) -> list[int]:
+    """
+    `ids` with every run of byte-fallback ids that is not valid UTF-8 replaced by the byte ids of its SentencePiece
+    decoding ([`decode_bytes_like_sentencepiece`]), so that the tokenizers decoder then gives the same text as the
+    official SentencePiece tokenizer. `byte_ids` maps a byte token id to its byte value, `byte_tokens[value]` is the
+    id of `<0xVALUE>`.
+    """
+    output, run = [], []
+    for token in [*ids, None]:
+        if token is not None and token in byte_ids:
+            run.append(byte_ids[token])
+            continue
+        if run:
+            data = bytes(run)
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                data = decode_bytes_like_sentencepiece(data).encode("utf-8")
+            output.extend(byte_tokens[value] for value in data)
+            run = []
+        if token is not None:
+            output.append(token)
+    return output
+
+
 __all__ = [
     "LLAMA_SPECIAL_TOKENS",
     "SPEECH_MARKER",
@@ -198,5 +257,6 @@ __all__ = [
     "add_spiritlm_tokens",
     "build_spiritlm_tokenizer",
     "check_spiritlm_token_layout",
+    "decode_bytes_like_sentencepiece",
     "spiritlm_token_strings",
 ]

@@ -4,10 +4,10 @@
 import soundfile
 import torch
 
-from . import functional
+from . import functional, transforms
 
 
-__all__ = ["functional", "load"]
+__all__ = ["functional", "load", "transforms"]
 
 
 def load(path, *args, **kwargs) -> tuple[torch.Tensor, int]:
