@@ -479,6 +479,14 @@ class SpiritLMDataCollator:
     padding. With `target_modality="text"` (or `"speech"`), only tokens of that modality carry a loss: text
     vocabulary tokens and `[Text]` (or unit tokens and `[Speech]`); special tokens and the other modality get -100.
 
+    With `padding_free=True` the sequences are instead concatenated into one row (as transformers'
+    [`~transformers.DataCollatorWithFlattening`] does): `input_ids` and `labels` of shape `(1, total_tokens)`, the
+    first label of each sequence set to -100 so that no token is predicted across a boundary, and `position_ids`
+    restarting at 0 for each sequence. No `attention_mask`: the model derives a block-diagonal causal mask from the
+    `position_ids`, so the loss equals the padded batch's while no compute goes to padding. That mask is only derived
+    when the forward pass builds no KV cache: the [`~transformers.Trainer`] sets `use_cache=False`; calling the model
+    yourself, pass `use_cache=False`.
+
     Args:
         tokenizer: the SPIRIT LM tokenizer (the marker and unit ids are read from it).
         target_modality: `None` (loss on every real token), `"text"` or `"speech"`.
@@ -487,6 +495,7 @@ class SpiritLMDataCollator:
         max_length: truncate longer sequences (keeping their start).
         pad_to_multiple_of: round the padded length up to a multiple of this.
         padding_side: `"right"` (training) or `"left"`.
+        padding_free: pack the batch into one row with `position_ids` instead of padding it (see above).
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -495,12 +504,15 @@ class SpiritLMDataCollator:
     max_length: int | None = None
     pad_to_multiple_of: int | None = None
     padding_side: str = "right"
+    padding_free: bool = False
 
     def __post_init__(self):
         if self.target_modality not in (None, *MODALITIES):
             raise ValueError(f"unknown target_modality {self.target_modality!r}; use None, 'text' or 'speech'")
         if self.padding_side not in ("left", "right"):
             raise ValueError(f"unknown padding_side {self.padding_side!r}; use 'left' or 'right'")
+        if self.padding_free and self.pad_to_multiple_of:
+            raise ValueError("padding_free=True writes no padding: drop pad_to_multiple_of, or use padding_free=False")
         vocab = self.tokenizer.get_vocab()
         missing = [token for token in (TEXT_MARKER, SPEECH_MARKER, "[Hu0]") if token not in vocab]
         if missing:
@@ -541,6 +553,8 @@ class SpiritLMDataCollator:
                 raise ValueError(f"feature #{index} has no tokens")
             rows.append(ids[: self.max_length])
             label_rows.append(labels[: self.max_length])
+        if self.padding_free:
+            return self._pack(rows, label_rows)
         length = max(map(len, rows))
         if self.pad_to_multiple_of:
             length = math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -555,6 +569,14 @@ class SpiritLMDataCollator:
         if self.target_modality is not None:
             labels[~self.modality_mask(input_ids, self.target_modality)] = -100
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def _pack(self, rows: list[list[int]], label_rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        input_ids = torch.tensor([token for ids in rows for token in ids], dtype=torch.long)[None]
+        labels = torch.tensor([label for row in label_rows for label in [-100, *row[1:]]], dtype=torch.long)[None]
+        position_ids = torch.cat([torch.arange(len(ids), dtype=torch.long) for ids in rows])[None]
+        if self.target_modality is not None:
+            labels[~self.modality_mask(input_ids, self.target_modality)] = -100
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
 __all__ = [
