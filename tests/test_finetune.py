@@ -2,6 +2,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoProcessor
 
@@ -37,3 +38,78 @@ def test_finetune_example_lowers_the_loss_and_saves_a_reloadable_model(tmp_path)
     ids = processor.tokenizer("[Text]the cat sat on the mat", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()
+
+
+def run_example(*args: str) -> dict:
+    return load_example().main([*args])
+
+
+def logged_losses(output_dir: Path) -> list[float]:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+def greedy_ids(model, input_ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.generate(input_ids, max_new_tokens=12, do_sample=False, pad_token_id=0)
+
+
+def test_lora_adapter_saves_reloads_and_merges_to_the_same_greedy_ids(tmp_path):
+    peft = pytest.importorskip("peft")
+    adapter_dir, merged_dir = tmp_path / "adapter", tmp_path / "merged"
+    summary = run_example(
+        "--lora",
+        "--lora-r",
+        "4",
+        "--lora-modules-to-save",
+        "embed_tokens",
+        "--merged-output-dir",
+        str(merged_dir),
+        "--max-steps",
+        "6",
+        "--output-dir",
+        str(adapter_dir),
+    )
+    assert summary["last_loss"] < summary["first_loss"]
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert config["r"] == 4 and sorted(config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    assert config["modules_to_save"] == ["embed_tokens"]
+    assert not (adapter_dir / "model.safetensors").exists()
+
+    base = AutoModelForCausalLM.from_pretrained(summary["base_model"]).eval()
+    base_embeddings = base.get_input_embeddings().weight.detach().clone()
+    adapted = peft.PeftModel.from_pretrained(base, adapter_dir).eval()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    assert type(merged) is SpiritLMForCausalLM
+
+    input_ids = (
+        AutoProcessor.from_pretrained(merged_dir).tokenizer("[Speech][Hu3][Hu9]", return_tensors="pt").input_ids
+    )
+    with torch.no_grad():
+        adapted_logits, merged_logits = adapted(input_ids).logits, merged(input_ids).logits
+    torch.testing.assert_close(merged_logits, adapted_logits, rtol=1e-4, atol=1e-5)
+    assert torch.equal(greedy_ids(merged, input_ids), greedy_ids(adapted, input_ids))
+    # The adapter and the trained embeddings did change the model.
+    assert not torch.equal(merged.get_input_embeddings().weight, base_embeddings)
+    with adapted.disable_adapter(), torch.no_grad():
+        base_logits = adapted(input_ids).logits
+    assert (base_logits - adapted_logits).abs().max() > 1e-3
+
+
+def test_gradient_checkpointing_and_padding_free_batches_give_the_same_losses(tmp_path):
+    reference = run_example("--max-steps", "3", "--output-dir", str(tmp_path / "plain"))["losses"]
+    checkpointed = run_example("--gradient-checkpointing", "--max-steps", "3", "--output-dir", str(tmp_path / "gc"))
+    packed = run_example("--padding-free", "--max-steps", "3", "--output-dir", str(tmp_path / "packed"))
+    assert len(reference) == 3
+    assert checkpointed["activation_checkpointing"] and not packed["activation_checkpointing"]
+    # Recomputing activations repeats the same float operations in the same order: the same bits.
+    assert checkpointed["losses"] == reference
+    # Packing changes the matmul shapes, hence the float summation order: equal to float32 rounding.
+    torch.testing.assert_close(packed["losses"], reference, rtol=1e-5, atol=0)
+
+
+def test_streaming_dataset_trains_five_steps(tmp_path, capsys):
+    summary = run_example("--streaming", "--max-steps", "5", "--output-dir", str(tmp_path / "run"))
+    assert summary["steps"] == 5 and len(summary["losses"]) == 5
+    assert summary["last_loss"] < summary["first_loss"]
+    assert "training sequences" not in capsys.readouterr().out  # nothing was counted: the data were streamed
