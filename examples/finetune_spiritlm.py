@@ -36,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -61,7 +62,9 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", required=True, help="where the Trainer writes the fine-tuned model")
-    parser.add_argument("--model", help="converted SPIRIT LM repo (default: a tiny random one built on the fly)")
+    parser.add_argument(
+        "--model", help="converted SPIRIT LM repo (default: a tiny random one, written to OUTPUT_DIR/base-model)"
+    )
     parser.add_argument(
         "--variant",
         choices=("base", "expressive"),
@@ -152,39 +155,23 @@ def merge_lora_adapters(base_repo, adapter_dir, merged_dir: Path, processor) -> 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    training_args = TrainingArguments(
-        output_dir=args.output_dir,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        warmup_steps=min(5, args.max_steps // 5),
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        dataloader_pin_memory=torch.cuda.is_available(),
-        # Without it, processes launched on a machine without an accelerator would each train alone instead of
-        # joining one gloo process group.
-        use_cpu=not torch.accelerator.is_available(),
-        activation_checkpointing=args.gradient_checkpointing,
-        seed=args.seed,
-    )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if training_args.world_size != launched:
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.accelerator.is_available():
         raise RuntimeError(
-            f"launched as {launched} processes but the Trainer sees {training_args.world_size}: the processes are not "
-            "in one process group"
+            "accelerate applies FSDP only to processes with an accelerator (GPU); on a CPU-only machine launch with "
+            "examples/accelerate_ddp.yaml instead"
         )
-
-    with tempfile.TemporaryDirectory() as scratch, training_args.main_process_first(local=True):
-        repo = args.model
-        if repo is None:
-            # An adapter names its base model's folder, so with --lora the tiny base model is kept beside it (built
-            # by the main process, then read by the others).
-            repo = Path(args.output_dir) / "base-model" if args.lora else Path(scratch) / "tiny-spiritlm"
-            if training_args.local_process_index == 0 or not args.lora:
-                build_tiny_repo(repo, variant=args.variant, seed=args.seed, vocoder=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        # Each process builds the same tiny model (same seed), before any process group exists.
+        repo = args.model or build_tiny_repo(
+            Path(scratch) / "tiny-spiritlm", variant=args.variant, seed=args.seed, vocoder=False
+        )
         processor = AutoProcessor.from_pretrained(repo)
         model = AutoModelForCausalLM.from_pretrained(repo)
+        if args.model is None and args.lora:
+            # The adapter needs its base model later on: keep the tiny one beside it.
+            repo = Path(args.output_dir) / "base-model"
+            if int(os.environ.get("RANK", "0")) == 0:
+                shutil.copytree(Path(scratch) / "tiny-spiritlm", repo, dirs_exist_ok=True)
     if args.lora:
         model = add_lora_adapters(model, args)
 
@@ -200,6 +187,23 @@ def main(argv=None) -> dict:
         example = sequences[min(2, len(sequences) - 1)]["sequence"]
         print(f"{len(train_dataset)} training sequences, e.g. {example[:120]}...")
 
+    training_args = TrainingArguments(
+        output_dir=args.output_dir,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=min(5, args.max_steps // 5),
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Without an accelerator, processes launched together join one gloo process group only when told to use
+        # the CPU; otherwise each would train alone.
+        use_cpu=not torch.accelerator.is_available(),
+        activation_checkpointing=args.gradient_checkpointing,
+        ddp_find_unused_parameters=False,  # every weight takes part in every forward pass
+        seed=args.seed,
+    )
     collator = SpiritLMDataCollator(
         processor.tokenizer, target_modality=args.target_modality, padding_free=args.padding_free
     )
@@ -210,6 +214,12 @@ def main(argv=None) -> dict:
         data_collator=collator,
         processing_class=processor,
     )
+    num_processes = trainer.accelerator.num_processes
+    if num_processes != int(os.environ.get("WORLD_SIZE", "1")):
+        raise RuntimeError(
+            f"launched as {os.environ['WORLD_SIZE']} processes but the Trainer sees {num_processes}: the processes "
+            "did not join one process group"
+        )
     trainer.train()
     trainer.save_model()
     trainer.save_state()
@@ -235,7 +245,7 @@ def main(argv=None) -> dict:
         reloaded = AutoModelForCausalLM.from_pretrained(args.output_dir)
         saved = f"saved to {args.output_dir} and reloaded as {type(reloaded).__name__}"
     if trainer.is_world_process_zero():
-        print(f"trained with {trainer.accelerator.distributed_type.value} over {training_args.world_size} process(es)")
+        print(f"trained with {trainer.accelerator.distributed_type.value} over {num_processes} process(es)")
         print(f"loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} in {summary['steps']} steps; {saved}")
     if not all(math.isfinite(loss) for loss in losses):
         raise RuntimeError(f"training diverged: losses {losses}")
