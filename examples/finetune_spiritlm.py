@@ -8,7 +8,8 @@ runs on a CPU in about a minute:
     python examples/finetune_spiritlm.py --max-steps 30 --output-dir runs/tiny
 
 With a converted checkpoint and your own data (a folder with `words.jsonl`: one `{"audio": file, "words": [{"word",
-"start", "end"}, ...]}` per line, times in seconds; an optional `"units"` field skips unit extraction):
+"start", "end"}, ...]}` per line, times in seconds, or `{"audio": file, "textgrid": file}` with a Montreal Forced
+Aligner TextGrid instead of `"words"`; an optional `"units"` field skips unit extraction):
 
     python examples/finetune_spiritlm.py --model path/to/spiritlm-base --data-dir my_data --output-dir runs/base \
         --max-steps 1000 --learning-rate 2e-5
@@ -33,6 +34,7 @@ manifest as a `datasets.IterableDataset` (units are then extracted on the fly; `
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -45,6 +47,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoProcessor, Trainer, TrainingArguments
 
 import transformers_spiritlm  # noqa: F401  (registers the SPIRIT LM Auto classes)
+from transformers_spiritlm.alignments import read_textgrid
 from transformers_spiritlm.data import (
     SEQUENCE_KINDS,
     SpiritLMDataCollator,
@@ -117,7 +120,10 @@ def load_aligned_dataset(data_dir: Path, streaming: bool = False) -> datasets.Da
     root = data_dir.resolve()
 
     def resolve_audio(record):
-        return {"audio": str(root / record["audio"])}
+        resolved = {"audio": str(root / record["audio"])}
+        if record.get("textgrid"):
+            resolved["words"] = [dataclasses.asdict(word) for word in read_textgrid(root / record["textgrid"])]
+        return resolved
 
     if streaming:
         return datasets.load_dataset("json", data_files=str(manifest), split="train", streaming=True).map(

@@ -184,3 +184,15 @@ def test_fsdp_run_with_decoder_layers_as_units_matches_the_single_process_losses
     assert result["local_parameter_fraction"] == pytest.approx(0.5, abs=0.01)  # each process holds half the weights
     # Measured: < 2e-7 relative apart; same tolerance and reason as for DDP.
     torch.testing.assert_close(result["losses"], reference, rtol=1e-5, atol=0)
+
+
+def test_manifest_may_give_textgrids_instead_of_words(tmp_path):
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    manifest = [json.loads(line) for line in (fixtures / "audio" / "aligned" / "words.jsonl").read_text().splitlines()]
+    (tmp_path / "clip_00.TextGrid").write_bytes((fixtures / "alignments" / "clip_00.TextGrid").read_bytes())
+    lines = [{"audio": "a.flac", "textgrid": "clip_00.TextGrid"}, {"audio": "b.flac", "words": manifest[1]["words"]}]
+    (tmp_path / "words.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for streaming in (False, True):
+        rows = list(load_example().load_aligned_dataset(tmp_path, streaming=streaming))
+        assert [row["words"] for row in rows] == [manifest[0]["words"], manifest[1]["words"]]
+        assert rows[0]["audio"] == str(tmp_path.resolve() / "a.flac")
