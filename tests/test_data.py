@@ -357,3 +357,16 @@ def test_extract_units_reuses_its_cache_for_the_same_speech_tokenizer(aligned_cl
     assert second.cache_files == first.cache_files
     other = tiny_speech_tokenizer(seed=1)
     assert extract_units(on_disk, other).cache_files != first.cache_files
+
+
+def test_streaming_datasets_build_tokenize_and_extract_like_in_memory_ones(aligned_clips, speech_tokenizer, tokenizer):
+    expected = tokenize_sequences(build_sequences(extract_units(aligned_clips, speech_tokenizer), seed=3), tokenizer)
+    rows = aligned_clips.to_list()
+    # A stream with no schema (as `load_dataset("json", streaming=True)` can give): columns come from its first row.
+    schemaless = datasets.IterableDataset.from_generator(lambda: iter(rows))
+    for stream in (aligned_clips.to_iterable_dataset(), schemaless):
+        streamed = tokenize_sequences(build_sequences(extract_units(stream, speech_tokenizer), seed=3), tokenizer)
+        assert isinstance(streamed, datasets.IterableDataset)
+        assert list(streamed) == expected.to_list()
+    with pytest.raises(ValueError, match=r"dataset has no column\(s\) \['units'\] \(columns: \['audio', 'words'\]\)"):
+        build_sequences(schemaless, kinds=("speech",))
