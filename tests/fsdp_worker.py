@@ -1,8 +1,8 @@
 """A few training steps of a tiny SPIRIT LM under FSDP2 on CPU, for tests/test_finetune.py.
 
 accelerate applies FSDP only to processes that have an accelerator, so on a CPU-only machine this script shards the
-model itself, as accelerate's `fsdp_version: 2` does: `fully_shard` on each Llama decoder layer (the wrap unit of
-examples/accelerate_fsdp.yaml), then on the whole model. Run with
+model itself, as accelerate's `fsdp_version: 2` does: `fully_shard` on each module of the wrap-unit class named in
+examples/accelerate_fsdp.yaml (Llama's decoder layer), then on the whole model. Run with
 
     python -m torch.distributed.run --nproc_per_node 2 tests/fsdp_worker.py OUTPUT.json
 
@@ -11,15 +11,18 @@ Each process trains on its share of every global batch; `train` with `world_size
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import yaml
 
 from transformers_spiritlm import SpiritLMForCausalLM
 from transformers_spiritlm.data import SpiritLMDataCollator
 from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer
 
 
+ACCELERATE_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "accelerate_fsdp.yaml"
 NUM_STEPS = 3
 GLOBAL_BATCH_SIZE = 6
 
@@ -66,8 +69,11 @@ def main(output_path: str) -> None:
     rank, world_size = dist.get_rank(), dist.get_world_size()
     model = build_model()
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
-    for layer in model.model.layers:
-        fully_shard(layer)
+    # The wrap unit of the shipped accelerate config, as accelerate's TRANSFORMER_BASED_WRAP finds it: by class name.
+    config = yaml.safe_load(ACCELERATE_CONFIG.read_text())["fsdp_config"]
+    for module in model.modules():
+        if type(module).__name__ == config["fsdp_transformer_layer_cls_to_wrap"]:
+            fully_shard(module)
     fully_shard(model)
     losses = train(model, global_batches(), rank, world_size)
     local = sum(parameter.to_local().numel() for parameter in model.parameters())
