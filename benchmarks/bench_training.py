@@ -39,6 +39,11 @@ import json, sys, torch
 sys.path.insert(0, sys.argv[1])
 import common
 from transformers_spiritlm import SpiritLMForCausalLM
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
 torch.set_num_threads(int(sys.argv[4]))
 config = common.spiritlm_config(int(sys.argv[2]))
 torch.manual_seed(0)
@@ -47,9 +52,11 @@ if sys.argv[3] == "on":
     model.activation_checkpointing_enable()
 with open(sys.argv[5]) as file:
     batch = {key: torch.tensor(value) for key, value in json.load(file).items()}
+before = rss()
 loss = model(**batch, use_cache=False).loss
+kept = rss() - before
 loss.backward()
-print(json.dumps({"loss": loss.item()}))
+print(json.dumps({"loss": loss.item(), "kept": kept}))
 """
 
 
@@ -65,46 +72,25 @@ def step(model, batch) -> float:
     return loss.item()
 
 
-def peak_memory(layers: int, checkpointing: bool, batch_file: str, threads: int) -> tuple[int, float]:
-    """Peak RSS (bytes) and loss of one training step in a fresh child process."""
+def peak_memory(layers: int, checkpointing: bool, batch_file: str, threads: int) -> tuple[int, int, float]:
+    """Peak RSS, RSS growth over the forward pass (what is kept for backward) and loss of one step, in a child."""
     here = os.path.dirname(os.path.abspath(__file__))
     mode = "on" if checkpointing else "off"
     result = common.python_child(MEMORY_CHILD, here, str(layers), mode, str(threads), batch_file)
-    return result.peak_rss, json.loads(result.stdout.strip().splitlines()[-1])["loss"]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return result.peak_rss, report["kept"], report["loss"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", type=int, default=1, help="decoder layers of the throughput model")
-    parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="sequence lengths")
-    parser.add_argument("--repeats", type=int, default=2, help="timed rounds")
-    parser.add_argument("--memory-layers", type=int, default=2, help="decoder layers of the memory model (0: skip)")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-
-    common.set_threads(args.threads)
-    peaks = common.matmul_peaks((torch.float32,))
-    common.print_header(
-        "bench_training: padded vs padding-free batches, gradient checkpointing memory",
-        peaks,
-        [f"{args.layers} layer(s) at 7B widths, fp32, forward + backward, lengths {args.lengths}"],
-    )
+def throughput(config, padded: dict, packed: dict, real_tokens: int, repeats: int) -> None:
+    """Prints the padded vs packed table: same sequences, forward + backward, interleaved rounds."""
     torch.manual_seed(0)
-    config = common.spiritlm_config(args.layers)
     model = SpiritLMForCausalLM(config).train()
-    from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer
-
-    tokenizer = tiny_spiritlm_tokenizer(tiny_lm_config())
-    features = sequences(args.lengths, config.vocab_size)
-    padded = SpiritLMDataCollator(tokenizer)(features)
-    packed = SpiritLMDataCollator(tokenizer, padding_free=True)(features)
-    real_tokens = sum(args.lengths)
     padded_tokens = padded["input_ids"].numel()
     with torch.no_grad():
         padded_loss = model(**padded, use_cache=False).loss.item()
         packed_loss = model(**packed, use_cache=False).loss.item()
     timings = common.time_interleaved(
-        {"padded": lambda: step(model, padded), "packed": lambda: step(model, packed)}, args.repeats
+        {"padded": lambda: step(model, padded), "packed": lambda: step(model, packed)}, repeats
     )
     rows = []
     for name, tokens in (("padded", padded_tokens), ("packed", real_tokens)):
@@ -116,40 +102,66 @@ def main() -> None:
                 f"{wall:.2f}",
                 f"{cpu:.2f}",
                 f"{real_tokens / wall:.0f}",
+                f"{real_tokens / cpu:.0f}",
                 f"{common.paired_ratio(timings.wall, 'padded', name):.2f}x",
+                f"{common.paired_ratio(timings.cpu, 'padded', name):.2f}x",
             ]
         )
     print(
-        f"{len(args.lengths)} sequences, {real_tokens} real tokens; padded batch {tuple(padded['input_ids'].shape)} "
-        f"({100 * (1 - real_tokens / padded_tokens):.0f}% padding); loss padded {padded_loss:.6f}, packed "
-        f"{packed_loss:.6f} (relative difference {abs(packed_loss - padded_loss) / padded_loss:.1e})"
+        f"{len(padded['input_ids'])} sequences, {real_tokens} real tokens; padded batch "
+        f"{tuple(padded['input_ids'].shape)} ({100 * (1 - real_tokens / padded_tokens):.0f}% padding); loss padded "
+        f"{padded_loss:.6f}, packed {packed_loss:.6f} (relative difference "
+        f"{abs(packed_loss - padded_loss) / padded_loss:.1e})"
     )
-    common.print_table(
-        ["batch", "tokens computed", "wall s (median)", "cpu s (median)", "real tokens/s", "speed-up vs padded"], rows
+    headers = ["batch", "tokens computed", "wall s", "cpu s", "tokens/wall s", "tokens/cpu s", "speed-up wall", "cpu"]
+    common.print_table(headers, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=1, help="decoder layers of the throughput model")
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="sequence lengths")
+    parser.add_argument("--repeats", type=int, default=2, help="timed rounds")
+    parser.add_argument("--memory-layers", type=int, default=2, help="decoder layers of the memory model (0: skip)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-only", action="store_true", help="skip the throughput table")
+    args = parser.parse_args()
+
+    common.set_threads(args.threads)
+    peaks = common.matmul_peaks((torch.float32,))
+    common.print_header(
+        "bench_training: padded vs padding-free batches, gradient checkpointing memory",
+        peaks,
+        [f"{args.layers} layer(s) at 7B widths, fp32, forward + backward, lengths {args.lengths}"],
     )
+    from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer
+
+    config = common.spiritlm_config(args.layers)
+    tokenizer = tiny_spiritlm_tokenizer(tiny_lm_config())
+    features = sequences(args.lengths, config.vocab_size)
+    padded = SpiritLMDataCollator(tokenizer)(features)
+    packed = SpiritLMDataCollator(tokenizer, padding_free=True)(features)
+    real_tokens = sum(args.lengths)
+    if not args.memory_only:
+        throughput(config, padded, packed, real_tokens, args.repeats)
 
     if args.memory_layers:
-        del model
         results = {}
         with tempfile.NamedTemporaryFile("w", suffix=".json") as batch_file:
             json.dump({key: value.tolist() for key, value in packed.items()}, batch_file)
             batch_file.flush()
-            # Peak RSS hardly varies from run to run (unlike time): one child per variant.
+            # Memory hardly varies from run to run (unlike time): one child per variant.
             for checkpointing in (False, True):
-                peak, loss = peak_memory(args.memory_layers, checkpointing, batch_file.name, args.threads)
-                results.setdefault(checkpointing, []).append((peak, loss))
-        rows = []
-        for checkpointing, runs in results.items():
-            peak = statistics.median(run[0] for run in runs)
-            rows.append(["on" if checkpointing else "off", f"{peak / 2**30:.2f}", f"{runs[0][1]:.6f}"])
-        saved = statistics.median(run[0] for run in results[False]) - statistics.median(
-            run[0] for run in results[True]
-        )
+                results[checkpointing] = peak_memory(args.memory_layers, checkpointing, batch_file.name, args.threads)
         print(
-            f"gradient checkpointing, {args.memory_layers} layer(s), the packed batch ({real_tokens} tokens), "
-            f"one child process per variant: activation memory saved {saved / 2**20:.0f} MiB"
+            f"gradient checkpointing, {args.memory_layers} layer(s) at 7B widths, one step on the packed batch "
+            f"({real_tokens} tokens), one child process per variant"
         )
-        common.print_table(["checkpointing", "peak RSS GiB (median)", "loss"], rows)
+        rows = [
+            ["on" if checkpointing else "off", f"{kept / 2**20:.0f}", f"{peak / 2**30:.2f}", f"{loss:.6f}"]
+            for checkpointing, (peak, kept, loss) in results.items()
+        ]
+        common.print_table(["checkpointing", "kept by forward MiB", "peak RSS GiB", "loss"], rows)
 
 
 if __name__ == "__main__":
