@@ -178,6 +178,7 @@ def main(argv=None) -> dict:
             repo = Path(args.output_dir) / "base-model"
             if int(os.environ.get("RANK", "0")) == 0:
                 shutil.copytree(Path(scratch) / "tiny-spiritlm", repo, dirs_exist_ok=True)
+            model.name_or_path = str(repo)  # what the adapter's config names as its base model
     if args.lora:
         model = add_lora_adapters(model, args)
 

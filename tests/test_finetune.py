@@ -78,6 +78,7 @@ def test_lora_adapter_saves_reloads_and_merges_to_the_same_greedy_ids(tmp_path):
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     assert config["r"] == 4 and sorted(config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
     assert config["modules_to_save"] == ["embed_tokens"]
+    assert config["base_model_name_or_path"] == summary["base_model"] == str(adapter_dir / "base-model")
     assert not (adapter_dir / "model.safetensors").exists()
 
     base = AutoModelForCausalLM.from_pretrained(summary["base_model"]).eval()
