@@ -8,18 +8,37 @@ runs on a CPU in about a minute:
     python examples/finetune_spiritlm.py --max-steps 30 --output-dir runs/tiny
 
 With a converted checkpoint and your own data (a folder with `words.jsonl`: one `{"audio": file, "words": [{"word",
-"start", "end"}, ...]}` per line, times in seconds; an optional `"units"` field skips unit extraction):
+"start", "end"}, ...]}` per line, times in seconds, or `{"audio": file, "textgrid": file}` with a Montreal Forced
+Aligner TextGrid instead of `"words"`; an optional `"units"` field skips unit extraction):
 
     python examples/finetune_spiritlm.py --model path/to/spiritlm-base --data-dir my_data --output-dir runs/base \
         --max-steps 1000 --learning-rate 2e-5
 
 `--output-dir` then holds the model, the processor files and `trainer_state.json`, and reloads with
 `AutoModelForCausalLM.from_pretrained` / `AutoProcessor.from_pretrained`.
+
+LoRA (`pip install 'transformers-spiritlm[train]'`): `--lora` trains adapters only (`--lora-modules-to-save
+embed_tokens lm_head` also trains the embeddings, e.g. for a new voice); `--output-dir` then holds the adapter, which
+reloads with `PeftModel.from_pretrained(base_model, output_dir)`, and `--merged-output-dir DIR` writes the base model
+with the adapter merged in, which reloads with `AutoModelForCausalLM.from_pretrained(DIR)`.
+
+The script runs unchanged on several processes, e.g. with the accelerate configs beside it:
+
+    accelerate launch --config_file examples/accelerate_ddp.yaml examples/finetune_spiritlm.py --output-dir runs/ddp
+    accelerate launch --config_file examples/accelerate_fsdp.yaml examples/finetune_spiritlm.py --output-dir runs/fsdp
+    torchrun --nproc_per_node 2 examples/finetune_spiritlm.py --output-dir runs/ddp
+
+`--batch-size` is per process. `--padding-free` packs each batch into one row with per-sequence `position_ids`
+instead of padding it, `--gradient-checkpointing` trades compute for activation memory, and `--streaming` reads the
+manifest as a `datasets.IterableDataset` (units are then extracted on the fly; `--max-steps` sets the length).
 """
 
 import argparse
+import dataclasses
 import json
 import math
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,6 +47,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoProcessor, Trainer, TrainingArguments
 
 import transformers_spiritlm  # noqa: F401  (registers the SPIRIT LM Auto classes)
+from transformers_spiritlm.alignments import read_textgrid
 from transformers_spiritlm.data import (
     SEQUENCE_KINDS,
     SpiritLMDataCollator,
@@ -45,7 +65,9 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", required=True, help="where the Trainer writes the fine-tuned model")
-    parser.add_argument("--model", help="converted SPIRIT LM repo (default: a tiny random one built on the fly)")
+    parser.add_argument(
+        "--model", help="converted SPIRIT LM repo (default: a tiny random one, written to OUTPUT_DIR/base-model)"
+    )
     parser.add_argument(
         "--variant",
         choices=("base", "expressive"),
@@ -62,40 +84,115 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=6)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument("--padding-free", action="store_true", help="pack batches with position_ids, no padding")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    parser.add_argument("--streaming", action="store_true", help="read the data as a datasets.IterableDataset")
+    lora = parser.add_argument_group("LoRA (needs peft: pip install 'transformers-spiritlm[train]')")
+    lora.add_argument("--lora", action="store_true", help="train LoRA adapters instead of every weight")
+    lora.add_argument("--lora-r", type=int, default=8, help="adapter rank")
+    lora.add_argument("--lora-alpha", type=float, default=16.0, help="adapter scaling numerator")
+    lora.add_argument("--lora-dropout", type=float, default=0.0)
+    lora.add_argument(
+        "--lora-target-modules", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"], help="layers to adapt"
+    )
+    lora.add_argument(
+        "--lora-modules-to-save",
+        nargs="+",
+        default=None,
+        help="modules trained in full beside the adapters, e.g. embed_tokens lm_head (the unit-token embeddings)",
+    )
+    lora.add_argument("--merged-output-dir", type=Path, help="also write the base model with the adapter merged in")
+    args = parser.parse_args(argv)
+    lora_only = [name for name in ("lora_modules_to_save", "merged_output_dir") if getattr(args, name)]
+    if lora_only and not args.lora:
+        parser.error(f"--{lora_only[0].replace('_', '-')} needs --lora")
+    return args
 
 
-def load_aligned_dataset(data_dir: Path) -> datasets.Dataset:
-    """`words.jsonl` of `data_dir` as a dataset with `audio` (absolute paths), `words` and, if given, `units`."""
+def load_aligned_dataset(data_dir: Path, streaming: bool = False) -> datasets.Dataset | datasets.IterableDataset:
+    """
+    `words.jsonl` of `data_dir` as a dataset with `audio` (absolute paths), `words` and, if given, `units`; with
+    `streaming=True` an `IterableDataset` that reads the manifest as it goes.
+    """
     manifest = data_dir / "words.jsonl"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found: the data folder needs a words.jsonl manifest (see --help)")
+    root = data_dir.resolve()
+
+    def resolve_audio(record):
+        resolved = {"audio": str(root / record["audio"])}
+        if record.get("textgrid"):
+            resolved["words"] = [dataclasses.asdict(word) for word in read_textgrid(root / record["textgrid"])]
+        return resolved
+
+    if streaming:
+        return datasets.load_dataset("json", data_files=str(manifest), split="train", streaming=True).map(
+            resolve_audio
+        )
     records = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    for record in records:
-        record["audio"] = str((data_dir / record["audio"]).resolve())
-    return datasets.Dataset.from_list(records)
+    return datasets.Dataset.from_list([{**record, **resolve_audio(record)} for record in records])
+
+
+def add_lora_adapters(model, args: argparse.Namespace):
+    """Wraps `model` in a peft LoRA model as the `--lora-*` options say."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ImportError("--lora needs peft: pip install 'transformers-spiritlm[train]'") from None
+    config = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=args.lora_target_modules,
+        modules_to_save=args.lora_modules_to_save,
+    )
+    return get_peft_model(model, config)
+
+
+def merge_lora_adapters(base_repo, adapter_dir, merged_dir: Path, processor) -> None:
+    """Reloads the saved adapter on its base model, merges it and saves a plain SPIRIT LM repo to `merged_dir`."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_repo), adapter_dir)
+    model.merge_and_unload().save_pretrained(merged_dir)
+    processor.save_pretrained(merged_dir)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.accelerator.is_available():
+        raise RuntimeError(
+            "accelerate applies FSDP only to processes with an accelerator (GPU); on a CPU-only machine launch with "
+            "examples/accelerate_ddp.yaml instead"
+        )
     with tempfile.TemporaryDirectory() as scratch:
+        # Each process builds the same tiny model (same seed), before any process group exists.
         repo = args.model or build_tiny_repo(
             Path(scratch) / "tiny-spiritlm", variant=args.variant, seed=args.seed, vocoder=False
         )
         processor = AutoProcessor.from_pretrained(repo)
         model = AutoModelForCausalLM.from_pretrained(repo)
+        if args.model is None and args.lora:
+            # The adapter needs its base model later on: keep the tiny one beside it.
+            repo = Path(args.output_dir) / "base-model"
+            if int(os.environ.get("RANK", "0")) == 0:
+                shutil.copytree(Path(scratch) / "tiny-spiritlm", repo, dirs_exist_ok=True)
+            model.name_or_path = str(repo)  # what the adapter's config names as its base model
+    if args.lora:
+        model = add_lora_adapters(model, args)
 
-    dataset = load_aligned_dataset(args.data_dir)
-    if "units" not in dataset.column_names:
+    dataset = load_aligned_dataset(args.data_dir, streaming=args.streaming)
+    if "units" not in (dataset.column_names or next(iter(dataset))):
         if processor.speech_tokenizer is None:
             raise ValueError(f"{repo} has no speech tokenizer and {args.data_dir} gives no units")
         dataset = extract_units(dataset, processor.speech_tokenizer)
     builder = SpiritLMSequenceBuilder(args.switch_probability, unit_types=model.config.unit_types)
     sequences = build_sequences(dataset, kinds=args.kinds, builder=builder, seed=args.seed)
     train_dataset = tokenize_sequences(sequences, processor.tokenizer)
-    print(
-        f"{len(train_dataset)} training sequences, e.g. {sequences[min(2, len(sequences) - 1)]['sequence'][:120]}..."
-    )
+    if not args.streaming:
+        example = sequences[min(2, len(sequences) - 1)]["sequence"]
+        print(f"{len(train_dataset)} training sequences, e.g. {example[:120]}...")
 
     training_args = TrainingArguments(
         output_dir=args.output_dir,
@@ -107,26 +204,56 @@ def main(argv=None) -> dict:
         save_strategy="no",
         report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without an accelerator, processes launched together join one gloo process group only when told to use
+        # the CPU; otherwise each would train alone.
+        use_cpu=not torch.accelerator.is_available(),
+        activation_checkpointing=args.gradient_checkpointing,
+        ddp_find_unused_parameters=False,  # every weight takes part in every forward pass
         seed=args.seed,
+    )
+    collator = SpiritLMDataCollator(
+        processor.tokenizer, target_modality=args.target_modality, padding_free=args.padding_free
     )
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
-        data_collator=SpiritLMDataCollator(processor.tokenizer, target_modality=args.target_modality),
+        data_collator=collator,
         processing_class=processor,
     )
+    num_processes = trainer.accelerator.num_processes
+    if num_processes != int(os.environ.get("WORLD_SIZE", "1")):
+        raise RuntimeError(
+            f"launched as {os.environ['WORLD_SIZE']} processes but the Trainer sees {num_processes}: the processes "
+            "did not join one process group"
+        )
     trainer.train()
     trainer.save_model()
     trainer.save_state()
+    trainer.accelerator.wait_for_everyone()
 
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    reloaded = AutoModelForCausalLM.from_pretrained(args.output_dir)
-    summary = {"first_loss": losses[0], "last_loss": losses[-1], "steps": trainer.state.global_step}
-    print(
-        f"loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} in {summary['steps']} steps; saved to "
-        f"{args.output_dir} and reloaded as {type(reloaded).__name__}"
-    )
+    summary = {
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "steps": trainer.state.global_step,
+        "losses": losses,
+        "activation_checkpointing": trainer.accelerator.unwrap_model(trainer.model).is_activation_checkpointing,
+    }
+    if args.lora:
+        summary["base_model"] = str(repo)
+        if args.merged_output_dir and trainer.is_world_process_zero():
+            merge_lora_adapters(repo, args.output_dir, args.merged_output_dir, processor)
+        trainer.accelerator.wait_for_everyone()
+        saved = f"a LoRA adapter for {repo} saved to {args.output_dir}"
+        if args.merged_output_dir:
+            saved += f", reloaded and merged into {args.merged_output_dir}"
+    else:
+        reloaded = AutoModelForCausalLM.from_pretrained(args.output_dir)
+        saved = f"saved to {args.output_dir} and reloaded as {type(reloaded).__name__}"
+    if trainer.is_world_process_zero():
+        print(f"trained with {trainer.accelerator.distributed_type.value} over {num_processes} process(es)")
+        print(f"loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} in {summary['steps']} steps; {saved}")
     if not all(math.isfinite(loss) for loss in losses):
         raise RuntimeError(f"training diverged: losses {losses}")
     return summary

@@ -7,6 +7,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from transformers import DataCollatorWithFlattening
 
 from transformers_spiritlm import units_to_string
 from transformers_spiritlm.data import (
@@ -271,6 +272,47 @@ def test_collator_batch_trains_a_causal_lm(tokenizer):
     torch.testing.assert_close(manual, unpadded)
 
 
+def test_padding_free_collator_packs_like_data_collator_with_flattening(tokenizer):
+    features = [{"input_ids": [1, 385, 390, 391, 384, 20]}, {"input_ids": [1, 384, 30]}, {"input_ids": [1, 385, 400]}]
+    packed = SpiritLMDataCollator(tokenizer, padding_free=True)(features)
+    assert sorted(packed) == ["input_ids", "labels", "position_ids"]
+    assert packed["input_ids"].tolist() == [[1, 385, 390, 391, 384, 20, 1, 384, 30, 1, 385, 400]]
+    assert packed["labels"].tolist() == [[-100, 385, 390, 391, 384, 20, -100, 384, 30, -100, 385, 400]]
+    assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5, 0, 1, 2, 0, 1, 2]]
+    reference = DataCollatorWithFlattening(return_tensors="pt")(features)
+    for key in ("input_ids", "labels", "position_ids"):
+        assert torch.equal(packed[key], reference[key]), key
+
+    speech = SpiritLMDataCollator(tokenizer, padding_free=True, target_modality="speech", max_length=4)(features)
+    assert speech["labels"].tolist() == [[-100, 385, 390, 391, -100, -100, -100, -100, 385, 400]]
+    with pytest.raises(ValueError, match="padding_free=True writes no padding: drop pad_to_multiple_of"):
+        SpiritLMDataCollator(tokenizer, padding_free=True, pad_to_multiple_of=8)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_padding_free_batch_gives_the_padded_loss_and_gradients(tokenizer, attn_implementation):
+    from transformers_spiritlm import SpiritLMForCausalLM
+
+    torch.manual_seed(0)
+    model = SpiritLMForCausalLM(tiny_lm_config(attn_implementation=attn_implementation))
+    generator = torch.Generator().manual_seed(1)
+    features = [
+        {"input_ids": [1, *torch.randint(3, 900, (length,), generator=generator).tolist()]}
+        for length in (40, 7, 23, 2)
+    ]
+    results = []
+    for padding_free in (False, True):
+        model.zero_grad()
+        # Without a KV cache, as under the Trainer: transformers only derives the packed mask when there is none.
+        loss = model(**SpiritLMDataCollator(tokenizer, padding_free=padding_free)(features), use_cache=False).loss
+        loss.backward()
+        results.append((loss.detach(), [parameter.grad.clone() for parameter in model.parameters()]))
+    (padded_loss, padded_grads), (packed_loss, packed_grads) = results
+    torch.testing.assert_close(packed_loss, padded_loss, rtol=1e-6, atol=1e-6)
+    for packed_grad, padded_grad in zip(packed_grads, padded_grads):
+        torch.testing.assert_close(packed_grad, padded_grad, rtol=1e-4, atol=1e-6)
+
+
 ALIGNED = Path(__file__).resolve().parent / "fixtures" / "audio" / "aligned"
 
 
@@ -315,3 +357,16 @@ def test_extract_units_reuses_its_cache_for_the_same_speech_tokenizer(aligned_cl
     assert second.cache_files == first.cache_files
     other = tiny_speech_tokenizer(seed=1)
     assert extract_units(on_disk, other).cache_files != first.cache_files
+
+
+def test_streaming_datasets_build_tokenize_and_extract_like_in_memory_ones(aligned_clips, speech_tokenizer, tokenizer):
+    expected = tokenize_sequences(build_sequences(extract_units(aligned_clips, speech_tokenizer), seed=3), tokenizer)
+    rows = aligned_clips.to_list()
+    # A stream with no schema (as `load_dataset("json", streaming=True)` can give): columns come from its first row.
+    schemaless = datasets.IterableDataset.from_generator(lambda: iter(rows))
+    for stream in (aligned_clips.to_iterable_dataset(), schemaless):
+        streamed = tokenize_sequences(build_sequences(extract_units(stream, speech_tokenizer), seed=3), tokenizer)
+        assert isinstance(streamed, datasets.IterableDataset)
+        assert list(streamed) == expected.to_list()
+    with pytest.raises(ValueError, match=r"dataset has no column\(s\) \['units'\] \(columns: \['audio', 'words'\]\)"):
+        build_sequences(schemaless, kinds=("speech",))

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, LlamaConfig, LlamaForCausalLM
 
 from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM, SpiritLMModel
 from transformers_spiritlm.testing import tiny_lm_config
@@ -75,3 +75,9 @@ def test_generate_with_cache_matches_without():
     with_cache = model.generate(input_ids, max_new_tokens=8, do_sample=False, use_cache=True)
     without_cache = model.generate(input_ids, max_new_tokens=8, do_sample=False, use_cache=False)
     assert torch.equal(with_cache, without_cache)
+
+
+def test_causal_lm_lists_generation_mixin_among_its_direct_bases():
+    # transformers' own models do, and its common test `test_inherits_generation_mixin` checks exactly this.
+    assert GenerationMixin in SpiritLMForCausalLM.__bases__
+    assert GenerationMixin not in SpiritLMModel.__mro__

@@ -320,10 +320,31 @@ def _other(modality: str) -> str:
     return "speech" if modality == "text" else "text"
 
 
+def _column_names(dataset) -> list[str]:
+    # An IterableDataset read without a schema (e.g. streamed JSON) only knows its columns from its first example.
+    if dataset.column_names is not None:
+        return dataset.column_names
+    first = next(iter(dataset), None)
+    if first is None:
+        raise ValueError("the dataset is empty")
+    return list(first)
+
+
 def _check_columns(dataset, columns: Iterable[str], fix: str) -> None:
-    missing = [column for column in columns if column not in dataset.column_names]
+    names = _column_names(dataset)
+    missing = [column for column in columns if column not in names]
     if missing:
-        raise ValueError(f"dataset has no column(s) {missing} (columns: {dataset.column_names}); {fix}")
+        raise ValueError(f"dataset has no column(s) {missing} (columns: {names}); {fix}")
+
+
+def _map(dataset, function, **kwargs):
+    # An IterableDataset maps lazily, as it is read: it takes neither a progress bar, nor processes, nor a fingerprint.
+    from datasets import IterableDataset
+
+    if isinstance(dataset, IterableDataset):
+        for key in ("desc", "num_proc", "new_fingerprint"):
+            kwargs.pop(key, None)
+    return dataset.map(function, **kwargs)
 
 
 def build_sequences(
@@ -342,7 +363,8 @@ def build_sequences(
     `sequence_column` and its kind in `"kind"` (other columns are dropped).
 
     Interleaving draws from a generator seeded with `(seed, example index)`, so the result does not depend on
-    batching, `num_proc` or sharding.
+    batching, `num_proc` or sharding. A streaming `datasets.IterableDataset` gives an `IterableDataset` that builds the
+    strings as it is read.
     """
     unknown = [kind for kind in kinds if kind not in SEQUENCE_KINDS]
     if unknown or not kinds:
@@ -365,12 +387,13 @@ def build_sequences(
                 batch_kinds.append(kind)
         return {sequence_column: sequences, "kind": batch_kinds}
 
-    return dataset.map(
+    return _map(
+        dataset,
         build_batch,
         batched=True,
         batch_size=batch_size,
         with_indices=True,
-        remove_columns=dataset.column_names,
+        remove_columns=_column_names(dataset),
         num_proc=num_proc,
         desc="Building SPIRIT LM sequences",
     )
@@ -383,14 +406,17 @@ def tokenize_sequences(
     max_length: int | None = None,
     batch_size: int = 100,
 ):
-    """Adds `input_ids` (BOS + tokens, truncated to `max_length` when given) for each training string."""
+    """
+    Adds `input_ids` (BOS + tokens, truncated to `max_length` when given) for each training string; lazily, as it is
+    read, for a streaming `datasets.IterableDataset`.
+    """
     _check_columns(dataset, [sequence_column], "build the strings with build_sequences() first")
 
     def tokenize_batch(batch):
         encoded = tokenizer(batch[sequence_column], truncation=max_length is not None, max_length=max_length)
         return {"input_ids": encoded["input_ids"]}
 
-    return dataset.map(tokenize_batch, batched=True, batch_size=batch_size, desc="Tokenizing SPIRIT LM sequences")
+    return _map(dataset, tokenize_batch, batched=True, batch_size=batch_size, desc="Tokenizing SPIRIT LM sequences")
 
 
 def _as_audio_input(value):
@@ -431,24 +457,27 @@ def extract_units(
     The map's fingerprint hashes the speech tokenizer's config and weights, so a dataset stored on disk reuses its
     cache file when the same tokenizer runs again. An `Audio` column is read undecoded (no torchcodec needed): the speech
     tokenizer reads the files / bytes with soundfile, resamples and down-mixes. `sampling_rate` is the rate of a
-    column of bare arrays.
+    column of bare arrays. A streaming `datasets.IterableDataset` gives an `IterableDataset` that extracts the units
+    as it is read (nothing is cached).
     """
-    from datasets import Audio
+    from datasets import Audio, IterableDataset
     from datasets.fingerprint import Hasher
 
     _check_columns(dataset, [audio_column], "name the audio column with audio_column=")
-    feature = dataset.features[audio_column]
+    feature = (dataset.features or {}).get(audio_column)
     if isinstance(feature, Audio) and feature.decode:
         dataset = dataset.cast_column(audio_column, Audio(sampling_rate=feature.sampling_rate, decode=False))
-    fingerprint = Hasher.hash(
-        (
-            dataset._fingerprint,
-            _speech_tokenizer_fingerprint(speech_tokenizer),
-            audio_column,
-            units_column,
-            sampling_rate,
+    fingerprint = None
+    if not isinstance(dataset, IterableDataset):
+        fingerprint = Hasher.hash(
+            (
+                dataset._fingerprint,
+                _speech_tokenizer_fingerprint(speech_tokenizer),
+                audio_column,
+                units_column,
+                sampling_rate,
+            )
         )
-    )
 
     def encode_batch(batch):
         audios = [_as_audio_input(value) for value in batch[audio_column]]
@@ -457,7 +486,8 @@ def extract_units(
             units_column: [{key: [int(value) for value in values] for key, values in item.items()} for item in units]
         }
 
-    result = dataset.map(
+    result = _map(
+        dataset,
         encode_batch,
         batched=True,
         batch_size=batch_size,
@@ -479,6 +509,14 @@ class SpiritLMDataCollator:
     padding. With `target_modality="text"` (or `"speech"`), only tokens of that modality carry a loss: text
     vocabulary tokens and `[Text]` (or unit tokens and `[Speech]`); special tokens and the other modality get -100.
 
+    With `padding_free=True` the sequences are instead concatenated into one row (as transformers'
+    [`~transformers.DataCollatorWithFlattening`] does): `input_ids` and `labels` of shape `(1, total_tokens)`, the
+    first label of each sequence set to -100 so that no token is predicted across a boundary, and `position_ids`
+    restarting at 0 for each sequence. No `attention_mask`: the model derives a block-diagonal causal mask from the
+    `position_ids`, so the loss equals the padded batch's while no compute goes to padding. That mask is only derived
+    when the forward pass builds no KV cache: the [`~transformers.Trainer`] sets `use_cache=False`; calling the model
+    yourself, pass `use_cache=False`.
+
     Args:
         tokenizer: the SPIRIT LM tokenizer (the marker and unit ids are read from it).
         target_modality: `None` (loss on every real token), `"text"` or `"speech"`.
@@ -487,6 +525,7 @@ class SpiritLMDataCollator:
         max_length: truncate longer sequences (keeping their start).
         pad_to_multiple_of: round the padded length up to a multiple of this.
         padding_side: `"right"` (training) or `"left"`.
+        padding_free: pack the batch into one row with `position_ids` instead of padding it (see above).
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -495,12 +534,15 @@ class SpiritLMDataCollator:
     max_length: int | None = None
     pad_to_multiple_of: int | None = None
     padding_side: str = "right"
+    padding_free: bool = False
 
     def __post_init__(self):
         if self.target_modality not in (None, *MODALITIES):
             raise ValueError(f"unknown target_modality {self.target_modality!r}; use None, 'text' or 'speech'")
         if self.padding_side not in ("left", "right"):
             raise ValueError(f"unknown padding_side {self.padding_side!r}; use 'left' or 'right'")
+        if self.padding_free and self.pad_to_multiple_of:
+            raise ValueError("padding_free=True writes no padding: drop pad_to_multiple_of, or use padding_free=False")
         vocab = self.tokenizer.get_vocab()
         missing = [token for token in (TEXT_MARKER, SPEECH_MARKER, "[Hu0]") if token not in vocab]
         if missing:
@@ -541,6 +583,8 @@ class SpiritLMDataCollator:
                 raise ValueError(f"feature #{index} has no tokens")
             rows.append(ids[: self.max_length])
             label_rows.append(labels[: self.max_length])
+        if self.padding_free:
+            return self._pack(rows, label_rows)
         length = max(map(len, rows))
         if self.pad_to_multiple_of:
             length = math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -555,6 +599,14 @@ class SpiritLMDataCollator:
         if self.target_modality is not None:
             labels[~self.modality_mask(input_ids, self.target_modality)] = -100
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def _pack(self, rows: list[list[int]], label_rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        input_ids = torch.tensor([token for ids in rows for token in ids], dtype=torch.long)[None]
+        labels = torch.tensor([label for row in label_rows for label in [-100, *row[1:]]], dtype=torch.long)[None]
+        position_ids = torch.cat([torch.arange(len(ids), dtype=torch.long) for ids in rows])[None]
+        if self.target_modality is not None:
+            labels[~self.modality_mask(input_ids, self.target_modality)] = -100
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
 __all__ = [

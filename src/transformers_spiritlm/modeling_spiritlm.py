@@ -4,7 +4,7 @@ import os
 
 from safetensors import SafetensorError
 from torch import nn
-from transformers import LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
+from transformers import GenerationMixin, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
 
 from .configuration_spiritlm import SpiritLMConfig
 
@@ -41,7 +41,7 @@ class SpiritLMModel(SpiritLMPreTrainedModel, LlamaModel):
         super().__init__(config)
 
 
-class SpiritLMForCausalLM(SpiritLMPreTrainedModel, LlamaForCausalLM):
+class SpiritLMForCausalLM(SpiritLMPreTrainedModel, LlamaForCausalLM, GenerationMixin):
     """
     SPIRIT LM with its language-modelling head. The weights and the forward pass are exactly LLaMA's, so an official
     checkpoint (a `LlamaForCausalLM` state dict) loads unchanged; generation, KV cache, sdpa and `device_map` come
