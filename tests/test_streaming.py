@@ -3,6 +3,7 @@ import threading
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, pipeline
 
@@ -21,7 +22,8 @@ PROMPT_UNITS = units_to_string(
 def repos(tmp_path_factory):
     root = tmp_path_factory.mktemp("streaming")
     return {
-        variant: build_tiny_repo(root / variant, variant=variant, speech_tokenizer=False)
+        # The demo tokenizes its spoken prompt: only the expressive repo has a speech tokenizer.
+        variant: build_tiny_repo(root / variant, variant=variant, speech_tokenizer=variant == "expressive")
         for variant in ("base", "expressive")
     }
 
@@ -273,3 +275,61 @@ def test_bad_inputs_name_the_fix(pipes):
     with pytest.raises(ValueError, match=r"unknown speaker_id 9"):
         pipe.stream("Hello", output_modality="speech", speaker_id=9)
     assert not stream_threads()
+
+
+def test_cli_generate_stream_writes_a_wav_valid_at_every_chunk(pipes, repos, tmp_path, monkeypatch, capsys):
+    from transformers_spiritlm.cli import generate as generate_command
+    from transformers_spiritlm.cli import main
+
+    output = tmp_path / "answer.wav"
+    sizes = []
+    write = generate_command.ProgressiveWav.write
+
+    def checked_write(self, audio):
+        write(self, audio)
+        sizes.append(soundfile.info(self.path).frames)  # readable after each chunk, with every sample so far
+        assert sizes[-1] == self.num_bytes // 2
+
+    monkeypatch.setattr(generate_command.ProgressiveWav, "write", checked_write)
+    monkeypatch.setattr(generate_command, "load_pipeline", lambda repo, device: pipes["base"])
+    args = ["generate", "--repo", str(repos["base"]), "--text", "Hello, this is", "--output-modality", "speech"]
+    args += ["--max-new-tokens", "80", "--seed", "3", "--stream", "-o", str(output)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"speech: -> {output}" in printed and re.search(r"time to first audio: \d+\.\d\d s", printed)
+    assert len(sizes) >= 3 and sizes == sorted(sizes)
+    (offline,) = pipes["base"]("Hello, this is", output_modality="speech", max_new_tokens=80, do_sample=True, seed=3)
+    audio, rate = soundfile.read(output, dtype="float32")
+    assert rate == 16000
+    np.testing.assert_allclose(audio, offline["audio"], rtol=0, atol=1 / 2**15 + 1e-6)  # 16-bit WAV
+    assert main(args) == 2  # an existing output is kept
+    assert "answer.wav exists; choose another --output or pass --force" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+
+
+def test_cli_generate_stream_prints_text_deltas(pipes, repos, tmp_path, monkeypatch, capsys):
+    from transformers_spiritlm.cli import generate as generate_command
+    from transformers_spiritlm.cli import main
+
+    deltas = []
+    stream = pipes["base"].stream
+    monkeypatch.setattr(generate_command, "load_pipeline", lambda repo, device: pipes["base"])
+    monkeypatch.setattr(pipes["base"], "stream", lambda *a, **k: (deltas.append(c) or c for c in stream(*a, **k)))
+    args = ["generate", "--repo", str(repos["base"]), "--text", "one two", "--output-modality", "text"]
+    args += ["--max-new-tokens", "20", "--seed", "0", "--stream", "-o", str(tmp_path / "unused.wav")]
+    assert main(args) == 0
+    (offline,) = pipes["base"]("one two", output_modality="text", max_new_tokens=20, do_sample=True, seed=0)
+    assert len(deltas) > 3
+    assert capsys.readouterr().out == f"text:   {offline['text']}\n"
+    assert not (tmp_path / "unused.wav").exists()
+
+
+def test_cli_demo_stream(repos, tmp_path, capsys):
+    from transformers_spiritlm.cli import main
+
+    output = tmp_path / "demo.wav"
+    args = ["demo", "--stream", "--repo", str(repos["expressive"]), "--max-new-tokens", "40", "-o", str(output)]
+    assert main(args + ["--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "streamed: audio is written while generating" in printed and "time to first audio:" in printed
+    assert soundfile.info(output).frames > 0
