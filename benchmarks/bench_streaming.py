@@ -177,8 +177,7 @@ def section_chunking(setup: Setup, args, units: str) -> None:
     offline = vocoder.decode_string(units)
     variants = {"decode_string": lambda: vocoder.decode_string(units)}
     variants.update({f"chunk_size={size}": (lambda s=size: chunked(s)) for size in sizes})
-    with torch.inference_mode():
-        timings = common.time_interleaved(variants, args.repeats, warmup=1)
+    timings = common.time_interleaved(variants, args.repeats, warmup=1)
     rows = []
     base = statistics.median(timings.wall["decode_string"])
     seconds_of_audio = len(offline) / vocoder.config.sampling_rate
@@ -224,12 +223,11 @@ def section_e2e(setup: Setup, args) -> dict:
         "prefill": lambda: prefill_call(setup),
     }
     names = list(calls)
-    with torch.inference_mode():
-        offline_answer(setup)  # warm-up
-        for round_index in range(args.repeats):
-            shift = round_index % len(names)
-            for name in names[shift:] + names[:shift]:
-                results[name].append(calls[name]())
+    offline_answer(setup)  # warm-up
+    for round_index in range(args.repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(calls[name]())
     offline, streamed, prefill = results["offline"][-1], results["streamed"][-1], results["prefill"]
     if offline["units"] != streamed["units"] or offline["audio"].shape != streamed["audio"].shape:
         raise RuntimeError("streamed and offline answers differ: the variants did not do the same work")
@@ -322,32 +320,31 @@ def section_compile(setup: Setup, args) -> None:
         set_seed(0)
         return setup.model.generate(**setup.generate_kwargs(new_tokens=tokens, do_sample=False, **extra), **more)
 
-    with torch.inference_mode():
-        start = time.perf_counter()
-        outputs = {name: call(extra, new_tokens) for name, extra in variants.items()}
-        print(f"\ncompile section: first calls (compilation included) took {time.perf_counter() - start:.0f} s")
-        reference = outputs["dynamic cache, eager"]
-        for name, output in outputs.items():
-            if not torch.equal(output, reference):
-                raise RuntimeError(f"{name} generated other ids than the dynamic cache")
-        streamer = SpiritLMStreamer(setup.processor, setup.vocoder, output_modality="speech", timeout=900)
-        result = {}
-        thread = threading.Thread(
-            target=lambda: result.update(
-                ids=call(variants["static cache, compiled forward"], new_tokens, streamer=streamer)
-            )
+    start = time.perf_counter()
+    outputs = {name: call(extra, new_tokens) for name, extra in variants.items()}
+    print(f"\ncompile section: first calls (compilation included) took {time.perf_counter() - start:.0f} s")
+    reference = outputs["dynamic cache, eager"]
+    for name, output in outputs.items():
+        if not torch.equal(output, reference):
+            raise RuntimeError(f"{name} generated other ids than the dynamic cache")
+    streamer = SpiritLMStreamer(setup.processor, setup.vocoder, output_modality="speech", timeout=900)
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.update(
+            ids=call(variants["static cache, compiled forward"], new_tokens, streamer=streamer)
         )
-        thread.start()
-        chunks = list(streamer)
-        thread.join()
-        if not torch.equal(result["ids"], reference):
-            raise RuntimeError("the compiled path with a SpiritLMStreamer generated other ids")
-        print(f"compiled + static + SpiritLMStreamer: same ids as eager dynamic, {len(chunks)} chunks")
-        calls = {}
-        for name, extra in variants.items():
-            calls[f"{name} | {new_tokens}"] = lambda e=extra: call(e, new_tokens)
-            calls[f"{name} | 1"] = lambda e=extra: call(e, 1)
-        timings = common.time_interleaved(calls, args.repeats, warmup=1)
+    )
+    thread.start()
+    chunks = list(streamer)
+    thread.join()
+    if not torch.equal(result["ids"], reference):
+        raise RuntimeError("the compiled path with a SpiritLMStreamer generated other ids")
+    print(f"compiled + static + SpiritLMStreamer: same ids as eager dynamic, {len(chunks)} chunks")
+    calls = {}
+    for name, extra in variants.items():
+        calls[f"{name} | {new_tokens}"] = lambda e=extra: call(e, new_tokens)
+        calls[f"{name} | 1"] = lambda e=extra: call(e, 1)
+    timings = common.time_interleaved(calls, args.repeats, warmup=1)
     weights = weight_bytes(setup.model)
     gemv = common.gemv_bandwidth(torch.float32)
     rows = []
@@ -393,6 +390,8 @@ def main() -> None:
         notes=[
             f"full-width SPIRIT LM (EXPRESSIVE layout), random weights, {args.layers} of 32 layers, fp32; full-size "
             "EXPRESSIVE vocoder, random weights",
+            "no torch.inference_mode: the streamed generate runs in a thread of its own, where a caller's mode does "
+            "not apply, so neither variant has it (generate and the vocoder run under no_grad)",
             "the streamer's work (decoding ids, vocoding) runs in the iterating thread, beside generation",
         ],
     )
@@ -402,8 +401,7 @@ def main() -> None:
         units = section_e2e(setup, args)["units"]
     if "chunking" in args.sections:
         if units is None:
-            with torch.inference_mode():
-                units = offline_answer(setup)["units"]
+            units = offline_answer(setup)["units"]
         section_chunking(setup, args, units)
     if "compile" in args.sections:
         section_compile(setup, args)
