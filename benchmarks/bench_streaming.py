@@ -255,7 +255,7 @@ def section_e2e(setup: Setup, args) -> dict:
     print(
         f"\nend to end: {setup.new_tokens} speech tokens ({offline['units'].count('[Hu')} hubert units, "
         f"{seconds_of_audio:.2f} s of audio), median of {args.repeats} interleaved rounds; streamed in "
-        f"{streamed['chunks']} chunks (defaults: chunk_size 20, first 5), max |streamed - offline| {error:.1e}"
+        f"{streamed['chunks']} chunks (defaults: chunk_size 40, first 5), max |streamed - offline| {error:.1e}"
     )
     rows = [
         [

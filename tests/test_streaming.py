@@ -118,7 +118,7 @@ def test_stream_speech_equals_offline(pipes, variant):
     pipe = pipes[variant]
     kwargs = {"output_modality": "speech", "max_new_tokens": 80, "do_sample": True, "seed": 3}
     (offline,) = pipe("Hello, this is", **kwargs)
-    chunks = list(pipe.stream("Hello, this is", **kwargs))
+    chunks = list(pipe.stream("Hello, this is", chunk_size=10, **kwargs))
     assert len(chunks) >= 3 and all(chunk["type"] == "speech" for chunk in chunks)
     assert all(chunk["audio"].dtype == np.float32 and chunk["sampling_rate"] == 16000 for chunk in chunks)
     (streamed,) = segments_of(chunks)
@@ -323,7 +323,7 @@ def test_cli_generate_stream_writes_a_wav_valid_at_every_chunk(pipes, repos, tmp
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"speech: -> {output}" in printed and re.search(r"time to first audio: \d+\.\d\d s", printed)
-    assert len(sizes) >= 3 and sizes == sorted(sizes)
+    assert len(sizes) >= 2 and sizes == sorted(sizes)
     (offline,) = pipes["base"]("Hello, this is", output_modality="speech", max_new_tokens=80, do_sample=True, seed=3)
     audio, rate = soundfile.read(output, dtype="float32")
     assert rate == 16000

@@ -131,7 +131,7 @@ class SpiritLMPipeline(Pipeline):
     def stream(
         self,
         inputs,
-        chunk_size: int = 20,
+        chunk_size: int = 40,
         first_chunk_size: int | None = 5,
         left_context: int | None = None,
         lookahead: int | None = None,

@@ -91,7 +91,7 @@ class SpiritLMStreamer(BaseStreamer):
         vocoder: PreTrainedModel | None,
         output_modality: str = "speech",
         speaker_id: int | str = 2,
-        chunk_size: int = 20,
+        chunk_size: int = 40,
         first_chunk_size: int | None = 5,
         left_context: int | None = None,
         lookahead: int | None = None,

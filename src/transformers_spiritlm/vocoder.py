@@ -267,7 +267,7 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
         self,
         speaker_id: int | str = 2,
         style_id: int | str | None = None,
-        chunk_size: int = 20,
+        chunk_size: int = 40,
         first_chunk_size: int | None = 5,
         left_context: int | None = None,
         lookahead: int | None = None,
@@ -293,8 +293,9 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
 
         Args:
             speaker_id, style_id: as in [`~SpiritLMVocoder.forward`].
-            chunk_size: hubert units per chunk (at least 1). A push that makes more units final returns them in one
-                chunk.
+            chunk_size: hubert units per chunk (at least 1; default 40: each chunk is synthesised with its context,
+                so small chunks cost more, 3x the offline vocoding time at 40 and 6x at 20 in
+                `benchmarks/bench_streaming.py`). A push that makes more units final returns them in one chunk.
             first_chunk_size: hubert units of the first chunk, smaller for an earlier first audio (default 5;
                 `None`: `chunk_size`).
             left_context, lookahead: frames of context synthesised before / after each chunk. `None` (default): the
