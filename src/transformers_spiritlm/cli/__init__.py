@@ -1,4 +1,4 @@
-"""The `spiritlm` command line: demo | tokenize | resynthesize | generate | convert.
+"""The `spiritlm` command line: demo | tokenize | resynthesize | generate | convert | serve.
 
 One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
 """
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import convert, demo, generate, resynthesize, tokenize
+from . import convert, demo, generate, resynthesize, serve, tokenize
 from .common import default_cache_dir, default_device, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
 from .tokenize import AUDIO_EXTENSIONS, find_audio_files, tokenize_files, write_jsonl
@@ -29,7 +29,7 @@ __all__ = [
     "write_wav",
 ]
 
-SUBCOMMANDS = (demo, tokenize, resynthesize, generate, convert)
+SUBCOMMANDS = (demo, tokenize, resynthesize, generate, convert, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
