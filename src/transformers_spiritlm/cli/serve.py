@@ -9,6 +9,10 @@ from .demo import _demo_repo
 
 
 def run_serve(args) -> int:
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     # Offline by default: no usage reports to gradio.app.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
@@ -21,10 +25,6 @@ def run_serve(args) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.concurrency < 1:
-        raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
-    if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     repo = args.repo or _demo_repo(Path(args.cache_dir))
     print(f"Loading model, processor (with speech tokenizer) and vocoder from {repo} ...")
     app = web.build_app(repo, device=args.device, concurrency_limit=args.concurrency, max_upload_mb=args.max_upload_mb)
