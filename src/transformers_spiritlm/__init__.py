@@ -12,6 +12,7 @@ from .modeling_spiritlm import SpiritLMForCausalLM, SpiritLMModel, SpiritLMPreTr
 from .pipeline_spiritlm import SpiritLMPipeline
 from .processing_spiritlm import SpiritLMProcessor
 from .speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer, SpiritLMSpeechTokenizerOutput
+from .streaming import SpiritLMStreamer
 from .units import string_to_units, units_to_string
 from .vocoder import SpiritLMVocoder, SpiritLMVocoderOutput
 
@@ -43,6 +44,7 @@ __all__ = [
     "SpiritLMSpeechTokenizer",
     "SpiritLMSpeechTokenizerConfig",
     "SpiritLMSpeechTokenizerOutput",
+    "SpiritLMStreamer",
     "SpiritLMVocoder",
     "SpiritLMVocoderConfig",
     "SpiritLMVocoderOutput",

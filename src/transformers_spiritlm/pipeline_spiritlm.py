@@ -1,17 +1,26 @@
 """The `"spirit-lm"` pipeline: interleaved speech / text prompt in, text / speech segments out."""
 
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import GenerationConfig, LogitsProcessorList, Pipeline, PreTrainedModel, set_seed
+from transformers import (
+    GenerationConfig,
+    LogitsProcessorList,
+    Pipeline,
+    PreTrainedModel,
+    StoppingCriteriaList,
+    set_seed,
+)
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file, logging
 
 from .generation import SpiritLMModalityLogitsProcessor, check_output_modality
 from .modeling_spiritlm import SpiritLMForCausalLM
+from .streaming import SpiritLMStopOnCancel, SpiritLMStreamer
 from .vocoder import SpiritLMVocoder
 
 
@@ -44,6 +53,8 @@ class SpiritLMPipeline(Pipeline):
             same output alone or in a batch (with the default `batch_size=1`; a larger `batch_size` generates, and
             seeds, per batch).
         return_prompt (`bool`, defaults to `False`): return `{"prompt": str, "segments": [...]}` instead of the list.
+        streamer: passed to `generate`, e.g. a [`SpiritLMStreamer`] iterated in another thread (one prompt only);
+            [`~SpiritLMPipeline.stream`] sets that up for you.
         any generation kwarg (`max_new_tokens`, `do_sample`, `temperature`, `top_p`, `generation_config`, ...). When
         neither the call nor the model's generation config sets a length, up to 200 new tokens are generated.
 
@@ -106,11 +117,83 @@ class SpiritLMPipeline(Pipeline):
     def __call__(self, inputs, **kwargs):
         """Generates from one prompt or a batch of prompts; see the class docstring for inputs, kwargs and outputs."""
         if _is_batch(inputs):
+            if kwargs.get("streamer") is not None:
+                raise ValueError(
+                    f"a streamer follows one generation, got a batch of {len(inputs)} prompts: call the pipeline once "
+                    "per prompt with a new streamer each, or use pipe.stream(prompt)"
+                )
             return super().__call__(
                 [tuple(_to_segments(item, f"input {i}")) for i, item in enumerate(inputs)], **kwargs
             )
         # A tuple is not taken for a batch by the base class.
         return super().__call__(tuple(_to_segments(inputs, "input")), **kwargs)
+
+    def stream(
+        self,
+        inputs,
+        chunk_size: int = 20,
+        first_chunk_size: int | None = 5,
+        left_context: int | None = None,
+        lookahead: int | None = None,
+        timeout: float | None = None,
+        **kwargs,
+    ) -> Iterator[dict]:
+        """
+        Generates from one prompt in a background thread and returns the output as it comes: an iterator of
+        `{"type": "text", "text": delta}` and `{"type": "speech", "audio": np.ndarray, "sampling_rate": 16000,
+        "units": str}` chunks (see [`SpiritLMStreamer`]), which join into the segments `pipe(inputs, **kwargs)`
+        returns.
+
+        Args:
+            inputs: one prompt, as for `__call__` (a batch is a `ValueError`).
+            chunk_size, first_chunk_size, left_context, lookahead: speech chunking, see
+                [`~SpiritLMVocoder.chunked_decoder`].
+            timeout: seconds to wait for the next token before raising `queue.Empty` (`None`: forever).
+            kwargs: the same as `__call__` (`output_modality`, `speaker_id`, `seed`, `max_new_tokens`, ...).
+
+        An exception of the generation is raised by the iterator. Leaving the iteration early (`break`, or `close()`
+        on the iterator) stops the generation and waits for its thread.
+
+        ```python
+        >>> for chunk in pipe.stream("Tell me a story", output_modality="speech", max_new_tokens=200):
+        ...     print(chunk["type"], chunk.get("text", chunk.get("units")))
+        ```
+        """
+        if _is_batch(inputs):
+            raise ValueError(
+                f"pipe.stream streams one prompt, got a batch of {len(inputs)}: call it once per prompt, or use "
+                "pipe(batch) for complete outputs"
+            )
+        for name in ("streamer", "return_prompt"):
+            if name in kwargs:
+                raise ValueError(f"pipe.stream does not take {name}=; it makes its own streamer and yields chunks")
+        preprocess_params, forward_params, _ = self._sanitize_parameters(**kwargs)
+        generate_kwargs = dict(forward_params.pop("generate_kwargs", {}))
+        settings = self._get_set_generation_params(self._prepare_generate_kwargs(dict(generate_kwargs)))
+        streamer = SpiritLMStreamer(
+            self.processor,
+            self.vocoder,
+            output_modality=forward_params.get("output_modality", "arbitrary"),
+            speaker_id=kwargs.get("speaker_id", 2),
+            chunk_size=chunk_size,
+            first_chunk_size=first_chunk_size,
+            left_context=left_context,
+            lookahead=lookahead,
+            eos_token_id=settings.get("eos_token_id"),
+            timeout=timeout,
+        )
+        stopping = StoppingCriteriaList(generate_kwargs.pop("stopping_criteria", None) or [])
+        stopping.append(SpiritLMStopOnCancel(streamer))
+        forward_params["generate_kwargs"] = {**generate_kwargs, "streamer": streamer, "stopping_criteria": stopping}
+        model_inputs = self.preprocess(tuple(_to_segments(inputs, "input")), **preprocess_params)
+
+        def generate() -> None:
+            try:
+                self.forward(model_inputs, **forward_params)
+            except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
+                streamer._fail(error)
+
+        return _iterate_in_thread(streamer, threading.Thread(target=generate, name="spiritlm-stream", daemon=True))
 
     def _sanitize_parameters(
         self,
@@ -180,6 +263,12 @@ class SpiritLMPipeline(Pipeline):
         if force_output_modality and output_modality != "arbitrary":
             eos_token_id = self._get_set_generation_params(generate_kwargs).get("eos_token_id")
             logits_processor.append(SpiritLMModalityLogitsProcessor(self.model.config, output_modality, eos_token_id))
+        streamer = generate_kwargs.get("streamer")
+        if isinstance(streamer, SpiritLMStreamer) and streamer.output_modality != output_modality:
+            raise ValueError(
+                f"the streamer splits output_modality={streamer.output_modality!r} but the pipeline generates "
+                f"{output_modality!r}: make the streamer with output_modality={output_modality!r}"
+            )
         if seed is not None:
             set_seed(seed)
         output = self.model.generate(
@@ -216,6 +305,17 @@ class SpiritLMPipeline(Pipeline):
             eos_token_id=eos_token_id,
         )[0]
         return {"prompt": prompt, "segments": segments} if return_prompt else segments
+
+
+def _iterate_in_thread(streamer: SpiritLMStreamer, thread: threading.Thread) -> Iterator[dict]:
+    """Starts `thread` (generation into `streamer`) and yields the streamer's chunks; stops the generation and joins
+    the thread when the caller stops iterating."""
+    thread.start()
+    try:
+        yield from streamer
+    finally:
+        streamer.cancel()
+        thread.join()
 
 
 def _is_segment(item) -> bool:
