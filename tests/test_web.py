@@ -166,7 +166,9 @@ def test_four_simultaneous_requests_get_their_own_answers(client, server):
     assert not errors, errors
     assert sorted(results) == seeds
     # Seeded answers: each equals the same request made alone afterwards, and no two are the same.
-    alone = {seed: _ask(client, DEMO_PROMPT_WAV, text="Answer:", output_modality="arbitrary", seed=seed) for seed in seeds}
+    alone = {
+        seed: _ask(client, DEMO_PROMPT_WAV, text="Answer:", output_modality="arbitrary", seed=seed) for seed in seeds
+    }
     for seed in seeds:
         assert results[seed][0] == alone[seed][0] and results[seed][2] == alone[seed][2], seed
     answers = {(transcript, units) for transcript, _, units, _ in results.values()}
@@ -186,7 +188,7 @@ def _browser():
             f"{', '.join(missing)} not installed: apt-get install chromium chromium-driver ffmpeg (.ci/run does it)"
         )
     options = Options()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
         options.add_argument(argument)
     options.binary_location = shutil.which("chromium")
     return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
@@ -249,7 +251,14 @@ def _answer_in_page(driver) -> tuple[str, str]:
         "the answer text",
     )
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#answer-wav a"), "the answer WAV download")
-    units = driver.find_element(By.CSS_SELECTOR, "#answer-units textarea").get_property("value")
+    if not driver.find_elements(By.CSS_SELECTOR, "#answer-units textarea"):
+        driver.find_element(By.CSS_SELECTOR, "#units-panel button.label-wrap").click()  # the collapsed panel
+    units = _wait(
+        driver,
+        lambda d: d.find_element(By.CSS_SELECTOR, "#answer-units textarea").get_property("value"),
+        "the units panel",
+        timeout=10,
+    )
     return text, units
 
 
@@ -262,6 +271,7 @@ def test_browser_answers_a_spoken_question_and_shows_errors(server, bad_files, t
         assert re.fullmatch(r"\[speech \d+\.\d\d s\]", text), text
         assert UNITS.match(units), units
         if os.environ.get("SPIRITLM_WEB_SCREENSHOT"):
+            driver.execute_script("window.scrollTo(0, 0)")
             save_screenshot(driver, os.environ["SPIRITLM_WEB_SCREENSHOT"])
 
         _clear_question(driver)
@@ -271,7 +281,7 @@ def test_browser_answers_a_spoken_question_and_shows_errors(server, bad_files, t
 
         _clear_question(driver)
         _upload(driver, bad_files["oversize"])
-        _toast(driver, 'File(s) exceed the maximum allowed size of 1 Mb: "long.wav"')
+        _toast(driver, 'File(s) exceed the maximum allowed size of 1.0 Mb: "long.wav"')
 
         driver.refresh()
         _upload(driver, DEMO_PROMPT_WAV)

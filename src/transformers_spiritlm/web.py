@@ -14,6 +14,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import gradio as gr
@@ -99,7 +100,7 @@ def build_app(
                 audio_out = gr.Audio(
                     label="Spoken answer", streaming=True, autoplay=True, interactive=False, elem_id="answer-audio"
                 )
-                with gr.Accordion("Speech units", open=False):
+                with gr.Accordion("Speech units", open=False, elem_id="units-panel"):
                     units_out = gr.Textbox(
                         label="Speech units", show_label=False, lines=4, interactive=False, elem_id="answer-units"
                     )
@@ -185,17 +186,19 @@ def _stream_answer(
     answer = _Answer()
     yield "", None, "", None
     try:
-        for chunk in pipe.stream(segments, output_modality=output_modality, **kwargs):
-            answer.add(chunk)
-            audio = _wav_bytes(chunk["audio"], chunk["sampling_rate"]) if "audio" in chunk else None
-            yield answer.transcript, audio, answer.units, None
-    except (ValueError, TypeError) as error:
+        # Closing the stream stops the generation: a cancelled or disconnected request frees the model at once.
+        with closing(pipe.stream(segments, output_modality=output_modality, **kwargs)) as chunks:
+            for chunk in chunks:
+                answer.add(chunk)
+                audio = _wav_bytes(chunk["audio"], chunk["sampling_rate"]) if "audio" in chunk else None
+                yield answer.transcript, audio, answer.units, None
+    except (ValueError, TypeError) as error:  # bad settings or prompt content, found by the library
         raise gr.Error(f"Could not answer: {error}") from None
     wav_path = None
     if answer.audio:
         wav_path = answers_dir / f"answer-{uuid.uuid4().hex[:12]}.wav"
         soundfile.write(wav_path, np.clip(np.concatenate(answer.audio), -1, 1), answer.sampling_rate, subtype="PCM_16")
-    yield answer.transcript or "(no answer generated)", None, answer.units, wav_path
+    yield answer.transcript or "(no answer generated)", None, answer.units, wav_path and str(wav_path)
 
 
 class _Answer:
