@@ -4,6 +4,7 @@ One server per module. Needs the `[web]` extra; the browser test also needs Debi
 and `ffmpeg` (`.ci/run` installs them). Set SPIRITLM_WEB_SCREENSHOT=path.png to save the README screenshot.
 """
 
+import io
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from transformers_spiritlm.cli import DEMO_PROMPT_WAV
 UNITS = re.compile(r"^(\[(Hu|Pi|St)\d+\])+$")
 MAX_UPLOAD_MB = 1
 ANSWER_TIMEOUT = 120
+PROMPT_ORDER = "speech, then text"
 
 
 def _free_port() -> int:
@@ -92,7 +94,7 @@ def _ask(client, audio=None, text="", output_modality="speech", seed=0, max_new_
 
     audio = handle_file(str(audio)) if audio is not None else None
     return client.predict(
-        audio, text, "speech, then text", output_modality, 2, 0.8, 0.95, max_new_tokens, seed, True, api_name="/answer"
+        audio, text, PROMPT_ORDER, output_modality, 2, 0.8, 0.95, max_new_tokens, seed, True, api_name="/answer"
     )
 
 
@@ -146,6 +148,56 @@ def test_bad_inputs_give_messages_and_the_next_request_works(client, bad_files):
     assert re.fullmatch(r"\[speech \d+\.\d\d s\]", transcript)
     assert UNITS.match(units)
     assert wav["path"].endswith(".wav")
+
+
+@pytest.fixture(scope="module")
+def pipe(server):
+    """The server's model, loaded in the test process."""
+    from transformers import pipeline
+
+    (repo,) = server[1].glob("demo-tiny-expressive-*")
+    return pipeline("spirit-lm", model=str(repo), device="cpu")
+
+
+def test_answer_is_the_librarys_streamed_in_pieces(client, pipe):
+    from gradio_client import handle_file
+
+    job = client.submit(
+        handle_file(str(DEMO_PROMPT_WAV)), "", PROMPT_ORDER, "speech", 2, 0.8, 0.95, 30, 0, True, api_name="/answer"
+    )
+    transcript, stream, units, wav = job.result(timeout=ANSWER_TIMEOUT)
+    settings = dict(output_modality="speech", speaker_id=2, max_new_tokens=30, do_sample=True, temperature=0.8)
+    settings.update(top_p=0.95, seed=0)
+    (expected,) = pipe(DEMO_PROMPT_WAV, **settings)
+    assert units == expected["units"]
+    # The page shows each chunk as the library streams it: first a cleared answer, then growing speech.
+    seconds = np.cumsum([len(chunk["audio"]) for chunk in pipe.stream(DEMO_PROMPT_WAV, **settings)]) / 16000
+    assert len(seconds) >= 2
+    shown = [f"[speech {second:.2f} s]" for second in seconds]
+    assert [output[0] for output in job.outputs()] == ["", *shown, shown[-1]]
+    with urllib.request.urlopen(wav["url"], timeout=10) as response:
+        audio, rate = soundfile.read(io.BytesIO(response.read()))
+    assert rate == 16000 and len(audio) == len(expected["audio"]) and transcript == shown[-1]
+    # The streamed audio: an HLS playlist of AAC segments (AAC pads a few ms).
+    with urllib.request.urlopen(stream["url"], timeout=10) as response:
+        playlist = response.read().decode()
+    durations = [float(line[8:].rstrip(",")) for line in playlist.splitlines() if line.startswith("#EXTINF:")]
+    assert sum(durations) == pytest.approx(len(audio) / rate, abs=0.15), playlist
+
+
+def test_the_app_refuses_uploads_over_its_own_limit(pipe, bad_files):
+    """`build_app(max_upload_mb=...)` has its own check, for a Space launched without `max_file_size`."""
+    gradio = pytest.importorskip("gradio")
+    from transformers_spiritlm.web import PROMPT_ORDERS, _prompt_segments
+
+    with pytest.raises(gradio.Error) as error:
+        _prompt_segments(pipe, str(bad_files["oversize"]), "", PROMPT_ORDERS[0], max_upload_bytes=2**20)
+    assert (
+        error.value.message == "The audio long.wav is 1.2 MB; this server takes at most 1 MB. Upload a shorter clip."
+    )
+    segments = _prompt_segments(pipe, str(DEMO_PROMPT_WAV), "Answer:", PROMPT_ORDERS[1], max_upload_bytes=2**20)
+    assert [segment["type"] for segment in segments] == ["text", "speech"]
+    assert segments[1]["sampling_rate"] == 16000 and segments[1]["audio"].shape[0] == 1
 
 
 def test_four_simultaneous_requests_get_their_own_answers(client, server):

@@ -102,7 +102,12 @@ def build_app(
                 )
                 with gr.Accordion("Speech units", open=False, elem_id="units-panel"):
                     units_out = gr.Textbox(
-                        label="Speech units", show_label=False, lines=4, interactive=False, elem_id="answer-units"
+                        label="Speech units",
+                        show_label=False,
+                        lines=4,
+                        max_lines=6,
+                        interactive=False,
+                        elem_id="answer-units",
                     )
                 wav_out = gr.File(label="Full answer (WAV)", interactive=False, elem_id="answer-wav")
         button.click(
@@ -190,12 +195,13 @@ def _stream_answer(
         with closing(pipe.stream(segments, output_modality=output_modality, **kwargs)) as chunks:
             for chunk in chunks:
                 answer.add(chunk)
-                audio = _wav_bytes(chunk["audio"], chunk["sampling_rate"]) if "audio" in chunk else None
+                voiced = len(chunk.get("audio", ())) > 0
+                audio = _wav_bytes(chunk["audio"], chunk["sampling_rate"]) if voiced else None
                 yield answer.transcript, audio, answer.units, None
     except (ValueError, TypeError) as error:  # bad settings or prompt content, found by the library
         raise gr.Error(f"Could not answer: {error}") from None
     wav_path = None
-    if answer.audio:
+    if any(len(audio) for audio in answer.audio):
         wav_path = answers_dir / f"answer-{uuid.uuid4().hex[:12]}.wav"
         soundfile.write(wav_path, np.clip(np.concatenate(answer.audio), -1, 1), answer.sampling_rate, subtype="PCM_16")
     yield answer.transcript or "(no answer generated)", None, answer.units, wav_path and str(wav_path)
@@ -229,9 +235,14 @@ class _Answer:
 
     @property
     def transcript(self) -> str:
-        return "".join(
-            part[1] if part[0] == "text" else f" [speech {part[1] / self.sampling_rate:.2f} s] " for part in self.parts
-        ).strip()
+        return "".join(map(self._describe, self.parts)).strip()
+
+    def _describe(self, part: list) -> str:
+        if part[0] == "text":
+            return part[1]
+        if part[1] == 0:  # too short to vocode (official rule), or not vocoded yet
+            return " [speech, no audio] "
+        return f" [speech {part[1] / self.sampling_rate:.2f} s] "
 
     @property
     def units(self) -> str:
