@@ -122,6 +122,10 @@ class SpiritLMStreamer(BaseStreamer):
         if eos_token_id is None:
             eos_token_id = processor.tokenizer.eos_token_id
         self.eos_token_ids = set() if eos_token_id is None else {int(i) for i in np.array(eos_token_id).reshape(-1)}
+        # A run of byte-fallback tokens decodes as a whole: an invalid run turns all its bytes, even ASCII ones, into
+        # U+FFFD. Text is only final once a run is followed by another token.
+        vocab = processor.tokenizer.get_vocab()
+        self._byte_ids = {vocab[f"<0x{byte:02X}>"] for byte in range(256) if f"<0x{byte:02X}>" in vocab}
         self.timeout = timeout
         self.cancelled = False
         self._queue: Queue = Queue()
@@ -207,17 +211,23 @@ class SpiritLMStreamer(BaseStreamer):
     def _decode(self, ids: list[int]) -> str:
         return self.processor.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
-    def _continuation(self) -> str:
-        """The generated string, as [`~SpiritLMProcessor.post_process_generation`] takes it from the whole output."""
-        whole = self._decode((self._prompt_ids or []) + self._new_ids)
-        return whole[len(self._prompt) :] if whole.startswith(self._prompt) else self._decode(self._new_ids)
+    def _continuation(self, final: bool) -> str:
+        """The generated string, as [`~SpiritLMProcessor.post_process_generation`] takes it from the whole output;
+        unless `final`, without the end that the next tokens may still change."""
+        new_ids = self._new_ids
+        if not final:
+            end = len(new_ids)
+            while end and new_ids[end - 1] in self._byte_ids:
+                end -= 1
+            new_ids = new_ids[:end]
+        whole = self._decode((self._prompt_ids or []) + new_ids)
+        continuation = whole[len(self._prompt) :] if whole.startswith(self._prompt) else self._decode(new_ids)
+        return continuation if final else _stable_prefix(continuation)
 
     def _content(self, final: bool) -> str | None:
         """What is split into segments: the stripped continuation (or the prompt's speech + the continuation), cut
         before what may still change (`None` while the split cannot start yet)."""
-        continuation = self._continuation()
-        if not final:
-            continuation = _stable_prefix(continuation)
+        continuation = self._continuation(final)
         if self.output_modality != "arbitrary" or not ends_with_unit_token(self._prompt):
             return continuation.strip() if final else continuation.lstrip()
         if self._prompt_tail is None:
@@ -322,11 +332,9 @@ class SpiritLMStopOnCancel(StoppingCriteria):
 
 
 def _stable_prefix(text: str) -> str:
-    """`text` without the end that the next tokens may still change: an incomplete multi-byte character (decoded as
-    U+FFFD), an opening `[` that may become a unit or marker token, trailing whitespace (stripped at the end)."""
+    """`text` without the end that the next tokens may still change: an opening `[` that may become a unit or marker
+    token, trailing whitespace (stripped at the end)."""
     end = len(text)
-    while end and text[end - 1] == "\ufffd":
-        end -= 1
     bracket = text.rfind("[", 0, end)
     if bracket >= 0:
         after = text[bracket + 1 : end]

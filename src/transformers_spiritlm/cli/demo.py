@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import __version__
 from .common import add_device_argument, default_cache_dir, load_pipeline, print_segments, write_wav
+from .generate import stream_to_files
 
 
 # Made once with espeak-ng 1.51 and sox: `espeak-ng -v en-us -s 160 -w q.wav "What is the capital of France?"` then
@@ -54,13 +55,18 @@ def run_demo(args) -> int:
     print(f"\nSpeech prompt: {DEMO_PROMPT_WAV.name} (espeak-ng: {DEMO_PROMPT_TEXT!r})")
     print(f"  as SPIRIT LM tokens: {pipe.processor.build_prompt(speech_prompt)[:100]}...")
 
-    print("\n1) speech -> speech (output_modality='speech')")
-    speech = pipe(speech_prompt, output_modality="speech", speaker_id=args.speaker_id, **generation)
-    print_segments(speech)
-    audio = [segment["audio"] for segment in speech if "audio" in segment]
     output = Path(args.output)
-    write_wav(output, np.concatenate(audio) if audio else np.zeros(0, np.float32), 16000)
-    print(f"  wrote {output} ({sum(map(len, audio)) / 16000:.2f} s, 16 kHz)")
+    if args.stream:
+        print("\n1) speech -> speech (output_modality='speech'), streamed: audio is written while generating")
+        # The demo rewrites its own output file on every run, streamed or not.
+        stream_to_files(pipe, speech_prompt, "speech", output, True, speaker_id=args.speaker_id, **generation)
+    else:
+        print("\n1) speech -> speech (output_modality='speech')")
+        speech = pipe(speech_prompt, output_modality="speech", speaker_id=args.speaker_id, **generation)
+        print_segments(speech)
+        audio = [segment["audio"] for segment in speech if "audio" in segment]
+        write_wav(output, np.concatenate(audio) if audio else np.zeros(0, np.float32), 16000)
+        print(f"  wrote {output} ({sum(map(len, audio)) / 16000:.2f} s, 16 kHz)")
 
     print("\n2) speech -> text (output_modality='text')")
     print_segments(pipe(speech_prompt, output_modality="text", **generation))
@@ -106,5 +112,6 @@ def add_parser(commands) -> None:
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default: %(default)s)")
     demo.add_argument("--speaker-id", type=int, default=2, help="vocoder speaker (default: %(default)s)")
+    demo.add_argument("--stream", action="store_true", help="stream the spoken answer: audio written while generating")
     add_device_argument(demo)
     demo.set_defaults(handler=run_demo)

@@ -1,9 +1,85 @@
 """`spiritlm generate`: continue a prompt of text, audio and unit segments with text and/or speech."""
 
 import argparse
+import struct
+import time
 from pathlib import Path
 
+import numpy as np
+
 from .common import add_device_argument, describe_segment, load_pipeline, write_wav
+
+
+class ProgressiveWav:
+    """
+    A 16-bit mono WAV file written chunk by chunk, valid and playable at every moment: each `write` appends the
+    samples, then rewrites the two sizes of the header. Refuses an existing file unless `force`.
+    """
+
+    def __init__(self, path: Path, sampling_rate: int, force: bool = False):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.file = open(path, "wb" if force else "xb")
+        except FileExistsError:
+            raise FileExistsError(f"{path} exists; choose another --output or pass --force to overwrite it") from None
+        self.path, self.num_bytes = path, 0
+        fmt = struct.pack("<HHIIHH", 1, 1, sampling_rate, sampling_rate * 2, 2, 16)
+        self.file.write(b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " + struct.pack("<I", 16) + fmt)
+        self.file.write(b"data" + struct.pack("<I", 0))
+        self.file.flush()
+
+    def write(self, audio: np.ndarray) -> None:
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).round().astype("<i2").tobytes()
+        self.file.write(pcm)
+        self.num_bytes += len(pcm)
+        self.file.seek(4)
+        self.file.write(struct.pack("<I", 36 + self.num_bytes))
+        self.file.seek(40)
+        self.file.write(struct.pack("<I", self.num_bytes))
+        self.file.seek(0, 2)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _speech_path(output: Path, index: int) -> Path:
+    return output if index == 1 else output.with_name(f"{output.stem}-{index}{output.suffix}")
+
+
+def stream_to_files(pipe, segments: list[dict], output_modality: str, output: Path, force: bool, **kwargs) -> int:
+    """`--stream`: prints text as it comes and writes speech to WAV files (`output`, then OUTPUT-2.wav, ...) that
+    grow while the model generates; prints the time to first audio."""
+    start = time.perf_counter()
+    wav, speech_index, previous, first_audio, seconds = None, 0, None, None, 0.0
+    try:
+        for chunk in pipe.stream(segments, output_modality=output_modality, **kwargs):
+            if chunk["type"] == "text":
+                print(("text:   " if previous != "text" else "") + chunk["text"], end="", flush=True)
+            elif "audio" not in chunk:
+                print(("\n" if previous == "text" else "") + f"speech: too short to keep, units {chunk['units']}")
+            else:
+                if previous != "speech" or wav is None:
+                    if wav is not None:
+                        wav.close()
+                    speech_index += 1
+                    wav = ProgressiveWav(_speech_path(output, speech_index), chunk["sampling_rate"], force)
+                    print(("\n" if previous == "text" else "") + f"speech: -> {wav.path}", flush=True)
+                if first_audio is None:
+                    first_audio = time.perf_counter() - start
+                    print(f"  first audio after {first_audio:.2f} s", flush=True)
+                wav.write(chunk["audio"])
+                seconds += len(chunk["audio"]) / chunk["sampling_rate"]
+            previous = chunk["type"] if "audio" in chunk or chunk["type"] == "text" else None
+    finally:
+        if wav is not None:
+            wav.close()
+    if previous == "text":
+        print()
+    total = time.perf_counter() - start
+    if first_audio is not None:
+        print(f"time to first audio: {first_audio:.2f} s; {seconds:.2f} s of audio in {total:.2f} s")
+    return 0
 
 
 def run_generate(args) -> int:
@@ -14,6 +90,10 @@ def run_generate(args) -> int:
     for name in ("seed", "temperature", "top_p"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
+    if args.stream:
+        return stream_to_files(
+            pipe, list(args.segments), args.output_modality, Path(args.output), args.force, **kwargs
+        )
     result = pipe(list(args.segments), output_modality=args.output_modality, return_prompt=True, **kwargs)
     if args.print_prompt:
         print(f"prompt: {result['prompt']}")
@@ -78,5 +158,12 @@ def add_parser(commands) -> None:
     generate.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
     generate.add_argument("--speaker-id", type=int, default=2, help="vocoder speaker (default: %(default)s)")
     generate.add_argument("--print-prompt", action="store_true", help="print the prompt string given to the model")
+    generate.add_argument(
+        "--stream",
+        action="store_true",
+        help="print text and write speech while generating (the WAV is valid at every moment); prints the time to "
+        "first audio",
+    )
+    generate.add_argument("--force", action="store_true", help="with --stream, overwrite an existing --output")
     add_device_argument(generate)
     generate.set_defaults(handler=run_generate, segments=[])
