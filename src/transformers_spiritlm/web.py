@@ -38,6 +38,7 @@ def build_app(
     concurrency_limit: int = 1,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     title: str = "SPIRIT LM",
+    description: str | None = None,
 ) -> gr.Blocks:
     """
     The web page as a Gradio `Blocks`, ready to `.launch()`.
@@ -48,7 +49,7 @@ def build_app(
         concurrency_limit: generations run at the same time; further requests wait in the queue. Keep 1 on CPU.
             Seeded answers are reproducible only with 1 (seeding sets the process-wide random state).
         max_upload_mb: larger uploads (or recordings) are refused with a message.
-        title: the page title.
+        title, description: the page's title, and a note under it (markdown) about the model.
     """
     if concurrency_limit < 1:
         raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit}")
@@ -71,8 +72,8 @@ def build_app(
 
     with gr.Blocks(title=title, delete_cache=(3600, 3600)) as app:
         gr.Markdown(
-            f"# {title}\nAsk by voice, by text, or both; the answer is written and spoken as it is generated."
-            + _model_note(pipe)
+            f"# {title}\nAsk by voice, by text, or both; the answer is written and spoken as it is generated.\n\n"
+            f"Model: `{_model_name(pipe)}` ({pipe.model.config.variant}) on `{pipe.device}`. {description or ''}"
         )
         with gr.Row():
             with gr.Column():
@@ -122,12 +123,10 @@ def build_app(
     return app
 
 
-def _model_note(pipe: Pipeline) -> str:
-    name = os.path.basename(os.fspath(pipe.model.name_or_path).rstrip("/"))
-    note = f"\n\nModel: `{name}` ({pipe.model.config.variant}) on `{pipe.device}`."
-    if name.startswith("demo-tiny"):
-        note += " This is the tiny random-weight demo model: its speech is noise and its text gibberish."
-    return note
+def _model_name(pipe: Pipeline) -> str:
+    """A Hub id, or a local folder's name (its full path is nobody's business on a shared page)."""
+    name = pipe.model.name_or_path
+    return os.path.basename(name.rstrip("/")) if os.path.isdir(name) else name
 
 
 def _speaker_choices(pipe: Pipeline) -> list[tuple[str, int]]:
@@ -200,11 +199,14 @@ def _stream_answer(
                 yield answer.transcript, audio, answer.units, None
     except (ValueError, TypeError) as error:  # bad settings or prompt content, found by the library
         raise gr.Error(f"Could not answer: {error}") from None
-    wav_path = None
-    if any(len(audio) for audio in answer.audio):
-        wav_path = answers_dir / f"answer-{uuid.uuid4().hex[:12]}.wav"
-        soundfile.write(wav_path, np.clip(np.concatenate(answer.audio), -1, 1), answer.sampling_rate, subtype="PCM_16")
-    yield answer.transcript or "(no answer generated)", None, answer.units, wav_path and str(wav_path)
+    if not any(len(audio) for audio in answer.audio):
+        yield answer.transcript or "(no answer generated)", None, answer.units, None
+        return
+    wav_path = answers_dir / f"answer-{uuid.uuid4().hex[:12]}.wav"
+    soundfile.write(wav_path, np.clip(np.concatenate(answer.audio), -1, 1), answer.sampling_rate, subtype="PCM_16")
+    yield answer.transcript, None, answer.units, str(wav_path)
+    # Gradio has copied the file into its own cache (cleaned after an hour) by the time the generator resumes.
+    wav_path.unlink()
 
 
 class _Answer:

@@ -27,7 +27,19 @@ def run_serve(args) -> int:
         return 2
     repo = args.repo or _demo_repo(Path(args.cache_dir))
     print(f"Loading model, processor (with speech tokenizer) and vocoder from {repo} ...")
-    app = web.build_app(repo, device=args.device, concurrency_limit=args.concurrency, max_upload_mb=args.max_upload_mb)
+    description = None
+    if args.repo is None:
+        description = (
+            "This is the tiny random-weight demo model: its speech is noise and its text gibberish. "
+            "Serve a converted checkpoint with `spiritlm serve --repo path/to/spiritlm-expressive`."
+        )
+    app = web.build_app(
+        repo,
+        device=args.device,
+        concurrency_limit=args.concurrency,
+        max_upload_mb=args.max_upload_mb,
+        description=description,
+    )
     app.launch(
         server_name=args.host,
         server_port=args.port,
