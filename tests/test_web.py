@@ -242,6 +242,9 @@ def _browser():
     options = Options()
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
         options.add_argument(argument)
+    # A microphone that plays a beep, allowed without asking.
+    options.add_argument("--use-fake-device-for-media-stream")
+    options.add_argument("--use-fake-ui-for-media-stream")
     options.binary_location = shutil.which("chromium")
     return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
 
@@ -281,6 +284,19 @@ def _toast(driver, text: str) -> str:
     return _wait(driver, find, f"an error message with {text!r}", timeout=30)
 
 
+def _record(driver, seconds: float) -> None:
+    """Records `seconds` from the (fake) microphone into the question."""
+    from selenium.webdriver.common.by import By
+
+    source = '#question-audio button[aria-label="Record audio"]'
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, source), "the microphone source")[0].click()
+    record = "#question-audio button.record-button"
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, record), "the Record button")[0].click()
+    time.sleep(seconds)
+    driver.find_element(By.CSS_SELECTOR, "#question-audio button.stop-button").click()
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '#question-audio button[aria-label="Clear"]'), "the take")
+
+
 def _clear_question(driver) -> None:
     from selenium.webdriver.common.by import By
 
@@ -315,6 +331,8 @@ def _answer_in_page(driver) -> tuple[str, str]:
 
 
 def test_browser_answers_a_spoken_question_and_shows_errors(server, bad_files, tmp_path):
+    """Uploaded question answered; non-audio and oversize uploads refused with a message; then a recorded question
+    answered."""
     driver = _browser()
     try:
         driver.get(server[0])
@@ -336,9 +354,10 @@ def test_browser_answers_a_spoken_question_and_shows_errors(server, bad_files, t
         _toast(driver, 'File(s) exceed the maximum allowed size of 1.0 Mb: "long.wav"')
 
         driver.refresh()
-        _upload(driver, DEMO_PROMPT_WAV)
+        _record(driver, 1.5)
         text, units = _answer_in_page(driver)
         assert re.fullmatch(r"\[speech \d+\.\d\d s\]", text), text
+        assert UNITS.match(units), units
     except Exception:
         save_screenshot(driver, tmp_path / "failure.png")
         raise
