@@ -266,11 +266,21 @@ def _wait(driver, condition, what: str, timeout: float = ANSWER_TIMEOUT):
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message=f"waiting for {what}")
 
 
-def _upload(driver, path: Path) -> None:
+def _upload(driver, path: Path, accepted: bool = True) -> None:
     from selenium.webdriver.common.by import By
 
     upload = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#question-audio input[type=file]"), "upload")
     upload[0].send_keys(str(path))
+    if accepted:
+        _wait_for_question(driver)
+
+
+def _wait_for_question(driver) -> None:
+    """Until the question's audio is on the server (its download link appears)."""
+    from selenium.webdriver.common.by import By
+
+    link = '#question-audio a[data-testid="download-link"]'
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, link), "the question's upload", timeout=30)
 
 
 def _toast(driver, text: str) -> str:
@@ -294,7 +304,7 @@ def _record(driver, seconds: float) -> None:
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, record), "the Record button")[0].click()
     time.sleep(seconds)
     driver.find_element(By.CSS_SELECTOR, "#question-audio button.stop-button").click()
-    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '#question-audio button[aria-label="Clear"]'), "the take")
+    _wait_for_question(driver)
 
 
 def _clear_question(driver) -> None:
@@ -350,7 +360,7 @@ def test_browser_answers_a_spoken_question_and_shows_errors(server, bad_files, t
         _toast(driver, "Could not read notes.wav as audio: upload a WAV, FLAC, OGG or MP3 file.")
 
         _clear_question(driver)
-        _upload(driver, bad_files["oversize"])
+        _upload(driver, bad_files["oversize"], accepted=False)
         _toast(driver, 'File(s) exceed the maximum allowed size of 1.0 Mb: "long.wav"')
 
         driver.refresh()
