@@ -4,12 +4,15 @@ constraint (SpiritLMModalityLogitsProcessor) against unconstrained decoding and 
 The model has the full SPIRIT LM 7B widths (hidden 4096, intermediate 11008, 32 heads, vocab 32768, random weights)
 but only `--layers` decoder layers, so that a run fits a small machine. A step of this model costs a fraction of a
 32-layer one, so fixed per-step costs (logits processing) weigh *more* here than they would in the real model.
-All variants decode greedily the same prompt for exactly `--new-tokens` tokens and run interleaved (A B C, B C A, ...);
-the table gives medians (wall-clock and CPU time) and per-round ratios from this one run. A second table times the per-call and per-token cost of the
-constraint alone, with a 1-layer, 64-wide model of the same vocabulary on one thread, where the forward pass costs
-almost nothing.
+All variants decode greedily the same prompt and run interleaved (A B C, B C A, ...), each once for exactly
+`--new-tokens` tokens and once for 1 token: the per-token decode time is their difference over `--new-tokens - 1`,
+so that the prompt's forward and the call set-up are not counted (they would dominate a short generation). The table
+gives medians (wall-clock and CPU time) and per-round ratios from this one run, and the weights' read bandwidth of
+decoding against the bandwidth of a 4096x11008 matrix-vector product measured in the same run (the bound of batch-1
+decoding). A second table times the per-call and per-token cost of the constraint alone, with a 1-layer, 64-wide
+model of the same vocabulary on one thread, where the forward pass costs almost nothing.
 
-    python benchmarks/bench_generation.py [--layers 2] [--new-tokens 8] [--dtypes fp32 bf16] [--repeats 12]
+    python benchmarks/bench_generation.py [--layers 2] [--new-tokens 33] [--dtypes fp32 bf16] [--repeats 5]
                                           [--batch-size 1]
 """
 
@@ -46,10 +49,10 @@ def official_bad_words_ids(config: SpiritLMConfig, output_modality: str) -> list
     return [[token_id] for banned in banned_token_ranges(config, output_modality) for token_id in banned]
 
 
-def forward_flops(config: SpiritLMConfig, batch_size: int, prompt_tokens: int, new_tokens: int) -> float:
+def decode_flops(config: SpiritLMConfig, batch_size: int, prompt_tokens: int, new_tokens: int) -> float:
     """
-    Floating-point operations of a `generate` call: the prompt's forward (LM head on its last position only, as
-    `generate` computes it), then one forward per further token with the KV cache. Matmuls and causal attention only.
+    Floating-point operations of the decoding steps of a `generate` call of `new_tokens` tokens (one forward per token
+    after the first, with the KV cache), without the prompt's forward. Matmuls and causal attention only.
     """
     hidden, layers = config.hidden_size, config.num_hidden_layers
     kv_width = config.num_key_value_heads * (hidden // config.num_attention_heads)
@@ -59,12 +62,11 @@ def forward_flops(config: SpiritLMConfig, batch_size: int, prompt_tokens: int, n
     def attention(context: int) -> int:  # scores and weighted values over `context` positions, all heads, all layers
         return layers * 2 * 2 * context * hidden
 
-    prefill = prompt_tokens * layers * per_token_layer + sum(attention(c) for c in range(1, prompt_tokens + 1)) + head
     decode = sum(
         layers * per_token_layer + attention(context) + head
         for context in range(prompt_tokens + 1, prompt_tokens + new_tokens)
     )
-    return batch_size * (prefill + decode)
+    return batch_size * decode
 
 
 def streamed_weight_bytes(model: SpiritLMForCausalLM) -> int:
@@ -73,7 +75,7 @@ def streamed_weight_bytes(model: SpiritLMForCausalLM) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters() if p is not embedding)
 
 
-def benchmark_decoding(args, dtype: torch.dtype, peak: float, model: SpiritLMForCausalLM) -> None:
+def benchmark_decoding(args, dtype: torch.dtype, peak: float, gemv: float, model: SpiritLMForCausalLM) -> None:
     """Times the generate variants on `model` (already in `dtype`) and prints their table."""
     config = model.config
     llama = plain_llama(model)
@@ -83,8 +85,6 @@ def benchmark_decoding(args, dtype: torch.dtype, peak: float, model: SpiritLMFor
         "input_ids": input_ids,
         "attention_mask": torch.ones_like(input_ids),
         "do_sample": False,
-        "max_new_tokens": args.new_tokens,
-        "min_new_tokens": args.new_tokens,
         "pad_token_id": config.pad_token_id,
         "eos_token_id": config.eos_token_id,
     }
@@ -94,65 +94,84 @@ def benchmark_decoding(args, dtype: torch.dtype, peak: float, model: SpiritLMFor
 
     # A new processor per call, as a user's call (or our pipeline) builds it; likewise the bad-words list.
     variants = {
-        "LlamaForCausalLM": lambda: llama.generate(**common_kwargs),
-        "SpiritLMForCausalLM": lambda: model.generate(**common_kwargs),
-        "+ processor, text": lambda: model.generate(**common_kwargs, logits_processor=processor("text")),
-        "+ processor, speech": lambda: model.generate(**common_kwargs, logits_processor=processor("speech")),
-        "+ bad_words_ids, speech": lambda: model.generate(
-            **common_kwargs, bad_words_ids=official_bad_words_ids(config, "speech")
+        "LlamaForCausalLM": lambda **kw: llama.generate(**common_kwargs, **kw),
+        "SpiritLMForCausalLM": lambda **kw: model.generate(**common_kwargs, **kw),
+        "+ processor, text": lambda **kw: model.generate(**common_kwargs, logits_processor=processor("text"), **kw),
+        "+ processor, speech": lambda **kw: model.generate(
+            **common_kwargs, logits_processor=processor("speech"), **kw
+        ),
+        "+ bad_words_ids, speech": lambda **kw: model.generate(
+            **common_kwargs, bad_words_ids=official_bad_words_ids(config, "speech"), **kw
         ),
     }
+    calls = {}
+    for name, function in variants.items():
+        for tokens in (args.new_tokens, 1):
+            calls[f"{name} | {tokens}"] = lambda f=function, t=tokens: f(max_new_tokens=t, min_new_tokens=t)
     with torch.inference_mode():
-        outputs = {name: function() for name, function in variants.items()}
-        timings = common.time_interleaved(variants, args.repeats, warmup=0)
+        outputs = {
+            name: function(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
+            for name, function in variants.items()
+        }
+        timings = common.time_interleaved(calls, args.repeats, warmup=0)
     _check_outputs(config, outputs, args)
+    steps = args.new_tokens - 1
 
-    flops = forward_flops(config, args.batch_size, args.prompt_tokens, args.new_tokens)
-    weight_bytes = streamed_weight_bytes(model) * args.new_tokens  # one forward per generated token
+    def per_token(seconds: dict[str, list[float]], name: str) -> list[float]:
+        """Per-round decode time per token: (call of `new_tokens` - call of 1) / (`new_tokens` - 1)."""
+        return [(a - b) / steps for a, b in zip(seconds[f"{name} | {args.new_tokens}"], seconds[f"{name} | 1"])]
+
+    decode = {name: (per_token(timings.wall, name), per_token(timings.cpu, name)) for name in variants}
+    flops = decode_flops(config, args.batch_size, args.prompt_tokens, args.new_tokens) / steps
+    weight_bytes = streamed_weight_bytes(model)  # one forward per generated token
 
     def ratios(name: str, baseline: str) -> str:
-        wall, cpu = (common.paired_ratio(seconds, name, baseline) for seconds in (timings.wall, timings.cpu))
+        wall, cpu = (statistics.median(a / b for a, b in zip(decode[name][i], decode[baseline][i])) for i in (0, 1))
         return f"{wall:.3f} / {cpu:.3f}"
 
     rows = []
-    for name, seconds in timings.wall.items():
-        wall = statistics.median(seconds)
+    for name in variants:
+        wall = statistics.median(decode[name][0])
         rows.append(
             [
                 name,
-                f"{wall * 1e3 / args.new_tokens:.1f}",
-                f"{statistics.median(timings.cpu[name]) * 1e3 / args.new_tokens:.1f}",
+                f"{wall * 1e3:.1f}",
+                f"{statistics.median(decode[name][1]) * 1e3:.1f}",
+                f"{statistics.median(timings.wall[f'{name} | 1']) * 1e3:.0f}",
                 ratios(name, "LlamaForCausalLM"),
                 ratios(name, "SpiritLMForCausalLM"),
                 f"{flops / wall / 1e9:.2f}",
                 f"{100 * flops / wall / 1e9 / peak:.1f} %",
-                f"{weight_bytes / wall / 1e9:.1f}",
+                f"{weight_bytes / wall / 1e9:.1f} ({100 * weight_bytes / wall / 1e9 / gemv:.0f} %)",
             ]
         )
+    spread = _spread(decode["SpiritLMForCausalLM"][0]), _spread(decode["SpiritLMForCausalLM"][1])
     print(
         f"\n{common.dtype_name(dtype)}: {config.num_hidden_layers} layers, batch {args.batch_size}, "
-        f"prompt {args.prompt_tokens} + {args.new_tokens} new tokens, median of {args.repeats} interleaved runs "
-        f"(spread of SpiritLMForCausalLM's wall times: {_spread(timings.wall['SpiritLMForCausalLM'])}, "
-        f"CPU times: {_spread(timings.cpu['SpiritLMForCausalLM'])})"
+        f"prompt {args.prompt_tokens}, decode = ({args.new_tokens} new tokens - 1) / {steps}, median of {args.repeats} "
+        f"interleaved runs (spread of SpiritLMForCausalLM's per-token wall times: {spread[0]}, CPU times: {spread[1]})"
     )
     common.print_table(
         [
             "variant",
-            "ms / token",
+            "decode ms / token",
             "CPU ms / token",
+            "1-token call ms",
             "vs Llama (wall / CPU)",
             "vs unconstrained (wall / CPU)",
             "GFLOP/s",
             "of matmul peak",
-            "weights GB/s",
+            "weights GB/s (of GEMV)",
         ],
         rows,
     )
     print(
-        "ms / token: generate call / new tokens (prompt forward included), wall-clock; CPU: CPU time of all threads. "
-        "vs Llama, vs unconstrained: median of the per-round time ratios to LlamaForCausalLM with the same weights "
-        "and to SpiritLMForCausalLM without a constraint. GFLOP/s and weights GB/s from wall-clock time; matmul peak "
-        f"{common.dtype_name(dtype)} {peak:.0f} GFLOP/s"
+        "decode ms / token: (generate of new tokens - generate of 1 token) / (new tokens - 1), wall-clock, prompt "
+        "forward and call set-up excluded (the 1-token call is both); CPU: CPU time of all threads. vs Llama, vs "
+        "unconstrained: median of the per-round ratios of decode time to LlamaForCausalLM with the same weights and "
+        "to SpiritLMForCausalLM without a constraint. GFLOP/s and weights GB/s from the decode time; matmul peak "
+        f"{common.dtype_name(dtype)} {peak:.0f} GFLOP/s; GEMV: a 4096x11008 {common.dtype_name(dtype)} matrix-vector "
+        f"product reads its weights at {gemv:.1f} GB/s in this run"
     )
 
 
@@ -271,17 +290,18 @@ def _repeat(function, times: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=2, help="decoder layers (the 7B model has 32)")
-    parser.add_argument("--new-tokens", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=33)
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES), default=["fp32", "bf16"])
-    parser.add_argument("--repeats", type=int, default=12, help="interleaved timed rounds (after one untimed round)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (after one untimed round)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
     common.set_threads(args.threads)
     dtypes = [DTYPES[name] for name in args.dtypes]
     peaks = common.matmul_peaks(dtypes)
+    bandwidths = {dtype: common.gemv_bandwidth(dtype) for dtype in dtypes}
     common.print_header(
         "bench_generation: SpiritLMForCausalLM generate vs LlamaForCausalLM, modality constraint vs bad_words_ids",
         peaks,
@@ -291,6 +311,8 @@ def main() -> None:
                 f"{args.layers} of 32 layers"
             ),
             "batch-1 decoding streams every weight once per token: it is memory-bound, far from the matmul peak",
+            "GEMV 4096x11008 weights GB/s in this run: "
+            + ", ".join(f"{common.dtype_name(dtype)} {value:.1f}" for dtype, value in bandwidths.items()),
         ],
     )
     torch.manual_seed(0)
@@ -299,7 +321,7 @@ def main() -> None:
     print(f"model built in {time.perf_counter() - start:.1f} s, {model.num_parameters() / 1e6:.0f} M parameters")
     for dtype in dtypes:
         model.to(dtype)
-        benchmark_decoding(args, dtype, peaks[dtype], model)
+        benchmark_decoding(args, dtype, peaks[dtype], bandwidths[dtype], model)
     del model
     benchmark_constraint_cost(args)
 

@@ -136,6 +136,19 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) 
     return 2 * size**3 / seconds / 1e9
 
 
+def gemv_bandwidth(dtype: torch.dtype, rows: int = 11008, columns: int = 4096, repeats: int = 20) -> float:
+    """
+    GB/s at which a `rows x columns` matrix-vector product in `dtype` reads its matrix (default: a Llama-7B MLP
+    projection), the best of `repeats`: the bound of batch-1 decoding, which reads every weight once per token.
+    """
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(rows, columns, generator=generator).to(dtype)
+    vector = torch.randn(columns, generator=generator).to(dtype)
+    out = torch.empty(rows, dtype=dtype)
+    seconds = min(time_interleaved({"mv": lambda: torch.mv(matrix, vector, out=out)}, repeats, warmup=3).wall["mv"])
+    return matrix.numel() * matrix.element_size() / seconds / 1e9
+
+
 def matmul_peaks(dtypes: Sequence[torch.dtype] = (torch.float32, torch.bfloat16)) -> dict[torch.dtype, float]:
     """`matmul_peak_gflops` of each dtype."""
     return {dtype: matmul_peak_gflops(dtype) for dtype in dtypes}
@@ -250,6 +263,7 @@ __all__ = [
     "Timings",
     "cpu_name",
     "dtype_name",
+    "gemv_bandwidth",
     "machine_summary",
     "matmul_peak_gflops",
     "matmul_peaks",

@@ -249,6 +249,32 @@ def test_static_cache_with_modality_processor_gives_dynamic_cache_ids(pipes):
     static = pipe.model.generate(**inputs, cache_implementation="static", **kwargs)
     assert dynamic.shape[1] == inputs["input_ids"].shape[1] + 24
     assert static.tolist() == dynamic.tolist()
+    streamer = SpiritLMStreamer(pipe.processor, pipe.vocoder, output_modality="speech", timeout=60)
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.update(
+            ids=pipe.model.generate(**inputs, cache_implementation="static", streamer=streamer, **kwargs)
+        )
+    )
+    thread.start()
+    (streamed,) = segments_of(list(streamer))
+    thread.join()
+    assert result["ids"].tolist() == dynamic.tolist()
+    assert streamed["units"] == pipe.processor.tokenizer.decode(dynamic[0, inputs["input_ids"].shape[1] :])
+
+
+def test_pipeline_passes_a_streamer_to_generate(pipes):
+    pipe = pipes["expressive"]
+    kwargs = {"output_modality": "speech", "max_new_tokens": 50, "do_sample": True, "seed": 4}
+    streamer = SpiritLMStreamer(pipe.processor, pipe.vocoder, output_modality="speech", timeout=60)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(segments=pipe("Hello", streamer=streamer, **kwargs)))
+    thread.start()
+    chunks = list(streamer)
+    thread.join()
+    ((offline,), (streamed,)) = result["segments"], segments_of(chunks)
+    assert len(chunks) >= 2 and streamed["units"] == offline["units"]
+    np.testing.assert_allclose(streamed["audio"], offline["audio"], rtol=0, atol=1e-4)
 
 
 def test_bad_inputs_name_the_fix(pipes):
