@@ -61,6 +61,8 @@ def server(tmp_path_factory):
                         break
             except OSError:
                 time.sleep(0.5)
+        # Bound to this machine only by default.
+        assert f"Running on local URL:  http://127.0.0.1:{port}" in log_path.read_text()
         yield url, cache_dir
     finally:
         process.terminate()
@@ -68,7 +70,6 @@ def server(tmp_path_factory):
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-    assert "Running on local URL:  http://127.0.0.1:" in log_path.read_text()
 
 
 @pytest.fixture(scope="module")
