@@ -499,11 +499,6 @@ class SpiritLMChunkedDecoder:
             self._parse(final=True)
         self._context_units, self._context_chars = len(self._hubert), len(self._text)
 
-    @property
-    def num_units(self) -> int:
-        """Hubert units pushed so far."""
-        return len(self._hubert)
-
     def push(self, units: str) -> list[SpiritLMAudioChunk]:
         """Appends unit tokens (whole tokens, e.g. `"[St3][Pi7][Hu12]"`); returns the chunks that became final
         (often none)."""
