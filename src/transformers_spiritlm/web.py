@@ -11,6 +11,7 @@ build_app("path/or/hub-id/of/a/converted/spiritlm-repo").launch()
 
 import io
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,10 +22,12 @@ import gradio as gr
 import numpy as np
 import soundfile
 from transformers import Pipeline, pipeline
+from transformers.utils import logging
 
-from . import pipeline_spiritlm  # noqa: F401  (registers the "spirit-lm" pipeline)
 from .audio import read_audio_file
 
+
+logger = logging.get_logger(__name__)
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
 OUTPUT_MODALITIES = ("speech", "text", "arbitrary")
@@ -55,6 +58,11 @@ def build_app(
         raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit}")
     if max_upload_mb <= 0:
         raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
+    if shutil.which("ffmpeg") is None:
+        logger.warning(
+            "the ffmpeg executable is not installed: the page cannot stream the spoken answer (its audio player will "
+            "say so; the WAV download still works). Install it, e.g. apt-get install ffmpeg"
+        )
     pipe = model if isinstance(model, Pipeline) else pipeline("spirit-lm", model=os.fspath(model), device=device)
     answers_dir = Path(tempfile.mkdtemp(prefix="spiritlm-web-"))
     max_upload_bytes = int(max_upload_mb * 1024 * 1024)
