@@ -44,7 +44,15 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModelForCausalLM, AutoProcessor, Trainer, TrainingArguments
+import transformers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoProcessor,
+    PrinterCallback,
+    ProgressCallback,
+    Trainer,
+    TrainingArguments,
+)
 
 import transformers_spiritlm  # noqa: F401  (registers the SPIRIT LM Auto classes)
 from transformers_spiritlm.alignments import read_textgrid
@@ -60,6 +68,14 @@ from transformers_spiritlm.testing import build_tiny_repo
 
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio" / "aligned"
+
+
+class QuietProgressCallback(ProgressCallback):
+    """The Trainer's progress bar without the line it prints for every logged step (`--verbose` keeps them); the
+    losses still reach `trainer.state.log_history`."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,6 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--padding-free", action="store_true", help="pack batches with position_ids, no padding")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     parser.add_argument("--streaming", action="store_true", help="read the data as a datasets.IterableDataset")
+    parser.add_argument("--verbose", action="store_true", help="print the Trainer's log line for every step")
     lora = parser.add_argument_group("LoRA (needs peft: pip install 'transformers-spiritlm[train]')")
     lora.add_argument("--lora", action="store_true", help="train LoRA adapters instead of every weight")
     lora.add_argument("--lora-r", type=int, default=8, help="adapter rank")
@@ -161,6 +178,9 @@ def merge_lora_adapters(base_repo, adapter_dir, merged_dir: Path, processor) -> 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if not args.verbose:  # transformers' warnings and weight-loading bars; the training bar stays
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.accelerator.is_available():
         raise RuntimeError(
             "accelerate applies FSDP only to processes with an accelerator (GPU); on a CPU-only machine launch with "
@@ -221,6 +241,11 @@ def main(argv=None) -> dict:
         data_collator=collator,
         processing_class=processor,
     )
+    if not args.verbose:
+        # With transformers' progress bars off the Trainer picks PrinterCallback (a line per step) instead.
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(QuietProgressCallback)
     num_processes = trainer.accelerator.num_processes
     if num_processes != int(os.environ.get("WORLD_SIZE", "1")):
         raise RuntimeError(

@@ -23,9 +23,12 @@ def load_example():
     return module
 
 
-def test_finetune_example_lowers_the_loss_and_saves_a_reloadable_model(tmp_path):
+def test_finetune_example_lowers_the_loss_and_saves_a_reloadable_model(tmp_path, capsys):
     output_dir = tmp_path / "run"
     summary = load_example().main(["--max-steps", "8", "--output-dir", str(output_dir)])
+    printed = capsys.readouterr()
+    assert "'loss'" not in printed.out + printed.err  # quiet by default: no Trainer log line per step
+    assert "loss " in printed.out and "in 8 steps" in printed.out
     assert summary["steps"] == 8
     assert summary["last_loss"] < summary["first_loss"]
 
@@ -42,6 +45,12 @@ def test_finetune_example_lowers_the_loss_and_saves_a_reloadable_model(tmp_path)
     ids = processor.tokenizer("[Text]the cat sat on the mat", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()
+
+
+def test_finetune_example_verbose_prints_the_trainer_log_lines(tmp_path, capsys):
+    load_example().main(["--max-steps", "2", "--output-dir", str(tmp_path / "run"), "--verbose"])
+    printed = capsys.readouterr()
+    assert (printed.out + printed.err).count("'loss'") == 2
 
 
 def run_example(*args: str) -> dict:
