@@ -86,6 +86,23 @@ def test_inputs_are_checked_before_any_model_loads(args, message, tmp_path, caps
     assert error.startswith(message) and error.count("\n") == 1, error
 
 
+def test_generate_keeps_an_existing_output_unless_forced(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "repo").mkdir()  # not a converted repo: the refusal must come before any loading
+    (tmp_path / "answer.wav").write_bytes(b"mine")
+    args = ["generate", "--repo", "repo", "--text", "hi", "-o", "answer.wav", "--device", "cpu"]
+    for stream in ([], ["--stream"]):
+        assert main(args + stream) == 2
+        error = capsys.readouterr().err
+        assert (
+            error
+            == "spiritlm generate: error: answer.wav exists; choose another --output or pass --force to overwrite it\n"
+        )
+    assert (tmp_path / "answer.wav").read_bytes() == b"mine"
+    assert main(args + ["--force"]) == 2  # past the check: now loading the empty folder fails
+    assert "answer.wav exists" not in capsys.readouterr().err
+
+
 def test_quiet_by_default_verbose_on_request(tmp_path, capfd):
     assert main(["tiny-repo", str(tmp_path / "r")]) == 0
     assert capfd.readouterr().err == ""

@@ -49,6 +49,11 @@ def _speech_path(output: Path, index: int) -> Path:
     return output if index == 1 else output.with_name(f"{output.stem}-{index}{output.suffix}")
 
 
+def _refuse_existing(path: Path) -> None:
+    if path.exists():
+        raise FileExistsError(f"{path} exists; choose another --output or pass --force to overwrite it")
+
+
 def stream_to_files(pipe, segments: list[dict], output_modality: str, output: Path, force: bool, **kwargs) -> int:
     """`--stream`: prints text as it comes and writes speech to WAV files (`output`, then OUTPUT-2.wav, ...) that
     grow while the model generates; prints the time to first audio."""
@@ -96,6 +101,8 @@ def run_generate(args) -> int:
                 string_to_units(segment["units"], strict=True)
         except (OSError, ValueError) as error:
             raise type(error)(f"prompt 0, segment {index}: {error}") from None
+    if not args.force:
+        _refuse_existing(Path(args.output))
     pipe = load_pipeline(args.repo, args.device)
     kwargs = {"max_new_tokens": args.max_new_tokens, "do_sample": not args.greedy, "speaker_id": args.speaker_id}
     for name in ("seed", "temperature", "top_p"):
@@ -114,7 +121,9 @@ def run_generate(args) -> int:
         print(describe_segment(segment))
         if "audio" in segment:
             speech_index += 1
-            path = output if speech_index == 1 else output.with_name(f"{output.stem}-{speech_index}{output.suffix}")
+            path = _speech_path(output, speech_index)
+            if not args.force:
+                _refuse_existing(path)
             write_wav(path, segment["audio"], segment["sampling_rate"])
             print(f"  -> {path}")
     return 0
@@ -175,6 +184,6 @@ def add_parser(commands) -> None:
         help="print text and write speech while generating (the WAV is valid at every moment); prints the time to "
         "first audio",
     )
-    generate.add_argument("--force", action="store_true", help="with --stream, overwrite an existing --output")
+    generate.add_argument("--force", action="store_true", help="overwrite existing output WAV files")
     add_device_argument(generate)
     generate.set_defaults(handler=run_generate, segments=[])
