@@ -91,8 +91,8 @@ def test_arbitrary_output_is_the_parsed_continuation(pipe):
     set_seed(3)
     ids = pipe.model.generate(**inputs, max_new_tokens=60, do_sample=True, pad_token_id=pipe.tokenizer.pad_token_id)
     continuation = ids[0, inputs.input_ids.shape[1] :].tolist()
-    whole = pipe.processor._decode(inputs.input_ids[0].tolist() + continuation)
-    expected = parse_generation(whole[len(pipe.processor._decode(inputs.input_ids[0])) :].strip())
+    whole = pipe.processor.decode_text(inputs.input_ids[0].tolist() + continuation)
+    expected = parse_generation(whole[len(pipe.processor.decode_text(inputs.input_ids[0])) :].strip())
     speech = [segment["units"] for segment in expected if segment["type"] == "speech"]
     assert speech and all(units.count("[Hu") < 24 for units in speech)
     assert output["segments"] == [segment for segment in expected if segment["type"] == "text"]

@@ -47,8 +47,8 @@ def greedy_continuation(pipe, prompt: str, max_new_tokens: int, **kwargs) -> lis
 def continuation_text(pipe, prompt: str, new_ids: list[int]) -> str:
     """The official continuation: the decoded whole minus the decoded prompt, stripped."""
     prompt_ids = pipe.tokenizer(prompt).input_ids
-    whole = pipe.processor._decode(prompt_ids + new_ids)
-    return whole[len(pipe.processor._decode(prompt_ids)) :].strip()
+    whole = pipe.processor.decode_text(prompt_ids + new_ids)
+    return whole[len(pipe.processor.decode_text(prompt_ids)) :].strip()
 
 
 def test_force_output_modality_false_lifts_the_constraint(pipe):
@@ -129,9 +129,9 @@ def test_post_process_generation_stops_at_the_given_eos(tiny_base_repo):
     sequences, mask = text.input_ids, text.attention_mask[:, :prompt_length]
     stop = int(sequences[0, prompt_length + 1])
     (segments,) = processor.post_process_generation(sequences, mask, "text", eos_token_id=stop)
-    whole = processor._decode(sequences[0, : prompt_length + 1])
+    whole = processor.decode_text(sequences[0, : prompt_length + 1])
     assert segments == [
-        {"type": "text", "text": whole[len(processor._decode(sequences[0, :prompt_length])) :].strip()}
+        {"type": "text", "text": whole[len(processor.decode_text(sequences[0, :prompt_length])) :].strip()}
     ]
     (all_of_it,) = processor.post_process_generation(sequences, mask, "text", eos_token_id=[-5])
     assert all_of_it[0]["text"].endswith("four")

@@ -174,8 +174,8 @@ def test_streamer_with_generate_in_a_thread_matches_parse(pipes):
     chunks = list(streamer)
     thread.join()
     prompt_length = inputs["input_ids"].shape[1]
-    whole = processor.tokenizer.decode(result["sequences"][0], skip_special_tokens=True)
-    prompt = processor.tokenizer.decode(result["sequences"][0, :prompt_length], skip_special_tokens=True)
+    whole = processor.decode_text(result["sequences"][0])
+    prompt = processor.decode_text(result["sequences"][0, :prompt_length])
     parsed = processor.parse(whole[len(prompt) :].strip())
     assert [segment["type"] for segment in segments_of(chunks)] == [segment["type"] for segment in parsed]
     for ours, theirs in zip(segments_of(chunks), parsed):

@@ -173,4 +173,4 @@ def test_processor_decodes_invalid_byte_runs_like_the_official_tokenizer(tiny_re
         byte("<0xA9>"),
     ]
     assert processor.tokenizer.decode(ids) == "\ufffd" * 7  # tokenizers' ByteFallback alone: the whole run
-    assert processor._decode(ids) == "A\ufffd\ufffd\n\ufffdé"
+    assert processor.decode_text(ids) == "A\ufffd\ufffd\n\ufffdé"

@@ -462,15 +462,19 @@ class SpiritLMProcessor(ProcessorMixin):
                     f"row {index} of sequences holds {int(ids[ids < 0][0])}, not a token id (padding with the official "
                     "pad_token_id=-1?); generate with pad_token_id=processor.tokenizer.pad_token_id"
                 )
-            prompt = self._decode(prompt_ids)
-            generated = self._decode(ids)
+            prompt = self.decode_text(prompt_ids)
+            generated = self.decode_text(ids)
             # Official: the continuation is the decoded whole minus the prompt's length. Decoding the new ids alone
             # would lose the space that a SentencePiece word piece carries at the start.
-            continuation = generated[len(prompt) :] if generated.startswith(prompt) else self._decode(new_ids)
+            continuation = generated[len(prompt) :] if generated.startswith(prompt) else self.decode_text(new_ids)
             outputs.append(self.decode_generation(prompt, continuation, output_modality, vocoder, speaker_id))
         return outputs
 
-    def _decode(self, ids: torch.Tensor) -> str:
+    def decode_text(self, ids: torch.Tensor | Sequence[int]) -> str:
+        """
+        Token ids -> the string the official SentencePiece tokenizer decodes (special tokens skipped, no clean-up),
+        unit tokens included as `[Hu12]...`: how generations are decoded before they are parsed into segments.
+        """
         # A random or badly trained model can end text on bytes that are no valid UTF-8: decode them as the official
         # SentencePiece tokenizer does (one U+FFFD per bad byte), not as tokenizers' ByteFallback (one per byte).
         if not hasattr(self, "_byte_tokens"):

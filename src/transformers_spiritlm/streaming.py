@@ -209,7 +209,7 @@ class SpiritLMStreamer(BaseStreamer):
         return self._pending.pop(0)
 
     def _decode(self, ids: list[int]) -> str:
-        return self.processor.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return self.processor.decode_text(ids)
 
     def _continuation(self, final: bool) -> str:
         """The generated string, as [`~SpiritLMProcessor.post_process_generation`] takes it from the whole output;
