@@ -16,7 +16,7 @@ python="$venv/bin/python"
 official_src=$(cd "$official_src" && pwd)
 cd "$(dirname "$0")/../.."
 sets=("$@")
-[ ${#sets[@]} -gt 0 ] || sets=(units tokenizer lm speech_tokenizer style pitch expressive vocoder processing)
+[ ${#sets[@]} -gt 0 ] || sets=(units tokenizer lm speech_tokenizer style pitch expressive vocoder processing stsp end_to_end)
 for set in "${sets[@]}"; do
     case $set in
         units) "$python" tests/fixtures/units/record_units.py "$official_src" ;;
@@ -28,6 +28,11 @@ for set in "${sets[@]}"; do
         expressive) "$python" tests/fixtures/expressive/record_expressive.py "$official_src" ;;
         vocoder) "$python" tests/fixtures/vocoder/record_vocoder.py "$official_src" ;;
         processing) "$python" tests/fixtures/processing/record_processing.py "$official_src" ;;
+        stsp)
+            "$python" tests/fixtures/stsp/record_few_shot.py "$official_src"
+            "$python" tests/fixtures/stsp/record_scores.py "$official_src"
+            ;;
+        end_to_end) "$python" tests/fixtures/end_to_end/record_end_to_end.py "$official_src" ;;
         *) echo "record_all.sh: error: unknown fixture set '$set'" >&2; exit 2 ;;
     esac
     echo "recorded tests/fixtures/$set"
