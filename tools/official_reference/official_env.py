@@ -11,9 +11,12 @@ whose resampling is this repository's own port, bit-identical to torchaudio's `f
 published preprocessor settings.
 """
 
+import hashlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 
 HERE = Path(__file__).resolve().parent
@@ -51,3 +54,25 @@ def setup(official_src: str | os.PathLike, checkpoints_dir: str | os.PathLike | 
         return hub_loader(cls, name, *args, **kwargs)
 
     Wav2Vec2FeatureExtractor.from_pretrained = classmethod(from_pretrained)
+
+
+def load_writer(name: str) -> ModuleType:
+    """One of our official-format checkpoint writers, `src/transformers_spiritlm/testing/<name>.py`, loaded by path:
+    they need only torch and numpy, while the package itself needs transformers 5."""
+    spec = importlib.util.spec_from_file_location(
+        name, REPO / "src" / "transformers_spiritlm" / "testing" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def state_digest(state: dict) -> str:
+    """sha256 over the names and float32 bytes of a state dict's tensors, in name order."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
