@@ -31,6 +31,7 @@ from transformers_spiritlm.conversion.convert_tokenizer import (
     convert_tokenizer,
 )
 from transformers_spiritlm.testing.official_checkpoints import write_official_checkpoints, write_official_fcpe
+from transformers_spiritlm.testing.official_hubert import weights_digest
 from transformers_spiritlm.testing.official_lm import (
     official_lm_state_dict,
     write_official_lm,
@@ -43,16 +44,6 @@ TOKENIZER_RECORD = json.loads((FIXTURES / "tokenizer" / "official_tokenizer.json
 TEXT_MODEL = (FIXTURES / "tokenizer" / TOKENIZER_RECORD["text_sentencepiece_model"]).read_bytes()
 LM_RECORD = json.loads((FIXTURES / "lm" / "official_lm.json").read_text())
 LM_LOGITS = np.load(FIXTURES / "lm" / "official_lm_logits.npz")
-
-
-def _digest(state: dict) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].to(torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module", params=sorted(TOKENIZER_RECORD["configs"]))
@@ -170,7 +161,7 @@ def test_converted_lm_logits_equal_official(tmp_path, variant):
         tmp_path / "ckpt", variant, seed=LM_RECORD["seed"], sentencepiece_model=TEXT_MODEL
     )
     config = json.loads((official_dir / "config.json").read_text())
-    assert _digest(official_lm_state_dict(config, seed=LM_RECORD["seed"])) == record["weights_sha256"]
+    assert weights_digest(official_lm_state_dict(config, seed=LM_RECORD["seed"])) == record["weights_sha256"]
     tokenizer, official = convert_tokenizer(official_dir, variant)
     convert_lm(official_dir, tmp_path / "out", variant, official.text_vocab_size, dtype="float32")
 

@@ -16,7 +16,7 @@ from transformers import pipeline
 from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spiritlm_to_hf
 from transformers_spiritlm.processing_spiritlm import parse_generation
 from transformers_spiritlm.testing import official_lm
-from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
+from transformers_spiritlm.testing.official_hubert import weights_digest, write_official_hubert_checkpoints
 from transformers_spiritlm.testing.official_pitch import write_official_vqvae_f0
 from transformers_spiritlm.testing.official_style import write_official_style_encoder
 from transformers_spiritlm.testing.official_vocoder import write_official_vocoders
@@ -39,16 +39,6 @@ def speech_segment(content: str) -> dict:
         audio = soundfile.read(AUDIO / "speech_2s_16k.wav", dtype="float32")[0][:16000]
         return {"type": "speech", "audio": audio, "sampling_rate": 16000}
     return {"type": "speech", "audio": AUDIO / content}
-
-
-def state_digest(state: dict) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].to(torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +133,7 @@ def test_regenerated_language_models_are_the_recorded_ones(official_checkpoints)
     for variant in ("base", "expressive"):
         directory = official_checkpoints / "spiritlm_model" / official_lm.OFFICIAL_LM_DIRS[variant]
         state = torch.load(directory / "pytorch_model.bin", weights_only=True)
-        assert state_digest(state) == RECORDED["variants"][variant]["lm_weights_sha256"]
+        assert weights_digest(state) == RECORDED["variants"][variant]["lm_weights_sha256"]
 
 
 def test_language_model_dtype_only(pipes):

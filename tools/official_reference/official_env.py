@@ -11,7 +11,6 @@ whose resampling is this repository's own port, bit-identical to torchaudio's `f
 published preprocessor settings.
 """
 
-import hashlib
 import importlib.util
 import os
 import sys
@@ -65,14 +64,3 @@ def load_writer(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def state_digest(state: dict) -> str:
-    """sha256 over the names and float32 bytes of a state dict's tensors, in name order."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].to(torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
