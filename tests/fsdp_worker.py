@@ -86,6 +86,9 @@ def main(output_path: str) -> None:
         }
         with open(output_path, "w") as file:
             json.dump(result, file)
+    # Every rank done with gloo before any tears its group down: a rank leaving early can abort the other
+    # ("terminate called without an active exception") while its gloo threads still wait.
+    dist.barrier()
     dist.destroy_process_group()
 
 
