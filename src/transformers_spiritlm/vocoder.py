@@ -295,7 +295,8 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
             speaker_id, style_id: as in [`~SpiritLMVocoder.forward`].
             chunk_size: hubert units per chunk (at least 1; default 40: each chunk is synthesised with its context,
                 so small chunks cost more, 3x the offline vocoding time at 40 and 6x at 20 in
-                `benchmarks/bench_streaming.py`). A push that makes more units final returns them in one chunk.
+                `benchmarks/bench_streaming.py`). The chunks depend only on the unit string, not on how it is
+                pushed: a push that makes several chunks final returns them all.
             first_chunk_size: hubert units of the first chunk, smaller for an earlier first audio (default 5;
                 `None`: `chunk_size`).
             left_context, lookahead: frames of context synthesised before / after each chunk. `None` (default): the
@@ -575,14 +576,15 @@ class SpiritLMChunkedDecoder:
 
     @torch.no_grad()
     def _synthesise(self, final: bool) -> list[SpiritLMAudioChunk]:
+        """The chunks that became final. Their boundaries depend only on the unit string, not on how it was pushed:
+        `first_chunk_size` hubert units, then `chunk_size` each, the last chunk taking the rest."""
         if not self._hubert or not (final or self._ready()):
             return []
-        vocoder = self.vocoder
         num_units = len(self._hubert)
         stable = num_units if final else num_units - self._duration_reach
         if stable > len(self._durations):
-            embeddings = vocoder.hubert_embedding(torch.tensor(self._hubert, device=vocoder.device))
-            durations = vocoder.duration_predictor.durations(embeddings).tolist()
+            embeddings = self.vocoder.hubert_embedding(torch.tensor(self._hubert, device=self.vocoder.device))
+            durations = self.vocoder.duration_predictor.durations(embeddings).tolist()
             self._durations += durations[len(self._durations) : stable]
         ends = np.cumsum(self._durations) if self._durations else np.zeros(0, dtype=np.int64)
         if self._done_units < self._context_units:
@@ -591,23 +593,36 @@ class SpiritLMChunkedDecoder:
             self._done_units, self._done_chars = self._context_units, self._context_chars
             self._done_frames = int(ends[self._context_units - 1])
         if final:
-            end_unit = num_units
+            available = num_units
         else:
             # Units whose frames, and `lookahead` frames after them, are all placed.
             placed = int(ends[-1]) if len(ends) else 0
-            end_unit = int(np.searchsorted(ends, placed - self.lookahead, side="right"))
+            available = int(np.searchsorted(ends, placed - self.lookahead, side="right"))
+        chunks = []
+        while True:
             size = self.first_chunk_size if self._done_units == self._context_units else self.chunk_size
-            if end_unit - self._done_units < size:
-                return []
+            if available - self._done_units >= size:
+                chunks.append(
+                    self._chunk(ends, self._done_units + size, self._hubert_ends[self._done_units + size - 1])
+                )
+            elif final:
+                if num_units > self._done_units or len(self._text) > self._done_chars:
+                    chunks.append(self._chunk(ends, num_units, len(self._text)))
+                return chunks
+            else:
+                return chunks
+
+    def _chunk(self, ends: np.ndarray, end_unit: int, chars: int) -> SpiritLMAudioChunk:
+        """Synthesises the units from the last chunk's end to `end_unit` (their text ends at character `chars`), with
+        `left_context` frames before and up to `lookahead` frames after them."""
+        vocoder = self.vocoder
         start_frame, end_frame = self._done_frames, int(ends[end_unit - 1]) if end_unit else 0
-        if end_frame <= start_frame and not final:
-            return []
-        window_start = max(0, start_frame - self.left_context)
-        window_end = int(ends[-1]) if final else min(int(ends[-1]), end_frame + self.lookahead)
-        first_unit = int(np.searchsorted(ends, window_start, side="right"))
-        last_unit = int(np.searchsorted(ends, window_end - 1, side="right")) + 1 if window_end else 0
         waveform = torch.zeros(0, device=vocoder.device)
         if end_frame > start_frame:
+            window_start = max(0, start_frame - self.left_context)
+            window_end = min(int(ends[-1]), end_frame + self.lookahead)
+            first_unit = int(np.searchsorted(ends, window_start, side="right"))
+            last_unit = int(np.searchsorted(ends, window_end - 1, side="right")) + 1
             units = slice(first_unit, last_unit)
             features = vocoder._conditioning(
                 "",
@@ -625,10 +640,9 @@ class SpiritLMChunkedDecoder:
             audio = vocoder._generate(features.T[None], torch.tensor([features.shape[0]], device=features.device))
             hop = vocoder.config.hop_length
             waveform = audio[0, (start_frame - window_start) * hop : (end_frame - window_start) * hop].float()
-        chars = len(self._text) if final else self._hubert_ends[end_unit - 1]
         chunk = SpiritLMAudioChunk(units=self._text[self._done_chars : chars], waveform=waveform)
         self._done_units, self._done_frames, self._done_chars = end_unit, end_frame, chars
-        return [chunk]
+        return chunk
 
 
 def _is_batch(hubert) -> bool:
