@@ -1,5 +1,6 @@
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -184,6 +185,24 @@ def test_stream_arbitrary_equals_offline_segments(pipes, seed):
         else:
             assert ours["units"] == theirs["units"]
             np.testing.assert_allclose(ours["audio"], theirs["audio"], rtol=0, atol=1e-4)
+
+
+def test_a_slow_consumer_gets_the_same_items(pipes):
+    """Ids pile up in the queue while the consumer is busy (playing audio, a loaded machine): the items must not
+    depend on that, or two runs of the same seeded answer (a page and its test) differ."""
+    pipe = pipes["expressive"]
+    kwargs = {"output_modality": "arbitrary", "max_new_tokens": 60, "do_sample": True, "seed": 4}
+
+    def items(delay: float) -> list[tuple]:
+        received = []
+        for chunk in pipe.stream("Hello, this is", chunk_size=10, **kwargs):
+            received.append((chunk["type"], chunk.get("text"), chunk.get("units"), len(chunk.get("audio", ()))))
+            time.sleep(delay)
+        return received
+
+    fast, slow = items(0.0), items(0.2)
+    assert len(fast) >= 4 and {kind for kind, *_ in fast} == {"text", "speech"}
+    assert slow == fast
 
 
 def test_streamer_with_generate_in_a_thread_matches_parse(pipes):

@@ -1,7 +1,7 @@
 """Streaming SPIRIT LM output: text deltas and vocoded speech chunks while `generate` is still running."""
 
 import random
-from queue import Empty, Queue
+from queue import Queue
 
 import numpy as np
 import torch
@@ -60,7 +60,8 @@ class SpiritLMStreamer(BaseStreamer):
     the exact frame where the new units start (same units, audio differing only around that cut).
 
     The work (decoding text, vocoding) happens in the iterating thread, so the generating thread only queues token
-    ids and decodes at full speed.
+    ids and decodes at full speed. The iterator takes the ids one generation step at a time, so a generation gives
+    the same items (text deltas, speech chunks) however fast or slowly it is consumed.
 
     Args:
         processor ([`SpiritLMProcessor`]): its tokenizer decodes the ids.
@@ -181,31 +182,24 @@ class SpiritLMStreamer(BaseStreamer):
         while not self._pending:
             if self._finished:
                 raise StopIteration
-            items = [self._queue.get(timeout=self.timeout)]
-            while True:
-                try:
-                    items.append(self._queue.get_nowait())
-                except Empty:
-                    break
-            final = False
-            for item in items:
-                if isinstance(item, _Failure):
-                    self._finished = True
-                    raise item.error
-                if isinstance(item, _End):
-                    final = True
-                elif item[0] == "prompt":
-                    self._prompt_ids = item[1]
-                    self._prompt = self._decode(item[1])
-                elif not self._eos_seen:
-                    for token in item[1]:
-                        if token in self.eos_token_ids:
-                            self._eos_seen = True
-                            break
-                        self._new_ids.append(token)
-            self._update(final)
-            if final:
+            # One queued item at a time, however many are waiting: the items sent then depend only on the ids.
+            item = self._queue.get(timeout=self.timeout)
+            if isinstance(item, _Failure):
                 self._finished = True
+                raise item.error
+            if isinstance(item, _End):
+                self._update(final=True)
+                self._finished = True
+            elif item[0] == "prompt":
+                self._prompt_ids = item[1]
+                self._prompt = self._decode(item[1])
+            elif not self._eos_seen:
+                for token in item[1]:
+                    if token in self.eos_token_ids:
+                        self._eos_seen = True
+                        break
+                    self._new_ids.append(token)
+                self._update(final=False)
         return self._pending.pop(0)
 
     def _decode(self, ids: list[int]) -> str:
