@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules: tiny converted repos (built once per session), the real FCPE weights, the
-official-format HuBERT checkpoints and the pitch-unit agreement check.
+official-format HuBERT checkpoints (and the speech tokenizer converted from them) and the pitch-unit agreement
+check.
 
 A missing prerequisite (the FCPE download, an optional extra) skips the tests that need it on a developer machine, but
 fails them under CI (`CI` set to anything but "", "0" or "false"), so that a CI run cannot pass by skipping.
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from transformers_spiritlm.conversion.convert_pitch import load_fcpe_checkpoint
+from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.testing import build_tiny_repo
 from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
 from transformers_spiritlm.testing.official_pitch import FCPE_DOWNLOAD_COMMAND, find_fcpe_checkpoint
@@ -75,6 +77,13 @@ def official_hubert_checkpoints(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("official-hubert")
     write_official_hubert_checkpoints(directory, seed=0)
     return directory
+
+
+@pytest.fixture(scope="session")
+def official_base_speech_tokenizer(official_hubert_checkpoints):
+    """The BASE speech tokenizer converted from `official_hubert_checkpoints`, the one the recordings used.
+    Read-only."""
+    return convert_speech_tokenizer(official_hubert_checkpoints)
 
 
 def assert_pitch_units_match(units: list[int], expected: list[int], agreement: float = PITCH_AGREEMENT) -> None:

@@ -9,8 +9,6 @@ import torch
 from transformers import AutoFeatureExtractor
 
 from transformers_spiritlm import SpiritLMFeatureExtractor
-from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
-from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
 
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -70,9 +68,8 @@ def test_save_and_auto_load(tmp_path):
     assert (loaded.sampling_rate, loaded.return_attention_mask, loaded.padding_value) == (16000, True, 0.0)
 
 
-def test_padded_batch_gives_the_speech_tokenizer_units(tmp_path):
-    write_official_hubert_checkpoints(tmp_path)
-    tokenizer = convert_speech_tokenizer(tmp_path)
+def test_padded_batch_gives_the_speech_tokenizer_units(official_base_speech_tokenizer):
+    tokenizer = official_base_speech_tokenizer
     batch = SpiritLMFeatureExtractor()(CLIPS, return_tensors="pt")
     with torch.no_grad():
         output = tokenizer(**batch)

@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 
 from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor
-from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.evaluation import (
     build_few_shot_prompt,
     few_shot_examples,
@@ -13,7 +12,6 @@ from transformers_spiritlm.evaluation import (
     sample_few_shot_rows,
 )
 from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer
-from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stsp"
@@ -22,11 +20,9 @@ OFFICIAL = json.loads((FIXTURES / "official_few_shot.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def processor(tmp_path_factory):
+def processor(official_base_speech_tokenizer):
     """The BASE speech tokenizer converted from the official-format checkpoint the prompts were recorded with."""
-    checkpoints = tmp_path_factory.mktemp("official-hubert")
-    write_official_hubert_checkpoints(checkpoints)
-    speech_tokenizer = convert_speech_tokenizer(checkpoints)
+    speech_tokenizer = official_base_speech_tokenizer
     tokenizer = tiny_spiritlm_tokenizer(tiny_lm_config("base"))
     return SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_tokenizer)
 

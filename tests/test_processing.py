@@ -8,7 +8,6 @@ import torch
 from transformers import AutoProcessor
 
 from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor
-from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.conversion.convert_vocoder import load_official_vocoder
 from transformers_spiritlm.processing_spiritlm import (
     ends_with_unit_token,
@@ -17,7 +16,6 @@ from transformers_spiritlm.processing_spiritlm import (
     starts_with_unit_token,
 )
 from transformers_spiritlm.testing import build_tiny_repo
-from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
 from transformers_spiritlm.testing.official_vocoder import OFFICIAL_VOCODER_DIRS, write_official_vocoders
 
 
@@ -91,12 +89,11 @@ def test_build_prompt_matches_the_official_prompt_builder(processor, case):
 
 
 @pytest.fixture(scope="module")
-def official_base_processor(processor, tmp_path_factory):
+def official_base_processor(processor, official_base_speech_tokenizer):
     """The processor with the speech tokenizer converted from the official-format checkpoint of the recording."""
-    checkpoints = tmp_path_factory.mktemp("official-hubert")
-    write_official_hubert_checkpoints(checkpoints)
-    speech_tokenizer = convert_speech_tokenizer(checkpoints)
-    return SpiritLMProcessor(processor.feature_extractor, processor.tokenizer, speech_tokenizer=speech_tokenizer)
+    return SpiritLMProcessor(
+        processor.feature_extractor, processor.tokenizer, speech_tokenizer=official_base_speech_tokenizer
+    )
 
 
 @pytest.mark.parametrize(

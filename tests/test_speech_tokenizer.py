@@ -50,10 +50,8 @@ def long_clip(num_samples: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("official")
-    write_official_hubert_checkpoints(directory)
-    return directory
+def checkpoints(official_hubert_checkpoints):
+    return official_hubert_checkpoints
 
 
 @pytest.fixture(scope="module")
