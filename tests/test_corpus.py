@@ -3,6 +3,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -75,12 +76,39 @@ def test_two_processes_under_accelerate_give_the_units_of_one(tmp_path, tiny_bas
     assert sharded.returncode == 0, sharded.stderr
     for index in (0, 1):
         assert re.search(rf"tokenized 10 of 10 files into \S+units.jsonl \(process {index} of 2\)", sharded.stderr)
+    assert "started this one alone" not in sharded.stderr
 
     lines = (tmp_path / "single.jsonl").read_text().splitlines()
     assert len(lines) == 20 and '"hubert": [' in lines[0]
     assert (tmp_path / "sharded" / "units.jsonl").read_text().splitlines() == lines
     assert os.listdir(tmp_path / "sharded") == ["units.jsonl"]
     shutil.rmtree(clips)
+
+
+def test_accelerate_asked_for_two_processes_without_gpus_warns_that_it_started_one(tmp_path, tiny_base_repo):
+    """`accelerate launch --num_processes 2` without `--multi_gpu` runs one process on a machine without GPUs: the
+    run still tokenizes every file, and says how to get two processes."""
+    clips = tmp_path / "clips"
+    write_clips(clips, count=3)
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2"]
+    run = run_tokenize(launcher, clips, tiny_base_repo, tmp_path / "units.jsonl")
+    assert run.returncode == 0, run.stderr
+    assert "accelerate launch was asked for several processes but started this one alone" in run.stderr
+    assert "accelerate launch --multi_gpu --num_processes N" in run.stderr
+    assert re.search(r"tokenized 3 of 3 files into \S+units.jsonl", run.stderr)
+    assert len((tmp_path / "units.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_plain_single_process_does_not_warn(monkeypatch):
+    for name in ("ACCELERATE_USE_CPU", "MASTER_ADDR", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert distributed_state().num_processes == 1
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # set by the user for something else: no accelerate launch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distributed_state()
 
 
 def test_a_killed_tokenize_run_resumes_into_the_uninterrupted_file(tmp_path):

@@ -8,14 +8,15 @@ with `resume=True` skips the keys already in the part files (or in a finished ou
 file an uninterrupted run writes.
 
 On a machine without GPUs, `accelerate launch --num_processes N` starts a single process (its CPU launcher does not
-fork); start N CPU processes with `accelerate launch --multi_gpu --num_processes N` or
-`torchrun --nproc_per_node N`, which then synchronise over gloo.
+fork; `distributed_state` warns then); start N CPU processes with `accelerate launch --multi_gpu --num_processes N`
+or `torchrun --nproc_per_node N`, which then synchronise over gloo.
 """
 
 import contextlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -25,8 +26,20 @@ from accelerate import PartialState
 
 
 def distributed_state() -> PartialState:
-    """The accelerate process state (`process_index`, `num_processes`, `device`); CPU processes use gloo."""
-    return PartialState(cpu=not torch.cuda.is_available())
+    """The accelerate process state (`process_index`, `num_processes`, `device`); CPU processes use gloo. Warns when
+    `accelerate launch --num_processes N` (N > 1) started this process alone."""
+    state = PartialState(cpu=not torch.cuda.is_available())
+    # accelerate's single-process launcher sets ACCELERATE_USE_CPU, and MASTER_ADDR only when more processes were
+    # asked for; its multi-process launchers set WORLD_SIZE instead.
+    launched_alone = "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ
+    if state.num_processes == 1 and launched_alone and "WORLD_SIZE" not in os.environ:
+        warnings.warn(
+            "accelerate launch was asked for several processes but started this one alone: without GPUs it forks "
+            "only with --multi_gpu. Run `accelerate launch --multi_gpu --num_processes N ...` (CPU processes then "
+            "use gloo) or `torchrun --nproc_per_node N ...`",
+            stacklevel=2,
+        )
+    return state
 
 
 def shard_range(num_items: int, index: int, count: int) -> range:
