@@ -21,10 +21,10 @@ OFFICIAL = json.loads((FIXTURES / "official_few_shot.json").read_text())
 
 @pytest.fixture(scope="module")
 def processor(official_base_speech_tokenizer):
-    """The BASE speech tokenizer converted from the official-format checkpoint the prompts were recorded with."""
-    speech_tokenizer = official_base_speech_tokenizer
+    """A processor with the BASE speech tokenizer converted from the official-format checkpoint the prompts were
+    recorded with."""
     tokenizer = tiny_spiritlm_tokenizer(tiny_lm_config("base"))
-    return SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_tokenizer)
+    return SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=official_base_speech_tokenizer)
 
 
 @pytest.mark.parametrize("case", OFFICIAL, ids=lambda case: f"{case['name']}-{case['input_output']}")

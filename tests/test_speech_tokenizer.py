@@ -50,20 +50,15 @@ def long_clip(num_samples: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(official_hubert_checkpoints):
-    return official_hubert_checkpoints
-
-
-@pytest.fixture(scope="module")
-def tokenizer(checkpoints, tmp_path_factory) -> SpiritLMSpeechTokenizer:
+def tokenizer(official_hubert_checkpoints, tmp_path_factory) -> SpiritLMSpeechTokenizer:
     output = tmp_path_factory.mktemp("converted")
-    convert_speech_tokenizer(checkpoints, output)
+    convert_speech_tokenizer(official_hubert_checkpoints, output)
     return SpiritLMSpeechTokenizer.from_pretrained(output, subfolder="speech_tokenizer")
 
 
-def test_regenerated_weights_are_the_recorded_ones(checkpoints):
-    hubert = torch.load(checkpoints / HUBERT_RELATIVE_PATH, weights_only=True)["model_weight"]
-    quantizer = torch.load(checkpoints / QUANTIZER_RELATIVE_PATH, weights_only=True)["model_weight"]
+def test_regenerated_weights_are_the_recorded_ones(official_hubert_checkpoints):
+    hubert = torch.load(official_hubert_checkpoints / HUBERT_RELATIVE_PATH, weights_only=True)["model_weight"]
+    quantizer = torch.load(official_hubert_checkpoints / QUANTIZER_RELATIVE_PATH, weights_only=True)["model_weight"]
     assert weights_digest(hubert) == RECORDED["hubert_weights_sha256"]
     assert weights_digest(quantizer) == RECORDED["quantizer_weights_sha256"]
 
@@ -234,7 +229,7 @@ def test_tiny_speech_tokenizer_builder():
     assert len(units) == 24 and all(0 <= unit <= 500 for unit in units)
 
 
-def test_conversion_rejects_missing_and_corrupt_files(checkpoints, tmp_path):
+def test_conversion_rejects_missing_and_corrupt_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         convert_hubert(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="missing official HuBERT checkpoint .*mhubert_base_25hz.pt"):
@@ -271,8 +266,8 @@ def test_conversion_rejects_unsupported_models(tmp_path):
         convert_hubert(tmp_path)
 
 
-def test_conversion_maps_config_and_drops_unused_layers(checkpoints):
-    state_dict, config = convert_hubert(checkpoints)
+def test_conversion_maps_config_and_drops_unused_layers(official_hubert_checkpoints):
+    state_dict, config = convert_hubert(official_hubert_checkpoints)
     assert config["num_hubert_units"] == 501 and config["quantizer_hidden_sizes"] == [24, 16]
     hubert = config["hubert_config"]
     assert (hubert["conv_stride"], hubert["conv_kernel"]) == ([5, 2, 2, 2, 2, 2, 2, 2], [10, 3, 3, 3, 3, 2, 2, 2])

@@ -601,22 +601,19 @@ class SpiritLMChunkedDecoder:
         chunks = []
         while True:
             size = self.first_chunk_size if self._done_units == self._context_units else self.chunk_size
-            if available - self._done_units >= size:
-                chunks.append(
-                    self._chunk(ends, self._done_units + size, self._hubert_ends[self._done_units + size - 1])
-                )
-            elif final:
-                if num_units > self._done_units or len(self._text) > self._done_chars:
-                    chunks.append(self._chunk(ends, num_units, len(self._text)))
-                return chunks
-            else:
-                return chunks
+            if available - self._done_units < size:
+                break
+            end_unit = self._done_units + size
+            chunks.append(self._chunk(ends, end_unit, self._hubert_ends[end_unit - 1]))
+        if final and (num_units > self._done_units or len(self._text) > self._done_chars):
+            chunks.append(self._chunk(ends, num_units, len(self._text)))
+        return chunks
 
     def _chunk(self, ends: np.ndarray, end_unit: int, chars: int) -> SpiritLMAudioChunk:
         """Synthesises the units from the last chunk's end to `end_unit` (their text ends at character `chars`), with
         `left_context` frames before and up to `lookahead` frames after them."""
         vocoder = self.vocoder
-        start_frame, end_frame = self._done_frames, int(ends[end_unit - 1]) if end_unit else 0
+        start_frame, end_frame = self._done_frames, int(ends[end_unit - 1])
         waveform = torch.zeros(0, device=vocoder.device)
         if end_frame > start_frame:
             window_start = max(0, start_frame - self.left_context)
