@@ -19,6 +19,7 @@ from transformers_spiritlm.testing.official_checkpoints import write_official_fc
 from transformers_spiritlm.testing.official_hubert import (
     HUBERT_RELATIVE_PATH,
     QUANTIZER_RELATIVE_PATH,
+    assert_recorded_weights,
     weights_digest,
     write_official_hubert_checkpoints,
 )
@@ -78,10 +79,14 @@ def clip_units(tokenizer) -> dict[str, dict[str, list[int]]]:
 def test_regenerated_weights_are_the_recorded_ones(checkpoints, fcpe_checkpoint):
     recorded = RECORDED["weights"]
     load = lambda path: torch.load(checkpoints / path, weights_only=True)
-    assert weights_digest(load(HUBERT_RELATIVE_PATH)["model_weight"]) == recorded["hubert_sha256"]
-    assert weights_digest(load(QUANTIZER_RELATIVE_PATH)["model_weight"]) == recorded["quantizer_sha256"]
-    assert weights_digest(load(VQVAE_DIR / "model.pt")["model"]) == recorded["vqvae_sha256"]
-    assert weights_digest(load(STYLE_DIR / "pytorch_model.bin")) == recorded["style_sha256"]
+    written = {
+        "hubert": load(HUBERT_RELATIVE_PATH)["model_weight"],
+        "quantizer": load(QUANTIZER_RELATIVE_PATH)["model_weight"],
+        "vqvae": load(VQVAE_DIR / "model.pt")["model"],
+        "style": load(STYLE_DIR / "pytorch_model.bin"),
+    }
+    for name, state in written.items():
+        assert_recorded_weights(state, recorded[f"{name}_sha256"], recorded[f"{name}_fingerprint"])
     assert weights_digest(fcpe_checkpoint["model"]) == recorded["fcpe_sha256"]
 
 

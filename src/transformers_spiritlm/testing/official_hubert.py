@@ -196,13 +196,47 @@ def weights_digest(state_dict: dict) -> str:
     return digest.hexdigest()
 
 
+def weights_fingerprint(state_dict: dict) -> dict[str, list[float]]:
+    """
+    Per tensor, float64 sums of |x|, x² and |x| weighted by position (1 to 2 along the flattened tensor): what
+    [`weights_digest`] checks, up to float32 rounding. `torch.randn`'s vectorised Box-Muller rounds differently per
+    instruction set (AVX2 and AVX-512 agree, `ATEN_CPU_CAPABILITY=default` does not), so the bytes of a writer's
+    weights depend on the CPU while, to a relative 1e-6, these sums do not; a different seed, scale, shape or order
+    changes them far more.
+    """
+    fingerprint = {}
+    for name in sorted(state_dict):
+        values = state_dict[name].to(torch.float64).flatten().abs()
+        ramp = torch.linspace(1, 2, len(values), dtype=torch.float64)
+        fingerprint[name] = [values.sum().item(), values.square().sum().item(), (values * ramp).sum().item()]
+    return fingerprint
+
+
+def assert_recorded_weights(state_dict: dict, digest: str, fingerprint: dict[str, list[float]]) -> None:
+    """Asserts that `state_dict` holds the weights a recording noted: byte for byte ([`weights_digest`]) where
+    `torch.randn` rounds as on the recording machines (AVX2, AVX-512), to float32 rounding ([`weights_fingerprint`])
+    everywhere."""
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert weights_digest(state_dict) == digest
+    actual = weights_fingerprint(state_dict)
+    assert list(actual) == list(fingerprint)
+    torch.testing.assert_close(
+        torch.tensor(list(actual.values()), dtype=torch.float64),
+        torch.tensor(list(fingerprint.values()), dtype=torch.float64),
+        rtol=1e-6,
+        atol=0,
+    )
+
+
 __all__ = [
     "FULL_HUBERT",
     "HUBERT_RELATIVE_PATH",
     "QUANTIZER_RELATIVE_PATH",
     "TINY_HUBERT",
+    "assert_recorded_weights",
     "official_hubert_checkpoint",
     "official_quantizer_checkpoint",
     "weights_digest",
+    "weights_fingerprint",
     "write_official_hubert_checkpoints",
 ]
