@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from transformers_spiritlm import cli
 from transformers_spiritlm.evaluation import (
@@ -206,6 +207,18 @@ def test_few_shot_run_and_cli_errors(setup, tmp_path, capsys):
     assert cli.main(command) == 2
     assert "labels ['LABEL_0', 'LABEL_1', 'LABEL_2'] map to no sentiment" in capsys.readouterr().err
     assert cli.main([*command, "--label-map", "LABEL_0=negative,LABEL_1=neutral,LABEL_2=positive"]) == 0
+    # Refused before anything loads: the manifest as the output (even with --force), an output another job writes.
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_bytes(MANIFEST.read_bytes())
+    command = stsp_command(setup, "text_text", manifest, "--force")
+    command[command.index("--manifest") + 1] = str(manifest)
+    assert cli.main(command) == 2
+    assert f"error: the output {manifest} is one of the inputs; give another output file" in capsys.readouterr().err
+    assert manifest.read_bytes() == MANIFEST.read_bytes()
+    with FileLock(tmp_path / "v.jsonl.lock"):
+        assert cli.main(stsp_command(setup, "text_text", tmp_path / "v.jsonl")) == 2
+    assert f"spiritlm eval: error: another job is writing {tmp_path / 'v.jsonl'}" in capsys.readouterr().err
+    assert not (tmp_path / "v.jsonl").exists() and not list(tmp_path.glob("v.jsonl.*-of-*"))
 
 
 def test_two_processes_give_the_file_of_one(setup, tmp_path):
