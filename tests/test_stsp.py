@@ -182,6 +182,28 @@ def test_eval_stsp_runs_end_to_end(setup, direction, tmp_path, capsys):
     assert "exists; pass --resume to complete it or --force to overwrite it" in capsys.readouterr().err
 
 
+def test_every_id_gets_its_own_wav_file(setup, tmp_path):
+    """Ids that are no safe file name (`a/b` beside `a_b`, capitals, 300 characters) get distinct names: the safe
+    part, `+` and 16 hex digits of the id's SHA-256."""
+    ids = ["a/b", "a_b", "A_b", "x" * 300]
+    rows = [{"id": item_id, "sentiment": "neutral", "asr": f"utterance {n}"} for n, item_id in enumerate(ids)]
+    manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
+    output, wavs = tmp_path / "pred.jsonl", tmp_path / "wav"
+    command = stsp_command(setup, "text_speech", output, "--write-wav", str(wavs), "--batch-size", "4")
+    command[command.index("--manifest") + 1] = str(manifest)
+    assert cli.main(command) == 0
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [record["id"] for record in records] == ids
+
+    def hashed(item_id: str) -> str:
+        return hashlib.sha256(item_id.encode()).hexdigest()[:16]
+
+    names = [f"a_b+{hashed('a/b')}.wav", "a_b.wav", f"a_b+{hashed('A_b')}.wav", f"{'x' * 100}+{hashed('x' * 300)}.wav"]
+    assert [record["generation"] for record in records] == [str(wavs / name) for name in names]
+    assert sorted(os.listdir(wavs)) == sorted(names)
+    assert len({sha256(wavs / name) for name in names}) == 4
+
+
 def test_few_shot_run_and_cli_errors(setup, tmp_path, capsys):
     few_shot = write_jsonl(tmp_path / "t2t.jsonl", [
         {"prompt": "so sad", "generation": " i cried", "sentiment": "negative"},
