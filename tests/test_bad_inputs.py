@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -644,3 +645,20 @@ def test_bad_input(world, case):
         torch.testing.assert_close(result, expected, rtol=0, atol=0)
     else:
         assert result == expected
+
+
+@pytest.mark.parametrize("flags", [[], ["--force"], ["--resume"]])
+def test_tokenize_into_one_of_its_inputs_or_a_folder_is_refused_before_any_work(world, tmp_path, flags):
+    """Refused before a model loads (this --repo holds none), whatever the flags, and nothing is created or changed."""
+    clip, folder, no_model = tmp_path / "clip.wav", tmp_path / "folder", tmp_path / "no-model"
+    shutil.copy(world.file("speech.wav"), clip)
+    folder.mkdir()
+    no_model.mkdir()
+    for output, message in [
+        (clip, f"the output {clip} is one of the inputs; give another output file"),
+        (folder, f"the output {folder} is a folder; give the path of a file (e.g. inside it)"),
+    ]:
+        status = world.cli("tokenize", str(tmp_path), "--repo", str(no_model), "-o", str(output), *flags)
+        assert status == (2, f"spiritlm tokenize: error: {message}\n")
+    assert clip.read_bytes() == world.file("speech.wav").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["clip.wav", "folder", "no-model"] and os.listdir(folder) == []

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,24 @@ def test_tokenize_writes_units_of_each_file_and_reports_unreadable_ones(tiny_rep
         units = speech_tokenizer.encode_units(record["audio"])
         assert {key: record[key] for key in units} == units
         assert record["string"] == units_to_string(units)
+
+
+def test_tokenize_keeps_an_existing_output_unless_forced(tiny_repo, tmp_path, capsys):
+    output = tmp_path / "units.jsonl"
+    output.write_text('{"audio": "earlier.wav"}\n')
+    args = ["tokenize", str(AUDIO / "speech_2s_16k.wav"), "-o", str(output), "--repo", str(tiny_repo), "--quiet",
+            "--device", "cpu"]  # fmt: skip
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"spiritlm tokenize: error: {output} exists; pass --resume to complete it or --force to overwrite it\n"
+    )
+    assert output.read_text() == '{"audio": "earlier.wav"}\n'
+    assert os.listdir(tmp_path) == ["units.jsonl"]
+    assert main([*args, "--force"]) == 0
+    assert [json.loads(line)["audio"] for line in output.read_text().splitlines()] == [
+        str(AUDIO / "speech_2s_16k.wav")
+    ]
+    assert os.listdir(tmp_path) == ["units.jsonl"]
 
 
 def test_find_audio_files_errors():

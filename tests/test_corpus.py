@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from transformers_spiritlm.corpus import (
     sharded_output,
 )
 from transformers_spiritlm.testing import build_tiny_repo
-from transformers_spiritlm.testing.processes import run_until_killed
+from transformers_spiritlm.testing.processes import run_until_killed, stopped_midway
 
 
 AUDIO = Path(__file__).resolve().parent / "fixtures" / "audio"
@@ -41,6 +42,9 @@ def test_single_process_writes_the_output_directly(tmp_path):
     with sharded_output(output, state) as file:
         file.write('{"a": 1}\n')
         assert not output.exists()
+        with pytest.raises(BlockingIOError, match=rf"another job is writing {re.escape(str(output))} \(it holds "):
+            with sharded_output(output, state, force=True):
+                pass
     assert output.read_text() == '{"a": 1}\n'
     assert sorted(os.listdir(output.parent)) == ["units.jsonl"]
     with pytest.raises(RuntimeError), sharded_output(tmp_path / "failed.jsonl", state) as file:
@@ -120,12 +124,36 @@ def test_a_killed_tokenize_run_resumes_into_the_uninterrupted_file(tmp_path):
     command = [sys.executable, "-m", "transformers_spiritlm.cli", *base, "-o", str(output)]
     written = run_until_killed(command, output.with_name("units.jsonl.part-0-of-1"), lines=5)
     assert 5 <= written < 40 and not output.exists()
+    assert output.with_name("units.jsonl.lock").exists()  # left by the killed run; it must not block the next one
     assert cli.main([*base, "-o", str(output), "--resume"]) == 0
     assert output.read_text() == (tmp_path / "whole.jsonl").read_text()
     assert os.listdir(output.parent) == ["units.jsonl"]
     # Resuming a finished run changes nothing.
     assert cli.main([*base, "-o", str(output), "--resume"]) == 0
     assert output.read_text() == (tmp_path / "whole.jsonl").read_text()
+
+
+def test_a_second_job_on_the_same_output_stops_at_once_and_the_first_completes(tmp_path, tiny_base_repo, capsys):
+    """Two independent `spiritlm tokenize` jobs on one output, the first (a subprocess) stopped midway so that they
+    overlap for sure: the second (this process) refuses with the lock error and touches nothing; the first, continued,
+    writes every record."""
+    clips = tmp_path / "clips"
+    write_clips(clips, count=6)
+    output = tmp_path / "out" / "units.jsonl"
+    part = output.with_name("units.jsonl.part-0-of-1")
+    args = ["tokenize", str(clips), "--repo", str(tiny_base_repo), "-o", str(output), "--batch-size", "1",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    with stopped_midway([sys.executable, "-m", "transformers_spiritlm.cli", *args], part, lines=2):
+        written = part.read_text()
+        assert cli.main(args) == 2
+        assert capsys.readouterr().err == (
+            f"spiritlm tokenize: error: another job is writing {output} (it holds {output}.lock; `lsof {output}.lock` "
+            "names its process): wait for it to end or choose another output\n"
+        )
+        assert part.read_text() == written and not output.exists()
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [record["audio"] for record in records] == [str(path) for path in cli.find_audio_files([clips])]
+    assert os.listdir(output.parent) == ["units.jsonl"]
 
 
 def test_resume_merges_parts_of_another_process_count_in_input_order(tmp_path):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from transformers_spiritlm import cli
 from transformers_spiritlm.evaluation import (
@@ -181,6 +182,28 @@ def test_eval_stsp_runs_end_to_end(setup, direction, tmp_path, capsys):
     assert "exists; pass --resume to complete it or --force to overwrite it" in capsys.readouterr().err
 
 
+def test_every_id_gets_its_own_wav_file(setup, tmp_path):
+    """Ids that are no safe file name (`a/b` beside `a_b`, capitals, 300 characters) get distinct names: the safe
+    part, `+` and 16 hex digits of the id's SHA-256."""
+    ids = ["a/b", "a_b", "A_b", "x" * 300]
+    rows = [{"id": item_id, "sentiment": "neutral", "asr": f"utterance {n}"} for n, item_id in enumerate(ids)]
+    manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
+    output, wavs = tmp_path / "pred.jsonl", tmp_path / "wav"
+    command = stsp_command(setup, "text_speech", output, "--write-wav", str(wavs), "--batch-size", "4")
+    command[command.index("--manifest") + 1] = str(manifest)
+    assert cli.main(command) == 0
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [record["id"] for record in records] == ids
+
+    def hashed(item_id: str) -> str:
+        return hashlib.sha256(item_id.encode()).hexdigest()[:16]
+
+    names = [f"a_b+{hashed('a/b')}.wav", "a_b.wav", f"a_b+{hashed('A_b')}.wav", f"{'x' * 100}+{hashed('x' * 300)}.wav"]
+    assert [record["generation"] for record in records] == [str(wavs / name) for name in names]
+    assert sorted(os.listdir(wavs)) == sorted(names)
+    assert len({sha256(wavs / name) for name in names}) == 4
+
+
 def test_few_shot_run_and_cli_errors(setup, tmp_path, capsys):
     few_shot = write_jsonl(tmp_path / "t2t.jsonl", [
         {"prompt": "so sad", "generation": " i cried", "sentiment": "negative"},
@@ -206,6 +229,18 @@ def test_few_shot_run_and_cli_errors(setup, tmp_path, capsys):
     assert cli.main(command) == 2
     assert "labels ['LABEL_0', 'LABEL_1', 'LABEL_2'] map to no sentiment" in capsys.readouterr().err
     assert cli.main([*command, "--label-map", "LABEL_0=negative,LABEL_1=neutral,LABEL_2=positive"]) == 0
+    # Refused before anything loads: the manifest as the output (even with --force), an output another job writes.
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_bytes(MANIFEST.read_bytes())
+    command = stsp_command(setup, "text_text", manifest, "--force")
+    command[command.index("--manifest") + 1] = str(manifest)
+    assert cli.main(command) == 2
+    assert f"error: the output {manifest} is one of the inputs; give another output file" in capsys.readouterr().err
+    assert manifest.read_bytes() == MANIFEST.read_bytes()
+    with FileLock(tmp_path / "v.jsonl.lock"):
+        assert cli.main(stsp_command(setup, "text_text", tmp_path / "v.jsonl")) == 2
+    assert f"spiritlm eval: error: another job is writing {tmp_path / 'v.jsonl'}" in capsys.readouterr().err
+    assert not (tmp_path / "v.jsonl").exists() and not list(tmp_path.glob("v.jsonl.*-of-*"))
 
 
 def test_two_processes_give_the_file_of_one(setup, tmp_path):

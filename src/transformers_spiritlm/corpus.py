@@ -7,6 +7,11 @@ Records that carry a key (`key="id"`, `key="audio"`) make a run resumable: after
 with `resume=True` skips the keys already in the part files (or in a finished output) and merges everything into the
 file an uninterrupted run writes.
 
+One job at a time writes an output: before it writes anything, its main process locks `<output>.lock`, which it removes
+once the merged file is in place; a second job on the same output stops at once, and the processes of one job share
+the lock of their main process. The operating system releases the lock of a killed job, so the file such a job leaves
+behind blocks nobody.
+
 On a machine without GPUs, `accelerate launch --num_processes N` starts a single process (its CPU launcher does not
 fork; `distributed_state` warns then); start N CPU processes with `accelerate launch --multi_gpu --num_processes N`
 or `torchrun --nproc_per_node N`, which then synchronise over gloo.
@@ -23,6 +28,8 @@ from typing import TextIO
 
 import torch
 from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
+from filelock import FileLock, Timeout
 
 
 def distributed_state() -> PartialState:
@@ -107,6 +114,63 @@ def _drop_incomplete_line(path: Path) -> None:
             file.truncate(data.rfind(b"\n") + 1)
 
 
+def _lock_output(output: Path, resume: bool, force: bool, inputs: Sequence[str | os.PathLike]) -> FileLock:
+    """Checks that `output` can be written, creating nothing when it cannot, and returns its held lock."""
+    if output.is_dir():
+        raise IsADirectoryError(f"the output {output} is a folder; give the path of a file (e.g. inside it)")
+    if output.exists():
+        written = output.stat()
+        if any(os.path.samestat(written, Path(item).stat()) for item in inputs if Path(item).exists()):
+            raise ValueError(f"the output {output} is one of the inputs; give another output file")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = output.with_name(f"{output.name}.lock")
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise BlockingIOError(
+            f"another job is writing {output} (it holds {lock_path}; `lsof {lock_path}` names its process): wait "
+            "for it to end or choose another output"
+        ) from None
+    try:
+        if not resume and not force:
+            if output.exists():
+                raise FileExistsError(f"{output} exists; pass --resume to complete it or --force to overwrite it")
+            if part_files(output):
+                raise FileExistsError(
+                    f"{output} has partial results of an earlier run ({part_files(output)[0].name}, ...); pass "
+                    "--resume to continue them or --force to start over"
+                )
+    except BaseException:
+        _unlock_output(lock)
+        raise
+    return lock
+
+
+def _unlock_output(lock: FileLock) -> None:
+    # Removed while still held: filelock (>= 3.20.4) takes a lock won on a file removed meanwhile as not acquired, so
+    # a job that opened the old file cannot run beside one that creates a new file.
+    Path(lock.lock_file).unlink(missing_ok=True)
+    lock.release()
+
+
+def _claim_output(
+    output: Path, state: PartialState, resume: bool, force: bool, inputs: Sequence[str | os.PathLike]
+) -> FileLock | None:
+    """The main process checks and locks `output` (and holds the lock it returns); every process raises its error."""
+    lock, error = None, None
+    if state.is_main_process:
+        try:
+            lock = _lock_output(output, resume, force, inputs)
+        except (OSError, ValueError) as caught:
+            error = caught
+    if state.num_processes > 1:
+        error = broadcast_object_list([error])[0]
+    if error is not None:
+        raise error
+    return lock
+
+
 @contextlib.contextmanager
 def sharded_output(
     output: str | os.PathLike,
@@ -114,6 +178,8 @@ def sharded_output(
     key: str | None = None,
     order: Sequence[str] | None = None,
     resume: bool = False,
+    force: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> Iterator[TextIO]:
     """
     Opens where this process writes its JSON lines: its part file `<output>.part-<i>-of-<n>` (line-buffered, so that
@@ -121,14 +187,22 @@ def sharded_output(
     the block, the main process merges the parts into `output` (written under a temporary name, then renamed) and
     deletes them; every process returns once `output` is complete.
 
+    Before anything is written, the main process locks `output` for this job (`<output>.lock`, removed at the end):
+    a job that finds it locked raises `BlockingIOError`, as do the other processes of that job. An `output` that is a
+    folder or one of `inputs` is refused, and so is an existing `output` or its part files unless `resume` or `force`
+    (`FileExistsError`); a refused job creates nothing. Work the result depends on (reading what an earlier run
+    finished, loading models) goes inside the block, where the lock is held.
+
     Args:
         key: the record field that names an item (`"id"`, `"audio"`). With it, the merge writes one record per key in
             `order` (keys without a record are skipped), taking records from all part files, whatever the number of
-            processes that wrote them, and a failed run keeps its part file for a resumed one. Without it, the parts
-            are concatenated in process order and a failed run leaves nothing.
+            processes that wrote them, and a failed run keeps a part file that holds records for a resumed one.
+            Without it, the parts are concatenated in process order and a failed run leaves nothing.
         order: the keys of all items (`str`), in the order of the merged file; required with `key`.
         resume: keep the records of an earlier run (its part files and its finished `output`) instead of starting
             over; the caller skips the keys of [`finished_records`].
+        force: start over even when `output` or part files of an earlier run exist (`output` is replaced at the end).
+        inputs: the files the job reads, none of which may be `output`.
     """
     count = state.num_processes
     if os.fspath(output) == "-":
@@ -143,37 +217,41 @@ def sharded_output(
     if resume and key is None:
         raise ValueError("resuming needs keyed records: pass key= and order=")
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    target = _part_path(output, state.process_index, count)
-    if not resume:
-        if state.is_main_process:
-            for stale in part_files(output):
-                stale.unlink()
-        state.wait_for_everyone()
-    else:
-        _drop_incomplete_line(target)
+    lock = _claim_output(output, state, resume, force, inputs)
     try:
-        with open(target, "a" if resume else "w", encoding="utf-8", buffering=1) as file:
-            yield file
-    except BaseException:
-        if key is None:
-            target.unlink(missing_ok=True)
-        raise
-    state.wait_for_everyone()
-    if state.is_main_process:
-        merged = output.with_name(f"{output.name}.tmp")
-        parts = part_files(output) if key is not None else [_part_path(output, i, count) for i in range(count)]
-        with open(merged, "w", encoding="utf-8") as destination:
-            if key is None:
-                for part in parts:
-                    destination.writelines(_complete_lines(part))
-            else:
-                records = finished_records(output, key, include_output=resume)
-                destination.writelines(records[name] for name in order if name in records)
-        os.replace(merged, output)
-        for part in parts:
-            part.unlink()
-    state.wait_for_everyone()
+        target = _part_path(output, state.process_index, count)
+        if not resume:
+            if state.is_main_process:
+                for stale in part_files(output):
+                    stale.unlink()
+            state.wait_for_everyone()
+        else:
+            _drop_incomplete_line(target)
+        try:
+            with open(target, "a" if resume else "w", encoding="utf-8", buffering=1) as file:
+                yield file
+        except BaseException:
+            if key is None or (target.is_file() and target.stat().st_size == 0):
+                target.unlink(missing_ok=True)
+            raise
+        state.wait_for_everyone()
+        if state.is_main_process:
+            merged = output.with_name(f"{output.name}.tmp")
+            parts = part_files(output) if key is not None else [_part_path(output, i, count) for i in range(count)]
+            with open(merged, "w", encoding="utf-8") as destination:
+                if key is None:
+                    for part in parts:
+                        destination.writelines(_complete_lines(part))
+                else:
+                    records = finished_records(output, key, include_output=resume)
+                    destination.writelines(records[name] for name in order if name in records)
+            os.replace(merged, output)
+            for part in parts:
+                part.unlink()
+        state.wait_for_everyone()
+    finally:
+        if lock is not None:
+            _unlock_output(lock)
 
 
 __all__ = ["distributed_state", "finished_records", "part_files", "process_shard", "shard_range", "sharded_output"]

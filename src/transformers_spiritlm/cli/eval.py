@@ -30,7 +30,7 @@ def parse_label_map(text: str | None) -> dict[str, str] | None:
 def run_stsp(args) -> int:
     from transformers import AutoModelForCausalLM, AutoProcessor
 
-    from ..corpus import distributed_state, finished_records, part_files, process_shard, sharded_output
+    from ..corpus import distributed_state, finished_records, process_shard, sharded_output
     from ..evaluation import (
         SentimentClassifier,
         few_shot_prompt_from_manifest,
@@ -52,24 +52,19 @@ def run_stsp(args) -> int:
     state = distributed_state()
     device = state.device if state.num_processes > 1 else args.device
     rows = read_stsp_manifest(args.manifest, args.input_output, args.data_root)
-    output = Path(args.output)
-    if not args.resume and not args.force:
-        if output.exists():
-            raise FileExistsError(f"{output} exists; pass --resume to complete it or --force to overwrite it")
-        if part_files(output):
-            raise FileExistsError(
-                f"{output} has partial results of an earlier run ({part_files(output)[0].name}, ...); pass --resume to "
-                "continue them or --force to start over"
-            )
-    done = finished_records(output, "id") if args.resume else {}
-    todo = [row for row in process_shard(rows, state) if str(row["id"]) not in done]
-
     label_map = parse_label_map(args.label_map)
-    classifier = SentimentClassifier.from_pretrained(
-        classifier_path, target, label_map, tokenizer=args.text_classifier_tokenizer, device=device
-    )
+    output = Path(args.output)
+    inputs = [path for path in (args.manifest, args.few_shot_manifest, *(row.get("_audio") for row in rows)) if path]
+    order = [str(row["id"]) for row in rows]
     written = 0
-    with sharded_output(output, state, key="id", order=[str(row["id"]) for row in rows], resume=args.resume) as file:
+    with sharded_output(
+        output, state, key="id", order=order, resume=args.resume, force=args.force, inputs=inputs
+    ) as file:
+        done = finished_records(output, "id") if args.resume else {}
+        todo = [row for row in process_shard(rows, state) if str(row["id"]) not in done]
+        classifier = SentimentClassifier.from_pretrained(
+            classifier_path, target, label_map, tokenizer=args.text_classifier_tokenizer, device=device
+        )
         if todo:
             processor = AutoProcessor.from_pretrained(args.repo)
             model = AutoModelForCausalLM.from_pretrained(args.repo).to(device).eval()
@@ -199,7 +194,7 @@ def add_parser(commands) -> None:
             "to 3 attempts; every item samples from its own seed. Under `accelerate launch` / `torchrun` each "
             "process takes a shard of the manifest and appends finished items to <output>.part-<i>-of-<n>; process "
             "0 merges them in manifest order. After a crash or a kill, the same command with --resume skips the "
-            "items already predicted."
+            "items already predicted. A second job on the same --output stops at once (<output>.lock)."
         ),
     )
     stsp.add_argument("--repo", required=True, help="converted SPIRIT LM checkpoint")

@@ -91,12 +91,14 @@ def run_tokenize(args) -> int:
     device = state.device if state.num_processes > 1 else args.device
     all_files = find_audio_files(args.inputs, args.extensions.split(","))
     files = process_shard(all_files, state)
-    done = finished_records(args.output, "audio") if args.resume and args.output != "-" else {}
-    todo = [path for path in files if str(path) not in done]
-    speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(device).eval()
-    records = tokenize_files(todo, speech_tokenizer, args.batch_size, progress=not args.quiet)
     order = [str(path) for path in all_files]
-    with sharded_output(args.output, state, key="audio", order=order, resume=args.resume) as output:
+    with sharded_output(
+        args.output, state, key="audio", order=order, resume=args.resume, force=args.force, inputs=all_files
+    ) as output:
+        done = finished_records(args.output, "audio") if args.resume else {}
+        todo = [path for path in files if str(path) not in done]
+        speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(device).eval()
+        records = tokenize_files(todo, speech_tokenizer, args.batch_size, progress=not args.quiet)
         written, failed = write_jsonl(records, output)
     for record in failed:
         print(f"skipped {record['audio']}: {record['error']}", file=sys.stderr)
@@ -119,7 +121,9 @@ def add_parser(commands) -> None:
             "and listed at the end (exit code 1). Under `accelerate launch --num_processes N` every process encodes "
             "one shard of the files (on its own GPU) and the parts are merged, in order, into --output (on CPU-only "
             "machines add --multi_gpu so that accelerate starts N processes). Each process appends finished files to "
-            "<output>.part-<i>-of-<n> as it goes; after a crash or a kill, the same command with --resume skips them."
+            "<output>.part-<i>-of-<n> as it goes; after a crash or a kill, the same command with --resume skips them. "
+            "An existing --output is kept unless --resume or --force is given, and a second job on the same --output "
+            "stops at once (<output>.lock)."
         ),
     )
     tokenize.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
@@ -136,6 +140,7 @@ def add_parser(commands) -> None:
         action="store_true",
         help="continue an interrupted run into the same --output: files already tokenized (in its part files) are skipped",
     )
+    tokenize.add_argument("--force", action="store_true", help="overwrite an existing --output")
     tokenize.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(tokenize)
     tokenize.set_defaults(handler=run_tokenize)

@@ -26,6 +26,9 @@ logger = logging.get_logger(__name__)
 # speech, and up to 3 attempts when no output of the requested modality comes out.
 TEMPERATURE, TOP_P, NUM_ATTEMPTS = 0.8, 0.95, 3
 MAX_NEW_TOKENS = {"text": 50, "speech": 300}
+# What an item id may hold to be its wav file's name as it is ("+" is kept for the names that add a hash).
+_WAV_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+_WAV_STEM_LENGTH = 100
 
 
 def read_stsp_manifest(
@@ -168,7 +171,14 @@ class PerItemSamplingLogitsProcessor(LogitsProcessor):
 
 
 def _wav_name(item_id: object) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(item_id)) + ".wav"
+    """`<id>.wav` for an id of at most 100 lowercase ASCII letters, digits, `-`, `_` and `.`; for any other id, its
+    first 100 characters lowercased (others made `_`), `+` and 16 hex digits of its SHA-256. Different ids get
+    different names, on case-insensitive file systems too, and no name is too long for a file system."""
+    item_id = str(item_id)
+    if item_id and len(item_id) <= _WAV_STEM_LENGTH and all(c in _WAV_NAME_CHARACTERS for c in item_id):
+        return f"{item_id}.wav"
+    readable = "".join(c if c in _WAV_NAME_CHARACTERS else "_" for c in item_id.lower()[:_WAV_STEM_LENGTH])
+    return f"{readable}+{hashlib.sha256(item_id.encode()).hexdigest()[:16]}.wav"
 
 
 @torch.no_grad()
@@ -209,7 +219,8 @@ def predict_stsp(
         num_attempts: when sampling, an item whose output has nothing of the requested modality (e.g. speech too
             short to keep) is generated again with the next seed, at most this many times in all; then its `pred`
             is `None`.
-        write_wav: folder for the speech outputs, `<id>.wav`.
+        write_wav: folder for the speech outputs, one file per id: `<id>.wav`, or for an id that is not a
+            short lowercase file name, its first 100 characters made safe, `+` and 16 hex digits of its hash.
     """
     source, target = split_direction(input_output)
     if target == "speech" and vocoder is None:
