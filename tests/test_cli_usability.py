@@ -1,6 +1,10 @@
-"""What a new user meets first on the command line: `spiritlm tiny-repo`, one-line errors (exit 2) before anything
-loads, quiet output unless --verbose, the demo cleaning up after --no-cache, and the str-prompt-names-a-file warning."""
+"""What a new user meets first on the command line: `spiritlm --help` at once, `spiritlm tiny-repo`, one-line errors
+(exit 2) before anything loads, quiet output unless --verbose, the demo cleaning up after --no-cache, and the
+str-prompt-names-a-file warning."""
 
+import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +32,36 @@ def restore_transformers_verbosity():
 @pytest.fixture(scope="module")
 def lm_only_repo(tmp_path_factory):
     return build_tiny_repo(tmp_path_factory.mktemp("usability") / "tiny", speech_tokenizer=False, vocoder=False)
+
+
+def test_help_and_argument_errors_load_neither_torch_nor_transformers(tiny_repo):
+    """The installed `spiritlm` console script answers --help and argument errors before torch and transformers load
+    (seconds, a minute on a busy machine); a command then registers SPIRIT LM with transformers and runs."""
+    (entry_point,) = importlib.metadata.entry_points(group="console_scripts", name="spiritlm")
+    module, name = entry_point.value.split(":")
+    code = f"""
+import sys
+from {module} import {name} as main
+for argv in (["--help"], ["generate", "--help"], ["generate", "--bogus"], ["eval", "stsp", "--input-output", "up"]):
+    try:
+        main(argv)
+    except SystemExit as exit:
+        print("exit", exit.code)
+print("loaded:", sorted({{name.partition(".")[0] for name in sys.modules}} & {{"torch", "transformers"}}))
+args = ["--repo", {str(tiny_repo)!r}, "--text", "hi", "--output-modality", "text", "--max-new-tokens", "2"]
+sys.exit(main(["generate", *args, "--device", "cpu"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith(("exit ", "loaded: "))] == [
+        "exit 0",
+        "exit 0",
+        "exit 2",
+        "exit 2",
+        "loaded: []",
+    ]
+    assert lines[-1].startswith("text:   ")
 
 
 def test_tiny_repo_writes_a_loadable_repo_and_never_overwrites(tmp_path, capsys):

@@ -1,12 +1,12 @@
-"""Helpers shared by the `spiritlm` subcommands: defaults, WAV writing, pipeline loading, segment printing."""
+"""Helpers shared by the `spiritlm` subcommands: defaults, the --device check, WAV writing, pipeline loading,
+segment printing. Building the parser imports neither torch nor transformers: the helpers that need them
+import them when called."""
 
 import argparse
 import os
 from pathlib import Path
 
 import numpy as np
-import soundfile
-import torch
 
 
 def default_cache_dir() -> Path:
@@ -17,6 +17,8 @@ def default_cache_dir() -> Path:
 
 
 def default_device() -> str:
+    import torch
+
     if torch.cuda.is_available():
         return "cuda"
     if torch.backends.mps.is_available():
@@ -25,13 +27,16 @@ def default_device() -> str:
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    # No default here: finding one imports torch, which `--help` should not wait for (see `main`).
     parser.add_argument(
-        "--device", default=default_device(), help="where to run: cpu, cuda, cuda:1, mps (default: %(default)s)"
+        "--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if available, else mps, else cpu)"
     )
 
 
 def check_device(device: str) -> None:
     """Refuses a `--device` this torch cannot run on, before anything loads."""
+    import torch
+
     try:
         parsed = torch.device(device)
     except RuntimeError:
@@ -64,6 +69,8 @@ def set_verbosity(verbose: bool) -> None:
 
 
 def write_wav(path: Path, audio: np.ndarray, sampling_rate: int) -> None:
+    import soundfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16")
 

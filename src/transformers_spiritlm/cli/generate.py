@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import check_audio_path
 from ..units import string_to_units
 from .common import add_device_argument, describe_segment, load_pipeline, write_wav
 
@@ -90,6 +89,8 @@ def stream_to_files(pipe, segments: list[dict], output_modality: str, output: Pa
 
 
 def run_generate(args) -> int:
+    from ..audio import check_audio_path
+
     if not args.segments:
         raise ValueError("give the prompt with --text, --speech and/or --units (in order)")
     # The processor's own checks, before the model loads.
