@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, pipeline
+from transformers import AutoModelForCausalLM, AutoProcessor, pipeline
 from transformers.utils import logging
 
 from transformers_spiritlm import SpiritLMForCausalLM
 from transformers_spiritlm.cli import main
+from transformers_spiritlm.cli.common import is_local_path
 from transformers_spiritlm.testing import build_tiny_repo
 
 
@@ -62,6 +63,37 @@ sys.exit(main(["generate", *args, "--device", "cpu"]))
         "loaded: []",
     ]
     assert lines[-1].startswith("text:   ")
+
+
+@pytest.mark.parametrize("repo", ["spiritlm-tny", "models/spiritlm-tny", "spiritlm-tny/"])
+def test_repo_that_is_no_folder_is_never_looked_up_on_the_hub(repo, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    assert main(["generate", "--repo", repo, "--text", "hi", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        f"spiritlm generate: error: --repo {repo} is not a folder (nor a Hub repo id such as 'owner/name')\n"
+    )
+    assert not is_local_path("facebook/spiritlm-expressive")  # there is no ./facebook: a Hub id
+
+
+def test_lora_adapter_as_repo_names_the_merge(tiny_repo, tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+
+    adapter = tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(tiny_repo)
+    get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["q_proj"])).save_pretrained(adapter)
+    AutoProcessor.from_pretrained(tiny_repo).save_pretrained(
+        adapter
+    )  # what examples/finetune_spiritlm.py --lora saves
+    args = ["generate", "--repo", str(adapter), "--text", "hi", "-o", str(tmp_path / "answer.wav"), "--device", "cpu"]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"spiritlm generate: error: --repo {adapter} is a LoRA adapter (adapter_config.json), not a SPIRIT LM "
+        "checkpoint: pass the merged model that examples/finetune_spiritlm.py writes with --merged-output-dir, or "
+        f"merge it yourself: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(tiny_repo)!r}), "
+        f"{str(adapter)!r}).merge_and_unload().save_pretrained(DIR)\n"
+    )
 
 
 def test_tiny_repo_writes_a_loadable_repo_and_never_overwrites(tmp_path, capsys):
