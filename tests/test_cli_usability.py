@@ -1,8 +1,9 @@
 """What a new user meets first on the command line: `spiritlm --help` at once, `spiritlm tiny-repo`, one-line errors
-(exit 2) before anything loads, quiet output unless --verbose, the demo cleaning up after --no-cache, and the
-str-prompt-names-a-file warning."""
+(exit 2) before anything loads, output files only when there is something to write, quiet output unless --verbose,
+the demo cleaning up after --no-cache, and the str-prompt-names-a-file warning."""
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,28 @@ def test_lora_adapter_as_repo_names_the_merge(tiny_repo, tmp_path, capsys):
         f"merge it yourself: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(tiny_repo)!r}), "
         f"{str(adapter)!r}).merge_and_unload().save_pretrained(DIR)\n"
     )
+
+
+def test_text_output_leaves_the_default_output_alone(tiny_repo, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("generated.wav").write_bytes(b"mine")  # the default -o, e.g. from an earlier spoken answer
+    args = ["generate", "--repo", str(tiny_repo), "--text", "hi", "--output-modality", "text"]
+    for stream in ([], ["--stream"]):
+        assert main([*args, "--max-new-tokens", "2", *stream, "--device", "cpu"]) == 0
+        assert capsys.readouterr().out.startswith("text:   ")
+    assert Path("generated.wav").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("stream", [[], ["--stream"]])
+def test_speech_without_audio_writes_no_file_and_says_so(stream, tiny_repo, tmp_path, capsys):
+    # One unit cannot be vocoded by the EXPRESSIVE vocoder, which needs hubert and pitch units: speech without audio.
+    output = tmp_path / "answer.wav"
+    args = ["generate", "--repo", str(tiny_repo), "--text", "hi", "--output-modality", "speech", "-o", str(output)]
+    assert main([*args, "--max-new-tokens", "1", "--seed", "0", *stream, "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    no_audio = r"speech: no audio from units \[(Hu|Pi|St)\d+\]\n"
+    assert re.fullmatch(no_audio + re.escape(f"no speech came: nothing written to {output}\n"), printed), printed
+    assert not output.exists()
 
 
 def test_tiny_repo_writes_a_loadable_repo_and_never_overwrites(tmp_path, capsys):

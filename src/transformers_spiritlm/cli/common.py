@@ -163,8 +163,8 @@ def describe_segment(segment: dict) -> str:
         return f"text:   {segment['text']!r}"
     units = segment["units"]
     shown = units if len(units) <= 70 else units[:70] + "..."
-    if "audio" not in segment:
-        return f"speech: units {shown}"
+    if not len(segment.get("audio", ())):
+        return f"speech: no audio from units {shown}"
     seconds = len(segment["audio"]) / segment["sampling_rate"]
     return f"speech: {seconds:.2f} s of audio from units {shown}"
 
