@@ -109,7 +109,7 @@ class World:
             soundfile.write(path, self.pcm16, RATE, subtype="PCM_16")
         elif name.startswith("truncated-"):  # truncated-<bytes>.wav: the first bytes of speech.wav
             path.write_bytes(self.file("speech.wav").read_bytes()[: int(name[len("truncated-") : -len(".wav")])])
-        elif name == "text.wav":
+        elif name in ("text.wav", "text.mp3"):
             path.write_text("this is a text file, not audio\n" * 20)
         elif name == "zero-bytes.wav":
             path.write_bytes(b"")
@@ -354,6 +354,9 @@ SPEECH_TOKENIZER = [
           FileNotFoundError, r"audio file '.*missing.wav' does not exist"),
     fails("speech tokenizer", "text file named .wav", lambda w: w.base_st.encode_units(w.file("text.wav")),
           ValueError, r"could not read audio file '.*text.wav' \(.*Format not recognised.*\); pass a format "
+                      r"libsndfile reads"),
+    fails("speech tokenizer", "text file named .mp3", lambda w: w.base_st.encode_units(w.file("text.mp3")),
+          ValueError, r"could not read audio file '.*text.mp3': it holds text, not decodable audio; pass a format "
                       r"libsndfile reads"),
     fails("speech tokenizer", "0-byte .wav", lambda w: w.base_st.encode_units(w.file("zero-bytes.wav")), ValueError,
           r"could not read audio file '.*zero-bytes.wav'"),

@@ -97,6 +97,17 @@ def test_lora_adapter_as_repo_names_the_merge(tiny_repo, tmp_path, capsys):
     )
 
 
+def test_text_file_named_mp3_is_one_error_line_before_loading(tiny_repo, tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("question.mp3").write_text("this is a text file, not audio\n" * 20)
+    assert main(["generate", "--repo", str(tiny_repo), "--speech", "question.mp3", "--device", "cpu"]) == 2
+    # capfd: libsndfile's MP3 decoder would print to the process's stderr, past sys.stderr.
+    assert capfd.readouterr().err == (
+        "spiritlm generate: error: prompt 0, segment 0: could not read audio file 'question.mp3': it holds text, not "
+        "decodable audio; pass a format libsndfile reads (wav, flac, ogg, mp3) or an array\n"
+    )
+
+
 def test_text_output_leaves_the_default_output_alone(tiny_repo, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("generated.wav").write_bytes(b"mine")  # the default -o, e.g. from an earlier spoken answer
