@@ -17,10 +17,11 @@ Aligner TextGrid instead of `"words"`; an optional `"units"` field skips unit ex
 `--output-dir` then holds the model, the processor files and `trainer_state.json`, and reloads with
 `AutoModelForCausalLM.from_pretrained` / `AutoProcessor.from_pretrained`.
 
-LoRA (`pip install 'transformers-spiritlm[train]'`): `--lora` trains adapters only (`--lora-modules-to-save
-embed_tokens lm_head` also trains the embeddings, e.g. for a new voice); `--output-dir` then holds the adapter, which
-reloads with `PeftModel.from_pretrained(base_model, output_dir)`, and `--merged-output-dir DIR` writes the base model
-with the adapter merged in, which reloads with `AutoModelForCausalLM.from_pretrained(DIR)`.
+LoRA (`pip install 'transformers-spiritlm[train]'`, from a clone `pip install -e '.[train]'`): `--lora` trains
+adapters only (`--lora-modules-to-save embed_tokens lm_head` also trains the embeddings, e.g. for a new voice);
+`--output-dir` then holds the adapter, which reloads with `PeftModel.from_pretrained(base_model, output_dir)`, and
+`--merged-output-dir DIR` writes the base model with the adapter merged in, which reloads with
+`AutoModelForCausalLM.from_pretrained(DIR)`.
 
 The script runs unchanged on several processes, e.g. with the accelerate configs beside it:
 
@@ -64,6 +65,7 @@ from transformers_spiritlm.data import (
     extract_units,
     tokenize_sequences,
 )
+from transformers_spiritlm.extras import install_hint
 from transformers_spiritlm.testing import build_tiny_repo
 
 
@@ -104,7 +106,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     parser.add_argument("--streaming", action="store_true", help="read the data as a datasets.IterableDataset")
     parser.add_argument("--verbose", action="store_true", help="print the Trainer's log line for every step")
-    lora = parser.add_argument_group("LoRA (needs peft: pip install 'transformers-spiritlm[train]')")
+    lora = parser.add_argument_group(f"LoRA (needs peft: {install_hint('train')})")
     lora.add_argument("--lora", action="store_true", help="train LoRA adapters instead of every weight")
     lora.add_argument("--lora-r", type=int, default=8, help="adapter rank")
     lora.add_argument("--lora-alpha", type=float, default=16.0, help="adapter scaling numerator")
@@ -123,6 +125,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     lora_only = [name for name in ("lora_modules_to_save", "merged_output_dir") if getattr(args, name)]
     if lora_only and not args.lora:
         parser.error(f"--{lora_only[0].replace('_', '-')} needs --lora")
+    if args.lora:
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            parser.error(f"--lora needs peft: {install_hint('train')}")
     return args
 
 
@@ -152,10 +159,8 @@ def load_aligned_dataset(data_dir: Path, streaming: bool = False) -> datasets.Da
 
 def add_lora_adapters(model, args: argparse.Namespace):
     """Wraps `model` in a peft LoRA model as the `--lora-*` options say."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise ImportError("--lora needs peft: pip install 'transformers-spiritlm[train]'") from None
+    from peft import LoraConfig, get_peft_model
+
     config = LoraConfig(
         task_type="CAUSAL_LM",
         r=args.lora_r,

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import safetensors.torch
 import soundfile
 import torch
 from transformers import AutoModel, pipeline
@@ -109,7 +110,7 @@ class World:
             soundfile.write(path, self.pcm16, RATE, subtype="PCM_16")
         elif name.startswith("truncated-"):  # truncated-<bytes>.wav: the first bytes of speech.wav
             path.write_bytes(self.file("speech.wav").read_bytes()[: int(name[len("truncated-") : -len(".wav")])])
-        elif name == "text.wav":
+        elif name in ("text.wav", "text.mp3"):
             path.write_text("this is a text file, not audio\n" * 20)
         elif name == "zero-bytes.wav":
             path.write_bytes(b"")
@@ -266,6 +267,14 @@ def truncate(path: Path, size: int | None = None) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 if size is None else size])
 
 
+def pickle_weights(repo: Path) -> None:
+    """Replaces the LM's model.safetensors by a pytorch_model.bin pickle that also holds a numpy value, as older
+    checkpoints do (which `torch.load(weights_only=True)` refuses)."""
+    weights = safetensors.torch.load_file(repo / "model.safetensors")
+    torch.save({**weights, "step": np.array(3)}, repo / "pytorch_model.bin")
+    (repo / "model.safetensors").unlink()
+
+
 SQUARE_WAVE = np.sign(np.sin(2 * np.pi * 200 * np.arange(RATE) / RATE)).astype(np.float32)  # clipped at ±1
 NAN_AUDIO = np.where(np.arange(4000) == 1234, np.nan, 0.1).astype(np.float32)
 INF_AUDIO = np.where(np.arange(4000) == 99, -np.inf, 0.1).astype(np.float32)
@@ -346,6 +355,9 @@ SPEECH_TOKENIZER = [
           FileNotFoundError, r"audio file '.*missing.wav' does not exist"),
     fails("speech tokenizer", "text file named .wav", lambda w: w.base_st.encode_units(w.file("text.wav")),
           ValueError, r"could not read audio file '.*text.wav' \(.*Format not recognised.*\); pass a format "
+                      r"libsndfile reads"),
+    fails("speech tokenizer", "text file named .mp3", lambda w: w.base_st.encode_units(w.file("text.mp3")),
+          ValueError, r"could not read audio file '.*text.mp3': it holds text, not decodable audio; pass a format "
                       r"libsndfile reads"),
     fails("speech tokenizer", "0-byte .wav", lambda w: w.base_st.encode_units(w.file("zero-bytes.wav")), ValueError,
           r"could not read audio file '.*zero-bytes.wav'"),
@@ -560,7 +572,8 @@ CLI = [
     exits("cli", "resynthesize with corrupt vocoder weights",
           lambda w: ["resynthesize", w.file("speech.wav"), "--repo", w.repo_with("cli-voc", lambda r: truncate(
               r / "vocoder" / "model.safetensors", 100)), "-o", w.root / "o.wav", "--device", "cpu"],
-          2, r"spiritlm resynthesize: error: cannot load SpiritLMVocoder from .*cli-voc/vocoder: a safetensors"),
+          2, r"spiritlm resynthesize: error: .*cli-voc/vocoder/model.safetensors is truncated or corrupt: the file "
+             r"has 100 bytes, its header describes \d+; download or convert it again"),
     exits("cli", "resynthesize with an invalid vocoder config",
           lambda w: ["resynthesize", w.file("speech.wav"), "--repo", w.repo_with("cli-config", lambda r: set_json(
               r / "vocoder" / "config.json", upsample_rates=[5, 4])), "-o", w.root / "o.wav", "--device", "cpu"],
@@ -577,6 +590,22 @@ CLI = [
     exits("cli", "generate from a text file named .wav",
           lambda w: ["generate", "--repo", w.repo, "--text", "hi", "--speech", w.file("text.wav"), "--device", "cpu"],
           2, r"spiritlm generate: error: prompt 0, segment 1: could not read audio file"),
+    exits("cli", "generate with a truncated model.safetensors",
+          lambda w: ["generate", "--repo", w.repo_with("cli-lm", lambda r: truncate(r / "model.safetensors")),
+                     "--text", "hi", "--device", "cpu"],
+          2, r"spiritlm generate: error: .*cli-lm/model.safetensors is truncated or corrupt: the file "
+             r"has \d+ bytes, its header describes \d+; download or convert it again"),
+    exits("cli", "generate from weights only in a pickle",
+          lambda w: ["generate", "--repo", w.repo_with("cli-pickle", pickle_weights), "--text", "hi", "--device",
+                     "cpu"],
+          2, r"spiritlm generate: error: .*cli-pickle/pytorch_model.bin holds pickled weights, which the spiritlm "
+             r"commands do not load \(a converted repo holds safetensors\): convert the official checkpoints with "
+             r"`spiritlm convert`"),
+    exits("cli", "generate from a repo without tokenizer.json",
+          lambda w: ["generate", "--repo", w.repo_with("cli-no-tokenizer", lambda r: (r / "tokenizer.json").unlink()),
+                     "--text", "hi", "--device", "cpu"],
+          2, r"spiritlm generate: error: --repo .*cli-no-tokenizer has a language model but no tokenizer.json \(the "
+             r"text tokenizer with the unit tokens\)"),
     exits("cli", "convert a missing checkpoints folder",
           lambda w: ["convert", "--checkpoints-dir", w.root / "nope", "--variant", "base", "--output-dir",
                      w.root / "out"],

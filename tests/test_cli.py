@@ -10,7 +10,8 @@ import pytest
 import soundfile
 import torch
 
-from transformers_spiritlm import SpiritLMSpeechTokenizer, SpiritLMVocoder
+from transformers_spiritlm import SpiritLMSpeechTokenizer, SpiritLMVocoder, evaluation
+from transformers_spiritlm.cli import eval as cli_eval
 from transformers_spiritlm.cli import find_audio_files, main
 from transformers_spiritlm.units import units_to_string
 
@@ -24,6 +25,12 @@ def test_module_help_lists_the_commands():
     for command in ("demo", "tokenize", "resynthesize", "generate", "convert"):
         assert command in result.stdout
     assert "spiritlm demo" in result.stdout
+
+
+def test_eval_choices_are_the_library_ones():
+    # Written out in cli/eval.py so that building the parser does not import the evaluation package.
+    assert cli_eval.DIRECTIONS == evaluation.DIRECTIONS
+    assert cli_eval.REDUCTIONS == evaluation.REDUCTIONS
 
 
 def test_demo_writes_a_playable_wav_and_reuses_its_cache(tmp_path, capsys):

@@ -1,15 +1,21 @@
-"""What a new user meets first on the command line: `spiritlm tiny-repo`, one-line errors (exit 2) before anything
-loads, quiet output unless --verbose, the demo cleaning up after --no-cache, and the str-prompt-names-a-file warning."""
+"""What a new user meets first on the command line: `spiritlm --help` at once, `spiritlm tiny-repo`, one-line errors
+(exit 2) before anything loads, output files only when there is something to write, quiet output unless --verbose,
+the demo cleaning up after --no-cache, and the str-prompt-names-a-file warning."""
 
+import importlib.metadata
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, pipeline
+from transformers import AutoModelForCausalLM, AutoProcessor, pipeline
 from transformers.utils import logging
 
 from transformers_spiritlm import SpiritLMForCausalLM
 from transformers_spiritlm.cli import main
+from transformers_spiritlm.cli.common import is_local_path
 from transformers_spiritlm.testing import build_tiny_repo
 
 
@@ -28,6 +34,100 @@ def restore_transformers_verbosity():
 @pytest.fixture(scope="module")
 def lm_only_repo(tmp_path_factory):
     return build_tiny_repo(tmp_path_factory.mktemp("usability") / "tiny", speech_tokenizer=False, vocoder=False)
+
+
+def test_help_and_argument_errors_load_neither_torch_nor_transformers(tiny_repo):
+    """The installed `spiritlm` console script answers --help and argument errors before torch and transformers load
+    (seconds, a minute on a busy machine); a command then registers SPIRIT LM with transformers and runs."""
+    (entry_point,) = importlib.metadata.entry_points(group="console_scripts", name="spiritlm")
+    module, name = entry_point.value.split(":")
+    code = f"""
+import sys
+from {module} import {name} as main
+for argv in (["--help"], ["generate", "--help"], ["generate", "--bogus"], ["eval", "stsp", "--input-output", "up"]):
+    try:
+        main(argv)
+    except SystemExit as exit:
+        print("exit", exit.code)
+print("loaded:", sorted({{name.partition(".")[0] for name in sys.modules}} & {{"torch", "transformers"}}))
+args = ["--repo", {str(tiny_repo)!r}, "--text", "hi", "--output-modality", "text", "--max-new-tokens", "2"]
+sys.exit(main(["generate", *args, "--device", "cpu"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith(("exit ", "loaded: "))] == [
+        "exit 0",
+        "exit 0",
+        "exit 2",
+        "exit 2",
+        "loaded: []",
+    ]
+    assert lines[-1].startswith("text:   ")
+
+
+@pytest.mark.parametrize("repo", ["spiritlm-tny", "models/spiritlm-tny", "spiritlm-tny/"])
+def test_repo_that_is_no_folder_is_never_looked_up_on_the_hub(repo, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    assert main(["generate", "--repo", repo, "--text", "hi", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        f"spiritlm generate: error: --repo {repo} is not a folder (nor a Hub repo id such as 'owner/name')\n"
+    )
+    assert not is_local_path("facebook/spiritlm-expressive")  # there is no ./facebook: a Hub id
+
+
+def test_lora_adapter_as_repo_names_the_merge(tiny_repo, tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+
+    adapter = tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(tiny_repo)
+    get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["q_proj"])).save_pretrained(adapter)
+    AutoProcessor.from_pretrained(tiny_repo).save_pretrained(
+        adapter
+    )  # what examples/finetune_spiritlm.py --lora saves
+    args = ["generate", "--repo", str(adapter), "--text", "hi", "-o", str(tmp_path / "answer.wav"), "--device", "cpu"]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"spiritlm generate: error: --repo {adapter} is a LoRA adapter (adapter_config.json), not a SPIRIT LM "
+        "checkpoint: pass the merged model that examples/finetune_spiritlm.py writes with --merged-output-dir, or "
+        f"merge it yourself: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(tiny_repo)!r}), "
+        f"{str(adapter)!r}).merge_and_unload().save_pretrained(DIR)\n"
+    )
+
+
+def test_text_file_named_mp3_is_one_error_line_before_loading(tiny_repo, tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("question.mp3").write_text("this is a text file, not audio\n" * 20)
+    assert main(["generate", "--repo", str(tiny_repo), "--speech", "question.mp3", "--device", "cpu"]) == 2
+    # capfd: libsndfile's MP3 decoder would print to the process's stderr, past sys.stderr.
+    assert capfd.readouterr().err == (
+        "spiritlm generate: error: prompt 0, segment 0: could not read audio file 'question.mp3': it holds text, not "
+        "decodable audio; pass a format libsndfile reads (wav, flac, ogg, mp3) or an array\n"
+    )
+
+
+def test_text_output_leaves_the_default_output_alone(tiny_repo, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("generated.wav").write_bytes(b"mine")  # the default -o, e.g. from an earlier spoken answer
+    args = ["generate", "--repo", str(tiny_repo), "--text", "hi", "--output-modality", "text"]
+    for stream in ([], ["--stream"]):
+        assert main([*args, "--max-new-tokens", "2", *stream, "--device", "cpu"]) == 0
+        assert capsys.readouterr().out.startswith("text:   ")
+    assert Path("generated.wav").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("stream", [[], ["--stream"]])
+def test_speech_without_audio_writes_no_file_and_says_so(stream, tiny_repo, tmp_path, capsys):
+    # One unit cannot be vocoded by the EXPRESSIVE vocoder, which needs hubert and pitch units: speech without audio.
+    output = tmp_path / "answer.wav"
+    args = ["generate", "--repo", str(tiny_repo), "--text", "hi", "--output-modality", "speech", "-o", str(output)]
+    assert main([*args, "--max-new-tokens", "1", "--seed", "0", *stream, "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    no_audio = r"speech: no audio from units \[(Hu|Pi|St)\d+\]\n"
+    assert re.fullmatch(no_audio + re.escape(f"no speech came: nothing written to {output}\n"), printed), printed
+    assert not output.exists()
 
 
 def test_tiny_repo_writes_a_loadable_repo_and_never_overwrites(tmp_path, capsys):

@@ -53,6 +53,22 @@ def test_finetune_example_verbose_prints_the_trainer_log_lines(tmp_path, capsys)
     assert (printed.out + printed.err).count("'loss'") == 2
 
 
+def test_lora_without_peft_is_an_argument_error(monkeypatch, capsys):
+    example = load_example()
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if the [train] extra were not installed
+    with pytest.raises(SystemExit) as exit_info:
+        example.parse_args(["--lora", "--output-dir", "unused"])
+    assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(
+            ": error: --lora needs peft: pip install 'transformers-spiritlm[train]' (from a clone: pip install -e "
+            "'.[train]')"
+        )
+    )
+
+
 def run_example(*args: str) -> dict:
     return load_example().main([*args])
 

@@ -111,7 +111,8 @@ def test_core_imports_and_serve_without_gradio():
     assert result.returncode == 2, result.stderr
     assert result.stdout.strip() == "False"
     assert result.stderr.strip().splitlines()[-1] == (
-        "spiritlm serve: error: the web page needs the [web] extra: pip install 'transformers-spiritlm[web]'"
+        "spiritlm serve: error: the web page needs the [web] extra: pip install 'transformers-spiritlm[web]' "
+        "(from a clone: pip install -e '.[web]')"
     )
 
 

@@ -124,9 +124,24 @@ def to_float_waveform(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     )
 
 
+def _holds_text(path: str | os.PathLike) -> bool:
+    """Whether the file starts with text: no control bytes other than whitespace, which every audio format has in
+    its first 512 bytes, headers or samples."""
+    with open(path, "rb") as file:
+        head = file.read(512)
+    return bool(head) and head.translate(None, delete=bytes(range(9)) + bytes(range(14, 32)) + b"\x7f") == head
+
+
 def check_audio_path(path: str | os.PathLike) -> None:
-    """Raises `IsADirectoryError` / `FileNotFoundError` unless `path` is an existing file (checked before loading
-    anything that will read it)."""
+    """Raises `IsADirectoryError` / `FileNotFoundError` unless `path` is an existing file, and a `ValueError` for a
+    text file named .mp3 (checked before loading anything that will read it)."""
+    if os.fspath(path).lower().endswith(".mp3") and os.path.isfile(path) and _holds_text(path):
+        # libsndfile gives any .mp3 to its MPEG decoder, which prints notes to stderr and reports a file it cannot
+        # decode as one that "does not exist".
+        raise ValueError(
+            f"could not read audio file {os.fspath(path)!r}: it holds text, not decodable audio; pass a format "
+            "libsndfile reads (wav, flac, ogg, mp3) or an array"
+        )
     if os.path.isdir(path):
         raise IsADirectoryError(
             f"{os.fspath(path)!r} is a folder, not an audio file; pass one file (`spiritlm tokenize` reads folders)"

@@ -4,13 +4,12 @@ One module per subcommand, each a thin layer over the library with an `add_parse
 """
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from .. import __version__, _register_auto_classes
 from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize
-from .common import check_device, default_cache_dir, default_device, set_verbosity, write_wav
+from .common import check_device, check_repo, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
 from .tokenize import AUDIO_EXTENSIONS, find_audio_files, tokenize_files, write_jsonl
 
@@ -53,28 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_missing_folder(repo: str | None) -> bool:
-    """Whether `--repo` is a local path (not a Hub id such as `owner/name`) that is not a folder: the Hub client would
-    only complain that it is not a valid repo id."""
-    if not repo or os.path.isdir(repo):
-        return False
-    return os.path.isabs(repo) or repo.startswith((".", "~")) or repo.count("/") > 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `spiritlm` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["convert"]:
         # Everything after `convert`, --help included, belongs to the conversion script's own parser.
+        _register_auto_classes()
         return convert.run_convert(argv[1:])
     args = build_parser().parse_args(argv)
-    set_verbosity(args.verbose)
     try:
-        # Checked before any subcommand loads a model: a bad --repo or --device fails in a second, not after loading.
-        if _is_missing_folder(getattr(args, "repo", None)):
-            raise FileNotFoundError(f"--repo {args.repo} is not a folder (nor a Hub repo id such as 'owner/name')")
-        if getattr(args, "device", None) is not None:
+        # Checked before any subcommand loads a model, --repo before torch loads: bad input fails at once.
+        if getattr(args, "repo", None) is not None:
+            check_repo(args.repo)
+        if "device" in args:
+            args.device = args.device or default_device()
             check_device(args.device)
+        _register_auto_classes()
+        set_verbosity(args.verbose)
         return args.handler(args)
     except (OSError, ValueError) as error:  # bad input: files, repos, values; bugs keep their traceback
         print(f"spiritlm {args.command}: error: {error}", file=sys.stderr)

@@ -1,12 +1,14 @@
-"""Helpers shared by the `spiritlm` subcommands: defaults, WAV writing, pipeline loading, segment printing."""
+"""Helpers shared by the `spiritlm` subcommands: defaults, checks of --repo and --device, WAV writing, pipeline
+loading, segment printing. Building the parser imports neither torch nor transformers: the helpers that need them
+import them when called."""
 
 import argparse
+import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
-import soundfile
-import torch
 
 
 def default_cache_dir() -> Path:
@@ -17,6 +19,8 @@ def default_cache_dir() -> Path:
 
 
 def default_device() -> str:
+    import torch
+
     if torch.cuda.is_available():
         return "cuda"
     if torch.backends.mps.is_available():
@@ -25,13 +29,16 @@ def default_device() -> str:
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    # No default here: finding one imports torch, which `--help` should not wait for (see `main`).
     parser.add_argument(
-        "--device", default=default_device(), help="where to run: cpu, cuda, cuda:1, mps (default: %(default)s)"
+        "--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if available, else mps, else cpu)"
     )
 
 
 def check_device(device: str) -> None:
     """Refuses a `--device` this torch cannot run on, before anything loads."""
+    import torch
+
     try:
         parsed = torch.device(device)
     except RuntimeError:
@@ -50,6 +57,81 @@ def check_device(device: str) -> None:
         )
 
 
+def is_local_path(repo: str) -> bool:
+    """Whether `--repo` names a local folder, never a Hub repo id (`owner/name`): a bare name (no SPIRIT LM repo on
+    the Hub is one), an absolute or relative path, a path with more than one part, or one whose first part is a
+    local folder."""
+    owner, slash, name = repo.partition("/")
+    return (
+        os.path.isabs(repo)
+        or repo.startswith((".", "~"))
+        or "\\" in repo
+        or not slash
+        or not name
+        or "/" in name
+        or os.path.isdir(owner)
+    )
+
+
+def check_repo(repo: str) -> None:
+    """
+    Refuses, in one line and before anything loads, a `--repo` folder the commands cannot load: a path that is not a
+    folder (never sent to the Hub, where it would only fail after a minute of retries), a LoRA adapter, weights only
+    in a pickle, a truncated safetensors file, a language model without its tokenizer. Hub ids pass unchecked.
+    """
+    if not is_local_path(repo):
+        return
+    root = Path(repo)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--repo {repo} is not a folder (nor a Hub repo id such as 'owner/name')")
+    if (root / "adapter_config.json").is_file():
+        base = json.loads((root / "adapter_config.json").read_text()).get("base_model_name_or_path") or "BASE_REPO"
+        raise ValueError(
+            f"--repo {repo} is a LoRA adapter (adapter_config.json), not a SPIRIT LM checkpoint: pass the merged "
+            "model that examples/finetune_spiritlm.py writes with --merged-output-dir, or merge it yourself: "
+            f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base!r}), {repo!r})"
+            ".merge_and_unload().save_pretrained(DIR)"
+        )
+    for folder in (root, root / "speech_tokenizer", root / "vocoder"):
+        safetensors = sorted(folder.glob("*.safetensors"))
+        pickles = sorted(folder.glob("pytorch_model*.bin"))
+        if pickles and not safetensors:
+            raise ValueError(
+                f"{pickles[0]} holds pickled weights, which the spiritlm commands do not load (a converted repo holds "
+                "safetensors): convert the official checkpoints with `spiritlm convert`, or load your model in Python "
+                "and save it with save_pretrained"
+            )
+        for path in safetensors:
+            check_safetensors(path)
+    if (root / "config.json").is_file() and not (root / "tokenizer.json").is_file():
+        raise FileNotFoundError(
+            f"--repo {repo} has a language model but no tokenizer.json (the text tokenizer with the unit tokens): "
+            "copy it from the repo the model was converted or trained from, or convert the official checkpoints again"
+        )
+
+
+def check_safetensors(path: Path) -> None:
+    """Raises a `ValueError` naming `path` unless its header reads and its tensors end where the file ends: a cut
+    download or copy fails this. Reads the header only, a few kB whatever the file's size."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as file:
+            (header_size,) = struct.unpack("<Q", file.read(8))
+            # A header longer than the file is a cut file as well: not worth reading.
+            header = json.loads(file.read(header_size)) if 8 + header_size <= size else {}
+        tensors = [info for key, info in header.items() if key != "__metadata__"]
+        end = 8 + header_size + max((info["data_offsets"][1] for info in tensors), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        raise ValueError(
+            f"{path} is truncated or corrupt: its header does not read ({error}); download or convert it again"
+        ) from None
+    if end != size:
+        raise ValueError(
+            f"{path} is truncated or corrupt: the file has {size} bytes, its header describes {end}; download or "
+            "convert it again"
+        )
+
+
 def set_verbosity(verbose: bool) -> None:
     """Quiet by default: transformers' warnings below errors and its weight-loading progress bars off (our own
     progress bars for long work stay); `--verbose` shows them all."""
@@ -64,6 +146,8 @@ def set_verbosity(verbose: bool) -> None:
 
 
 def write_wav(path: Path, audio: np.ndarray, sampling_rate: int) -> None:
+    import soundfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16")
 
@@ -79,8 +163,8 @@ def describe_segment(segment: dict) -> str:
         return f"text:   {segment['text']!r}"
     units = segment["units"]
     shown = units if len(units) <= 70 else units[:70] + "..."
-    if "audio" not in segment:
-        return f"speech: units {shown}"
+    if not len(segment.get("audio", ())):
+        return f"speech: no audio from units {shown}"
     seconds = len(segment["audio"]) / segment["sampling_rate"]
     return f"speech: {seconds:.2f} s of audio from units {shown}"
 

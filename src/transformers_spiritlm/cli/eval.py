@@ -8,6 +8,12 @@ from pathlib import Path
 from .common import add_device_argument
 
 
+# evaluation.DIRECTIONS and evaluation.REDUCTIONS, written out so that building the parser does not import the
+# evaluation package (torch, transformers); tests/test_cli.py checks that they agree.
+DIRECTIONS = ("text_text", "text_speech", "speech_text", "speech_speech")
+REDUCTIONS = ("sum", "mean")
+
+
 def parse_label_map(text: str | None) -> dict[str, str] | None:
     """`"happy=positive,sad=negative"` or a JSON object -> dict."""
     if not text:
@@ -178,8 +184,6 @@ def run_pairs(args) -> int:
 
 
 def add_parser(commands) -> None:
-    from ..evaluation import DIRECTIONS, REDUCTIONS
-
     evaluate = commands.add_parser("eval", help="STSP benchmark, its scoring, minimal-pair accuracy")
     tasks = evaluate.add_subparsers(dest="task", required=True, metavar="TASK")
 

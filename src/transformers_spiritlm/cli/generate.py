@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import check_audio_path
 from ..units import string_to_units
 from .common import add_device_argument, describe_segment, load_pipeline, write_wav
 
@@ -54,6 +53,11 @@ def _refuse_existing(path: Path) -> None:
         raise FileExistsError(f"{path} exists; choose another --output or pass --force to overwrite it")
 
 
+def _no_speech(output_modality: str, output: Path) -> None:
+    if output_modality != "text":
+        print(f"no speech came: nothing written to {output}")
+
+
 def stream_to_files(pipe, segments: list[dict], output_modality: str, output: Path, force: bool, **kwargs) -> int:
     """`--stream`: prints text as it comes and writes speech to WAV files (`output`, then OUTPUT-2.wav, ...) that
     grow while the model generates; prints the time to first audio."""
@@ -63,8 +67,9 @@ def stream_to_files(pipe, segments: list[dict], output_modality: str, output: Pa
         for chunk in pipe.stream(segments, output_modality=output_modality, **kwargs):
             if chunk["type"] == "text":
                 print(("text:   " if previous != "text" else "") + chunk["text"], end="", flush=True)
-            elif "audio" not in chunk:
-                print(("\n" if previous == "text" else "") + f"speech: too short to keep, units {chunk['units']}")
+            elif not len(chunk.get("audio", ())):
+                # Too short to keep, or without the units the vocoder needs: units but no audio.
+                print(("\n" if previous == "text" else "") + f"speech: no audio from units {chunk['units']}")
             else:
                 if previous != "speech" or wav is None:
                     if wav is not None:
@@ -84,12 +89,16 @@ def stream_to_files(pipe, segments: list[dict], output_modality: str, output: Pa
     if previous == "text":
         print()
     total = time.perf_counter() - start
-    if first_audio is not None:
+    if first_audio is None:
+        _no_speech(output_modality, output)
+    else:
         print(f"time to first audio: {first_audio:.2f} s; {seconds:.2f} s of audio in {total:.2f} s")
     return 0
 
 
 def run_generate(args) -> int:
+    from ..audio import check_audio_path
+
     if not args.segments:
         raise ValueError("give the prompt with --text, --speech and/or --units (in order)")
     # The processor's own checks, before the model loads.
@@ -101,7 +110,7 @@ def run_generate(args) -> int:
                 string_to_units(segment["units"], strict=True)
         except (OSError, ValueError) as error:
             raise type(error)(f"prompt 0, segment {index}: {error}") from None
-    if not args.force:
+    if not args.force and args.output_modality != "text":
         _refuse_existing(Path(args.output))
     pipe = load_pipeline(args.repo, args.device)
     kwargs = {"max_new_tokens": args.max_new_tokens, "do_sample": not args.greedy, "speaker_id": args.speaker_id}
@@ -119,13 +128,15 @@ def run_generate(args) -> int:
     speech_index = 0
     for segment in result["segments"]:
         print(describe_segment(segment))
-        if "audio" in segment:
+        if len(segment.get("audio", ())):
             speech_index += 1
             path = _speech_path(output, speech_index)
             if not args.force:
                 _refuse_existing(path)
             write_wav(path, segment["audio"], segment["sampling_rate"])
             print(f"  -> {path}")
+    if not speech_index:
+        _no_speech(args.output_modality, output)
     return 0
 
 
@@ -169,7 +180,10 @@ def add_parser(commands) -> None:
         help="what to generate; 'arbitrary' lets the model switch (default: %(default)s)",
     )
     generate.add_argument(
-        "-o", "--output", default="generated.wav", help="WAV file for speech output (default: %(default)s)"
+        "-o",
+        "--output",
+        default="generated.wav",
+        help="WAV file for speech output, written only if speech comes (default: %(default)s)",
     )
     generate.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default: %(default)s)")
     generate.add_argument("--greedy", action="store_true", help="pick the most likely token instead of sampling")

@@ -3,13 +3,13 @@
 import sys
 from pathlib import Path
 
-from ..audio import check_audio_path
 from .common import add_device_argument, write_wav
 
 
 def run_resynthesize(args) -> int:
     from transformers import AutoModel
 
+    from ..audio import check_audio_path
     from ..units import units_to_string
     from ..vocoder import SpiritLMVocoder
 

@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..extras import install_hint
 from .common import add_device_argument, default_cache_dir
 from .demo import _demo_repo
 
@@ -20,10 +21,7 @@ def run_serve(args) -> int:
     except ModuleNotFoundError as error:
         if not (error.name or "").startswith("gradio"):
             raise
-        print(
-            "spiritlm serve: error: the web page needs the [web] extra: pip install 'transformers-spiritlm[web]'",
-            file=sys.stderr,
-        )
+        print(f"spiritlm serve: error: the web page needs the [web] extra: {install_hint('web')}", file=sys.stderr)
         return 2
     repo = args.repo or _demo_repo(Path(args.cache_dir))
     print(f"Loading model, processor (with speech tokenizer) and vocoder from {repo} ...")
@@ -56,7 +54,7 @@ def add_parser(commands) -> None:
         description=(
             "Starts a Gradio web page: record or upload a spoken question and/or type one, and hear the answer as it "
             "is generated. Runs the tiny random-weight demo model (offline; noise and gibberish) unless --repo names "
-            "a converted checkpoint. Needs the [web] extra: pip install 'transformers-spiritlm[web]'."
+            f"a converted checkpoint. Needs the [web] extra: {install_hint('web')}."
         ),
     )
     serve.add_argument("--repo", help="converted checkpoint folder or Hub repo (default: the tiny demo model)")

@@ -16,13 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from ..extras import install_hint
 from .fcpe import FCPEConfig, FCPEF0Extractor, check_waveforms
 
 
 F0_EXTRACTORS = ("fcpe", "yaapt")
 YAAPT_INSTALL_HINT = (
-    "the 'yaapt' pitch extractor needs the amfm-decompy package: pip install 'transformers-spiritlm[yaapt]' "
-    "(or pip install amfm-decompy), or use f0_extractor='fcpe'"
+    f"the 'yaapt' pitch extractor needs the amfm-decompy package: {install_hint('yaapt')}, or pip install "
+    "amfm-decompy; or use f0_extractor='fcpe'"
 )
 
 
