@@ -9,6 +9,7 @@ from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, AutoModel
 
 from transformers_spiritlm import SpiritLMVocoder, SpiritLMVocoderConfig, SpiritLMVocoderOutput
+from transformers_spiritlm.configuration_spiritlm import VOCODER_SUBFOLDER
 from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder, load_official_vocoder
 from transformers_spiritlm.testing.official_hubert import weights_digest
 from transformers_spiritlm.testing.official_vocoder import (
@@ -19,6 +20,7 @@ from transformers_spiritlm.testing.official_vocoder import (
     write_official_vocoders,
 )
 from transformers_spiritlm.units import MOST_COMMON_STYLES
+from transformers_spiritlm.vocoder import load_vocoder
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vocoder"
@@ -180,6 +182,18 @@ def test_save_and_load_give_identical_waveforms(vocoders, tmp_path):
     assert torch.equal(reloaded.decode_string(string), vocoder.decode_string(string))
     from_repo = SpiritLMVocoder.from_pretrained(tmp_path.parent, subfolder=tmp_path.name)
     assert torch.equal(from_repo.decode_string(string), vocoder.decode_string(string))
+
+
+def test_load_vocoder_reads_the_vocoder_subfolder_of_a_repo(vocoders, tmp_path):
+    vocoders["base"].save_pretrained(tmp_path / VOCODER_SUBFOLDER)
+    loaded = load_vocoder(tmp_path)
+    assert type(loaded) is SpiritLMVocoder and not loaded.training
+    assert torch.equal(loaded.decode_string("[Hu1][Hu2][Hu3]"), vocoders["base"].decode_string("[Hu1][Hu2][Hu3]"))
+
+
+def test_config_says_which_unit_types_the_vocoder_takes(vocoders):
+    assert vocoders["base"].config.unit_types == ("hubert",)
+    assert vocoders["expressive"].config.unit_types == ("hubert", "pitch", "style")
 
 
 _RUNTIME_KEYS = ("dtype", "architectures", "_name_or_path")

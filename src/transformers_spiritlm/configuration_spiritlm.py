@@ -10,6 +10,9 @@ from transformers.configuration_utils import SubConfigSpec
 
 
 VARIANTS = ("base", "expressive")
+# Sub-folders of a converted repo that hold the speech tokenizer and the vocoder (the language model is at its root).
+SPEECH_TOKENIZER_SUBFOLDER = "speech_tokenizer"
+VOCODER_SUBFOLDER = "vocoder"
 
 
 @contextmanager
@@ -20,8 +23,8 @@ def _checked_config_dict(cls, config_dict: dict, compatible: tuple[str, ...] = (
     if found is not None and found not in (cls.model_type, *compatible):
         raise ValueError(
             f"this config has model_type {found!r}, not {cls.model_type!r}: it belongs to another model. A converted "
-            "SPIRIT LM repo keeps the language model at its root, the speech tokenizer in speech_tokenizer/ and the "
-            "vocoder in vocoder/ (pass subfolder=...)"
+            f"SPIRIT LM repo keeps the language model at its root, the speech tokenizer in {SPEECH_TOKENIZER_SUBFOLDER}/ "
+            f"and the vocoder in {VOCODER_SUBFOLDER}/ (pass subfolder=...)"
         )
     try:
         yield
@@ -170,8 +173,8 @@ class SpiritLMVocoderConfig(PreTrainedConfig):
     ```python
     >>> from transformers_spiritlm import SpiritLMVocoderConfig
     >>> config = SpiritLMVocoderConfig(num_pitch_units=64, num_style_units=100, num_speakers=4)
-    >>> config.model_in_dim, config.hubert_to_pitch, config.hubert_to_style, config.hop_length
-    (512, 2, 25, 640)
+    >>> config.model_in_dim, config.hubert_to_pitch, config.hubert_to_style, config.hop_length, config.unit_types
+    (512, 2, 25, 640, ('hubert', 'pitch', 'style'))
     ```"""
 
     model_type = "spiritlm_vocoder"
@@ -225,6 +228,12 @@ class SpiritLMVocoderConfig(PreTrainedConfig):
     def hop_length(self) -> int:
         """Waveform samples generated per (expanded) hubert unit."""
         return math.prod(self.upsample_rates)
+
+    @property
+    def unit_types(self) -> tuple[str, ...]:
+        """Unit streams the vocoder takes: `("hubert",)` (BASE) or `("hubert", "pitch", "style")` (EXPRESSIVE)."""
+        optional = (("pitch", self.num_pitch_units), ("style", self.num_style_units))
+        return ("hubert",) + tuple(name for name, count in optional if count is not None)
 
     def validate_architecture(self):
         """Checks the generator shape, the duration predictor and the speaker / style name lists."""

@@ -293,7 +293,7 @@ class SpiritLMStreamer(BaseStreamer):
             self._pending.append({"type": "speech", "units": new_units})
             return
         parsed = string_to_units(state["units"])
-        needs_pitch = self.vocoder.pitch_embedding is not None
+        needs_pitch = "pitch" in self.vocoder.config.unit_types
         if not parsed["hubert"] or (needs_pitch and "pitch" not in parsed):
             missing = "hubert" if not parsed["hubert"] else "pitch"
             logger.warning(

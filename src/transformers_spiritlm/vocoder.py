@@ -1,6 +1,7 @@
 """SPIRIT LM vocoder: speech units -> 16 kHz waveform (unit HiFi-GAN with a duration predictor)."""
 
 import math
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from transformers import PreTrainedModel
 from transformers.models.speecht5.modeling_speecht5 import HifiGanResidualBlock
 from transformers.utils import ModelOutput
 
-from .configuration_spiritlm import SpiritLMVocoderConfig
+from .configuration_spiritlm import VOCODER_SUBFOLDER, SpiritLMVocoderConfig
 from .modeling_spiritlm import SpiritLMLoadingMixin
 from .units import MOST_COMMON_STYLES, string_to_units
 
@@ -783,4 +784,10 @@ def _lookup(value, names: list[str] | None, count: int, argument: str, what: str
     return int(value)
 
 
-__all__ = ["SpiritLMAudioChunk", "SpiritLMChunkedDecoder", "SpiritLMVocoder", "SpiritLMVocoderOutput"]
+def load_vocoder(repo: str | os.PathLike, **kwargs) -> SpiritLMVocoder:
+    """The [`SpiritLMVocoder`] of a converted SPIRIT LM repo (its `vocoder/` subfolder), in eval mode: how the pipeline
+    and the command line load it. `kwargs` (`dtype`, `revision`, ...) go to `from_pretrained`."""
+    return SpiritLMVocoder.from_pretrained(repo, subfolder=VOCODER_SUBFOLDER, **kwargs).eval()
+
+
+__all__ = ["SpiritLMAudioChunk", "SpiritLMChunkedDecoder", "SpiritLMVocoder", "SpiritLMVocoderOutput", "load_vocoder"]

@@ -10,12 +10,15 @@ from .common import add_device_argument, write_wav
 def run_resynthesize(args) -> int:
     from transformers import AutoModel
 
+    from ..configuration_spiritlm import SPEECH_TOKENIZER_SUBFOLDER
     from ..units import units_to_string
-    from ..vocoder import SpiritLMVocoder
+    from ..vocoder import load_vocoder
 
     check_audio_path(args.input)
-    speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(args.device).eval()
-    vocoder = SpiritLMVocoder.from_pretrained(args.repo, subfolder="vocoder").to(args.device).eval()
+    speech_tokenizer = (
+        AutoModel.from_pretrained(args.repo, subfolder=SPEECH_TOKENIZER_SUBFOLDER).to(args.device).eval()
+    )
+    vocoder = load_vocoder(args.repo).to(args.device)
     units = speech_tokenizer.encode_units(args.input)
     string = units_to_string(units)
     if args.through_string:
