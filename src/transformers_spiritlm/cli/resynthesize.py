@@ -24,7 +24,7 @@ def run_resynthesize(args) -> int:
     if args.through_string:
         audio = vocoder.decode_string(string, speaker_id=args.speaker_id)
     else:
-        audio = vocoder(**units, speaker_id=args.speaker_id, dur_pred=False)
+        audio = vocoder.decode_units(**units, speaker_id=args.speaker_id, dur_pred=False)
     write_wav(Path(args.output), audio.cpu().numpy(), vocoder.config.sampling_rate)
     print(string)
     print(f"wrote {args.output} ({len(audio) / vocoder.config.sampling_rate:.2f} s)", file=sys.stderr)
