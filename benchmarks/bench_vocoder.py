@@ -157,12 +157,12 @@ def bench_variant(variant: str, args, common, peaks, work: Path) -> None:
     audio_seconds = sum(len(units["hubert"]) for units in sequences) * ours["ours fp32"].config.hop_length / 16000
 
     def synthesise(model):
-        return [model(**units, dur_pred=False) for units in sequences]
+        return [model.decode_units(**units, dur_pred=False) for units in sequences]
 
     variants = {name: (lambda model=model: synthesise(model)) for name, model in ours.items()}
     if args.batched:
         batch = {key: [units[key] for units in sequences] for key in sequences[0]}
-        variants["ours fp32, one batch"] = lambda: ours["ours fp32"](**batch, dur_pred=False)
+        variants["ours fp32, one batch"] = lambda: ours["ours fp32"].decode_units(**batch, dur_pred=False)
     official = OfficialChild(
         args.official_python, args.official_src, checkpoint_dir, variant, work / f"official_{variant}.npz"
     )

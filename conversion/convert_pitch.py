@@ -170,7 +170,7 @@ def convert_fcpe(checkpoint: dict) -> tuple[dict[str, torch.Tensor], dict]:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ConversionError(f"the FCPE checkpoint's config_dict is incomplete or invalid: {error!r}") from None
-    return state_dict, config.to_dict()
+    return state_dict, config.to_diff_dict()
 
 
 class MissingFileError(ConversionError, FileNotFoundError):
@@ -287,7 +287,7 @@ def convert_pitch(
         raise ConversionError(
             f"{model_path} does not match its config.yaml: missing {missing[:4]}, wrong shapes {wrong[:4]}"
         )
-    return {key: value.contiguous().float() for key, value in state_dict.items()}, config.to_dict()
+    return {key: value.contiguous().float() for key, value in state_dict.items()}, config.to_diff_dict()
 
 
 def main(argv: list[str] | None = None) -> int:

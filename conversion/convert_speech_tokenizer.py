@@ -24,7 +24,12 @@ from pathlib import Path
 
 import torch
 
-from transformers_spiritlm.configuration_spiritlm import MHUBERT_BASE_25HZ, VARIANTS, SpiritLMSpeechTokenizerConfig
+from transformers_spiritlm.configuration_spiritlm import (
+    MHUBERT_BASE_25HZ,
+    SPEECH_TOKENIZER_SUBFOLDER,
+    VARIANTS,
+    SpiritLMSpeechTokenizerConfig,
+)
 from transformers_spiritlm.conversion.convert_pitch import convert_pitch
 from transformers_spiritlm.conversion.convert_style import convert_style
 from transformers_spiritlm.speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer
@@ -285,7 +290,7 @@ def convert_speech_tokenizer(
     if model.pitch_encoder is not None:
         model.pitch_encoder.float()
     if output_dir is not None:
-        model.save_pretrained(Path(output_dir) / "speech_tokenizer")
+        model.save_pretrained(Path(output_dir) / SPEECH_TOKENIZER_SUBFOLDER)
     return model
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transformers_spiritlm.configuration_spiritlm import VARIANTS
+from transformers_spiritlm.configuration_spiritlm import VARIANTS, VOCODER_SUBFOLDER
 from transformers_spiritlm.conversion.convert_lm import DEFAULT_MAX_SHARD_SIZE, DTYPES, convert_lm
 from transformers_spiritlm.conversion.convert_tokenizer import (
     SlowTokenizerReference,
@@ -143,7 +143,8 @@ def self_check(repo_dir: Path, official_tokenizer, variant: str) -> list[tuple[s
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor
 
-    from transformers_spiritlm import SpiritLMConfig, SpiritLMVocoder
+    from transformers_spiritlm import SpiritLMConfig
+    from transformers_spiritlm.vocoder import load_vocoder
 
     rows = []
     config = AutoConfig.from_pretrained(repo_dir)
@@ -180,7 +181,7 @@ def self_check(repo_dir: Path, official_tokenizer, variant: str) -> list[tuple[s
     counts = ", ".join(f"{len(values)} {name}" for name, values in units.items())
     rows.append(("speech tokenizer", "encode 1 s of audio", counts))
 
-    vocoder = SpiritLMVocoder.from_pretrained(repo_dir, subfolder="vocoder").eval()
+    vocoder = load_vocoder(repo_dir)
     waveform = vocoder.decode_string(speech_tokenizer.encode_string(_self_check_audio(), sampling_rate=16000))
     if waveform.ndim != 1 or not len(waveform) or not torch.isfinite(waveform).all():
         raise RuntimeError(f"self-check: the vocoder gave a waveform of shape {tuple(waveform.shape)}")
@@ -260,7 +261,7 @@ def convert_spiritlm_to_hf(
         )
         write_special_tokens_map(partial, tokenizer)
         log(f"vocoder: {VOCODER_DIRS[variant]}")
-        convert_vocoder(checkpoints_dir / "speech_tokenizer" / VOCODER_DIRS[variant], partial / "vocoder")
+        convert_vocoder(checkpoints_dir / "speech_tokenizer" / VOCODER_DIRS[variant], partial / VOCODER_SUBFOLDER)
         (partial / "README.md").write_text(card, encoding="utf-8")
         log(f"language model: {lm_dir} -> {dtype} safetensors")
         convert_lm(lm_dir, partial, variant, official_tokenizer.text_vocab_size, dtype, max_shard_size, progress=True)

@@ -79,7 +79,7 @@ def test_bfloat16_vocoder_is_close_to_float32(variant, tmp_path):
             pitch=torch.randint(0, 64, (50,), generator=generator),
             style=torch.randint(0, 100, (4,), generator=generator),
         )
-    reference, waveform = exact(**units, dur_pred=False), fast(**units, dur_pred=False)
+    reference, waveform = exact.decode_units(**units, dur_pred=False), fast.decode_units(**units, dur_pred=False)
     assert waveform.dtype == torch.float32 and waveform.shape == reference.shape
     snr = 10 * torch.log10(reference.pow(2).sum() / (waveform - reference).pow(2).sum())
     assert snr > 30  # measured ~47 dB
@@ -88,16 +88,15 @@ def test_bfloat16_vocoder_is_close_to_float32(variant, tmp_path):
 def test_padded_batch_generator_equals_one_by_one():
     vocoder = tiny_vocoder("base")
     generator = torch.Generator().manual_seed(0)
-    items = [vocoder._conditioning("", torch.randint(0, 501, (n,), generator=generator), None, None, 2, None, False)
-             for n in (37, 60, 12)]  # fmt: skip
+    items = [vocoder.embed_units(torch.randint(0, 501, (n,), generator=generator), speaker_id=2) for n in (37, 60, 12)]
     lengths = torch.tensor([len(item) for item in items])
     with torch.no_grad():
-        batch = vocoder._generate(torch.nn.utils.rnn.pad_sequence(items, batch_first=True).transpose(1, 2), lengths)
+        batch = vocoder.synthesise(torch.nn.utils.rnn.pad_sequence(items, batch_first=True).transpose(1, 2), lengths)
         for row, item in enumerate(items):
-            alone = vocoder._generate(item.T[None], lengths[row : row + 1])[0]
+            alone = vocoder.synthesise(item.T[None], lengths[row : row + 1])[0]
             samples = len(alone)
             torch.testing.assert_close(batch[row, :samples], alone, atol=1e-5, rtol=0)
             assert (batch[row, samples:] == 0).all()
     # The public batch call (one by one on CPU) gives exactly the single-item waveforms.
-    output = vocoder([[5, 6, 7] * 10, [8, 9] * 7], dur_pred=False)
-    assert torch.equal(output.waveform[1, : output.lengths[1]], vocoder([8, 9] * 7, dur_pred=False))
+    output = vocoder.decode_units([[5, 6, 7] * 10, [8, 9] * 7], dur_pred=False)
+    assert torch.equal(output.waveform[1, : output.lengths[1]], vocoder.decode_units([8, 9] * 7, dur_pred=False))

@@ -3,18 +3,25 @@ tokenizer on the same random weights and the real FCPE weights, from file paths 
 tests/fixtures/expressive/record_expressive.py), plus conversion, batching, save/load, dtype and bad input."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from transformers import AutoModel
+from transformers import AutoModel, Wav2Vec2Config
 
 from transformers_spiritlm import SpiritLMSpeechTokenizer, units_to_string
 from transformers_spiritlm.audio import prepare_audio
+from transformers_spiritlm.configuration_spiritlm import (
+    FCPEConfig,
+    PitchUnitEncoderConfig,
+    SpiritLMStyleEncoderConfig,
+)
 from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.conversion.convert_speech_tokenizer import main as convert_main
+from transformers_spiritlm.speech_tokenizer.style import SpiritLMStyleEncoder
 from transformers_spiritlm.testing.official_checkpoints import write_official_fcpe
 from transformers_spiritlm.testing.official_hubert import (
     HUBERT_RELATIVE_PATH,
@@ -220,6 +227,53 @@ def test_tiny_expressive_speech_tokenizer():
         SpiritLMSpeechTokenizer(tiny_speech_tokenizer_config(style_config={"num_styles": 100}))
     with pytest.raises(ValueError, match="unknown PitchUnitEncoderConfig keys"):
         SpiritLMSpeechTokenizer(tiny_speech_tokenizer_config(pitch_config={"bins": 64}))
+
+
+def test_a_speech_tokenizer_saved_with_dict_sub_configs_keeps_loading(tmp_path):
+    """A repo converted before the sub-configs were config classes: its config.json holds them as plain dicts."""
+    model = tiny_speech_tokenizer(seed=0, variant="expressive")
+    model.save_pretrained(tmp_path / "old")
+    shutil.copy(FIXTURES / "dict_sub_configs" / "config.json", tmp_path / "old" / "config.json")
+    loaded = AutoModel.from_pretrained(tmp_path / "old")
+    pitch, style = loaded.config.pitch_config, loaded.config.style_config
+    assert type(pitch) is PitchUnitEncoderConfig and type(pitch.fcpe) is FCPEConfig
+    assert type(style) is SpiritLMStyleEncoderConfig and type(style.wav2vec2) is Wav2Vec2Config
+    assert (pitch.l_bins, pitch.fcpe.hidden_size, style.num_styles, style.wav2vec2.hidden_size) == (64, 16, 100, 32)
+    for name in ("pitch_config", "style_config"):
+        assert _values(getattr(loaded.config, name)) == _values(getattr(model.config, name))
+    wave, _ = soundfile.read(CLIPS["speech_2s_16k"], dtype="float32")
+    assert loaded.encode_units(wave, sampling_rate=16000) == model.encode_units(wave, sampling_rate=16000)
+    loaded.save_pretrained(tmp_path / "new")  # saved again in the sub-config layout, it loads the same
+    again = AutoModel.from_pretrained(tmp_path / "new")
+    assert _values(again.config.pitch_config) == _values(pitch) and _values(again.config.style_config) == _values(
+        style
+    )
+
+
+def test_sub_configs_are_strict_configs_and_dict_access_is_deprecated():
+    config = tiny_speech_tokenizer_config(variant="expressive")
+    with pytest.warns(FutureWarning, match=r"no longer a dict: read config.l_bins instead of config\['l_bins'\]"):
+        assert config.pitch_config["l_bins"] == config.pitch_config.l_bins == 64
+    with pytest.raises(ValueError, match=r"unknown SpiritLMStyleEncoderConfig keys \['pool'\]"):
+        SpiritLMStyleEncoderConfig(pool=50)
+    with pytest.raises(ValueError, match="FCPEConfig has model_type 'spiritlm_fcpe', got 'hubert'"):
+        PitchUnitEncoderConfig(fcpe={"model_type": "hubert"})
+    with pytest.raises(ValueError, match=r"style encoder config lacks \['projector_size'\]"):
+        SpiritLMStyleEncoder({**config.style_config.to_dict(), "projector_size": None})
+    assert config.style_config.wav2vec2.mask_time_prob == 0.0  # inference only: no SpecAugment weights
+
+
+def _values(config) -> dict:
+    """`config.to_dict()` without what loading sets (`dtype`, `_name_or_path`), in nested configs too."""
+
+    def strip(values: dict) -> dict:
+        return {
+            key: strip(value) if isinstance(value, dict) else value
+            for key, value in values.items()
+            if key not in ("dtype", "_name_or_path")
+        }
+
+    return strip(config.to_dict())
 
 
 def test_conversion_errors(checkpoints, tmp_path):

@@ -9,6 +9,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, pipeline
 
 from transformers_spiritlm import SpiritLMModalityLogitsProcessor, SpiritLMStreamer, string_to_units, units_to_string
+from transformers_spiritlm.streaming import SpiritLMAudioChunk, SpiritLMChunkedDecoder
 from transformers_spiritlm.testing import build_tiny_repo
 
 
@@ -143,6 +144,21 @@ def test_too_little_context_is_not_exact(pipes):
     decoder = vocoder.chunked_decoder(chunk_size=5, left_context=left // 2, lookahead=right // 2)
     chunks = [chunk for token in tokens for chunk in decoder.push(token)] + decoder.flush()
     assert (torch.cat([chunk.waveform for chunk in chunks]) - offline).abs().max() > 1e-3
+
+
+def test_chunked_decoder_lives_in_streaming_and_its_old_import_warns(pipes):
+    vocoder = pipes["base"].vocoder
+    tokens = unit_tokens({"hubert": list(range(100, 130))})
+    decoder = SpiritLMChunkedDecoder(vocoder, speaker_id=1, chunk_size=10)
+    chunks = [chunk for token in tokens for chunk in decoder.push(token)] + decoder.flush()
+    assert all(isinstance(chunk, SpiritLMAudioChunk) for chunk in chunks) and len(chunks) == 4
+    torch.testing.assert_close(
+        torch.cat([chunk.waveform for chunk in chunks]), vocoder.decode_string("".join(tokens), speaker_id=1)
+    )
+    assert type(vocoder.chunked_decoder(chunk_size=10)) is SpiritLMChunkedDecoder
+    with pytest.warns(FutureWarning, match="vocoder.SpiritLMChunkedDecoder moved to transformers_spiritlm.streaming"):
+        from transformers_spiritlm.vocoder import SpiritLMChunkedDecoder as old_location
+    assert old_location is SpiritLMChunkedDecoder
 
 
 @pytest.mark.parametrize("variant", ["base", "expressive"])

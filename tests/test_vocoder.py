@@ -9,6 +9,7 @@ from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, AutoModel
 
 from transformers_spiritlm import SpiritLMVocoder, SpiritLMVocoderConfig, SpiritLMVocoderOutput
+from transformers_spiritlm.configuration_spiritlm import VOCODER_SUBFOLDER
 from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder, load_official_vocoder
 from transformers_spiritlm.testing.official_hubert import weights_digest
 from transformers_spiritlm.testing.official_vocoder import (
@@ -19,6 +20,7 @@ from transformers_spiritlm.testing.official_vocoder import (
     write_official_vocoders,
 )
 from transformers_spiritlm.units import MOST_COMMON_STYLES
+from transformers_spiritlm.vocoder import load_vocoder
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vocoder"
@@ -51,7 +53,7 @@ def vocoders(official_dirs, tmp_path_factory):
 def _run(vocoder: SpiritLMVocoder, case: dict) -> torch.Tensor:
     if case["call"] == "decode_string":
         return vocoder.decode_string(case["string"], speaker_id=case["speaker_id"])
-    return vocoder(
+    return vocoder.decode_units(
         case["hubert"],
         pitch=case.get("pitch"),
         style=case.get("style"),
@@ -73,25 +75,27 @@ def test_matches_official_vocoder(vocoders, case):
 def test_duration_prediction_expands_the_waveform(vocoders):
     # 46 deduplicated units, 40 samples each, re-expanded by predicted durations of 1 to 3 frames.
     case = next(case for case in RECORD["cases"] if case["name"] == "base_style_2s")
-    plain = vocoders["base"](case["hubert"], dur_pred=False)
+    plain = vocoders["base"].decode_units(case["hubert"], dur_pred=False)
     assert plain.shape[0] == len(case["hubert"]) * vocoders["base"].config.hop_length
-    assert vocoders["base"](case["hubert"]).shape[0] > plain.shape[0]
+    assert vocoders["base"].decode_units(case["hubert"]).shape[0] > plain.shape[0]
 
 
 def test_frame_rate_pitch_switches_duration_prediction_off_as_official(vocoders):
     case = next(case for case in RECORD["cases"] if case["name"] == "expressive_units_2s")
     kwargs = {"pitch": case["pitch"], "style": case["style"], "speaker_id": 3}
-    on = vocoders["expressive"](case["hubert"], dur_pred=True, **kwargs)
-    torch.testing.assert_close(on, vocoders["expressive"](case["hubert"], dur_pred=False, **kwargs), atol=0, rtol=0)
+    on = vocoders["expressive"].decode_units(case["hubert"], dur_pred=True, **kwargs)
+    torch.testing.assert_close(
+        on, vocoders["expressive"].decode_units(case["hubert"], dur_pred=False, **kwargs), atol=0, rtol=0
+    )
     assert on.shape[0] == len(case["hubert"]) * vocoders["expressive"].config.hop_length
 
 
 def test_input_forms_give_the_same_waveform(vocoders):
     vocoder = vocoders["expressive"]
     hubert, pitch, style = [5, 9, 9, 40, 300, 2, 2, 7], [1, 2, 3, 4], [9]
-    reference = vocoder(hubert, pitch, style, dur_pred=False)
+    reference = vocoder.decode_units(hubert, pitch, style, dur_pred=False)
     for convert in (lambda x: " ".join(map(str, x)), torch.tensor, np.array, tuple):
-        out = vocoder(convert(hubert), convert(pitch), convert(style), dur_pred=False)
+        out = vocoder.decode_units(convert(hubert), convert(pitch), convert(style), dur_pred=False)
         torch.testing.assert_close(out, reference, atol=0, rtol=0)
 
 
@@ -100,17 +104,19 @@ def test_speaker_and_style_names(vocoders):
     assert base.config.speakers == TINY_SPEAKERS and base.config.styles == TINY_STYLES
     assert base.config.default_style_id == 8
     hubert = [3, 70, 200, 11]
-    by_index = base(hubert, speaker_id=3, style_id=8)
-    torch.testing.assert_close(base(hubert, speaker_id="ex04", style_id="conv-default"), by_index, atol=0, rtol=0)
-    torch.testing.assert_close(base(hubert, speaker_id=3), by_index, atol=0, rtol=0)  # default style 8
-    assert not torch.equal(base(hubert, speaker_id=2), by_index)
+    by_index = base.decode_units(hubert, speaker_id=3, style_id=8)
+    torch.testing.assert_close(
+        base.decode_units(hubert, speaker_id="ex04", style_id="conv-default"), by_index, atol=0, rtol=0
+    )
+    torch.testing.assert_close(base.decode_units(hubert, speaker_id=3), by_index, atol=0, rtol=0)  # default style 8
+    assert not torch.equal(base.decode_units(hubert, speaker_id=2), by_index)
 
 
 def test_missing_style_uses_a_common_style_reproducibly(vocoders):
     vocoder = vocoders["expressive"]
     string = "[Pi5][Hu1][Hu2][Pi6][Hu3][Hu3][Hu40]"
     style = random.Random(7).choice(MOST_COMMON_STYLES)
-    expected = vocoder([1, 2, 3, 3, 40], [5, 5, 6, 6, 6], [style] * 5)
+    expected = vocoder.decode_units([1, 2, 3, 3, 40], [5, 5, 6, 6, 6], [style] * 5)
     torch.testing.assert_close(vocoder.decode_string(string, generator=7), expected, atol=0, rtol=0)
 
 
@@ -124,10 +130,10 @@ def test_base_decode_string_ignores_pitch_and_style_units(vocoders):
 def test_batch_matches_one_by_one(vocoders):
     base = vocoders["base"]
     batch = [[4, 8, 15, 16, 23, 42], [100, 200], list(range(300, 340))]
-    out = base(batch, speaker_id=[0, 1, 2])
+    out = base.decode_units(batch, speaker_id=[0, 1, 2])
     assert isinstance(out, SpiritLMVocoderOutput)
     for row, length, hubert, speaker in zip(out.waveform, out.lengths, batch, [0, 1, 2]):
-        single = base(hubert, speaker_id=speaker)
+        single = base.decode_units(hubert, speaker_id=speaker)
         assert int(length) == single.shape[0]
         torch.testing.assert_close(row[:length], single, atol=1e-5, rtol=0)
         assert not row[length:].any()
@@ -141,7 +147,7 @@ def test_expressive_batch_mixes_string_and_frame_rate_units(vocoders):
     for row, length, string in zip(out.waveform, out.lengths, strings):
         torch.testing.assert_close(row[:length], vocoder.decode_string(string), atol=1e-5, rtol=0)
     units = cases[1]
-    out = vocoder(
+    out = vocoder.decode_units(
         [units["hubert"], units["hubert"][:20]],
         [units["pitch"], units["pitch"][:10]],
         [units["style"], [1]],
@@ -149,7 +155,7 @@ def test_expressive_batch_mixes_string_and_frame_rate_units(vocoders):
     )
     torch.testing.assert_close(
         out.waveform[1, : out.lengths[1]],
-        vocoder(units["hubert"][:20], units["pitch"][:10], [1], speaker_id=3),
+        vocoder.decode_units(units["hubert"][:20], units["pitch"][:10], [1], speaker_id=3),
         atol=1e-5,
         rtol=0,
     )
@@ -164,9 +170,92 @@ def test_expressive_batch_mixes_string_and_frame_rate_units(vocoders):
 def test_two_dimensional_tensor_is_a_batch(vocoders):
     base = vocoders["base"]
     hubert = torch.tensor([[1, 2, 3, 4], [9, 8, 7, 6]])
-    out = base(hubert, dur_pred=False)
+    out = base.decode_units(hubert, dur_pred=False)
     assert out.waveform.shape == (2, 4 * base.config.hop_length)
-    torch.testing.assert_close(out.waveform[1], base(hubert[1], dur_pred=False), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.waveform[1], base.decode_units(hubert[1], dur_pred=False), atol=1e-5, rtol=0)
+
+
+def test_forward_takes_unit_tensors_and_returns_an_output(vocoders):
+    vocoder = vocoders["expressive"]
+    hubert, pitch, style = [5, 9, 40, 300, 2, 7], [1, 1, 2, 2, 3, 3], [9] * 6
+    output = vocoder(
+        torch.tensor([hubert]), torch.tensor([pitch]), torch.tensor([style]), speaker_id=torch.tensor([3])
+    )
+    assert isinstance(output, SpiritLMVocoderOutput) and output.waveform.requires_grad
+    expected = vocoder.decode_units(hubert, pitch, style, speaker_id=3)
+    assert output.lengths.tolist() == [len(expected)]
+    torch.testing.assert_close(output.waveform[0], expected, atol=0, rtol=0)
+    # Given durations replace the predicted ones; padded rows (`unit_lengths`) give the row alone.
+    durations = vocoder.predict_durations(hubert)
+    with torch.no_grad():
+        given = vocoder(
+            torch.tensor([hubert]), torch.tensor([pitch]), torch.tensor([style]), 3, durations=durations[None]
+        )
+        padded = vocoder(
+            torch.tensor([hubert, hubert[:3] + [0] * 3]),
+            torch.tensor([pitch, pitch[:3] + [0] * 3]),
+            torch.tensor([style, style]),
+            speaker_id=3,
+            unit_lengths=torch.tensor([6, 3]),
+            dur_pred=torch.tensor([True, False]),
+        )
+    torch.testing.assert_close(given.waveform[0], expected, atol=0, rtol=0)
+    torch.testing.assert_close(padded.waveform[0], expected, atol=0, rtol=0)
+    alone = vocoder.decode_units(hubert[:3], pitch[:3], style[:3], speaker_id=3, dur_pred=False)
+    assert padded.lengths.tolist() == [len(expected), len(alone)]
+    torch.testing.assert_close(padded.waveform[1, : len(alone)], alone, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "variant, args, kwargs, error, message",
+    [
+        ("base", ([1, 2, 3],), {}, TypeError, r"forward takes hubert as a tensor .* decode_units takes lists"),
+        (
+            "base",
+            (torch.tensor([1, 2]),),
+            {},
+            ValueError,
+            r"shape \(batch_size, num_units\), got \(2,\).*decode_units",
+        ),
+        ("base", (torch.tensor([[1, 2], [3, 501]]),), {}, ValueError, "item 1: hubert unit 501 at position 1"),
+        ("base", (torch.tensor([[1, 2]]),), {"unit_lengths": torch.tensor([3])}, ValueError, "unit_lengths must"),
+        ("base", (torch.tensor([[1, 2]]),), {"durations": torch.tensor([[1, -1]])}, ValueError, "frames >= 0"),
+        ("base", (torch.tensor([[1, 2]]),), {"speaker_id": 9}, ValueError, "item 0: speaker_id=9 is out of range"),
+        ("expressive", (torch.tensor([[1, 2]]),), {}, ValueError, "needs `pitch` units"),
+        (
+            "expressive",
+            (torch.tensor([[1, 2, 3, 4]]), torch.tensor([[1, 2]]), torch.tensor([[1, 1, 1, 1]])),
+            {},
+            ValueError,
+            r"pitch must be a tensor of the shape of hubert \(1, 4\)",
+        ),
+    ],
+)
+def test_forward_bad_input_raises_clear_errors(vocoders, variant, args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        vocoders[variant](*args, **kwargs)
+
+
+def test_one_optimizer_step_through_forward_changes_the_generator(official_dirs):
+    vocoder = load_official_vocoder(official_dirs["expressive"]).train()
+    before = {name: parameter.detach().clone() for name, parameter in vocoder.named_parameters()}
+    optimizer = torch.optim.SGD(vocoder.parameters(), lr=0.1)
+    generator = torch.Generator().manual_seed(0)
+    hubert, pitch = (
+        torch.randint(0, 501, (2, 8), generator=generator),
+        torch.randint(0, 64, (2, 8), generator=generator),
+    )
+    output = vocoder(hubert, pitch, torch.full((2, 8), 7), speaker_id=torch.tensor([0, 3]), dur_pred=False)
+    target = torch.zeros_like(output.waveform)
+    torch.nn.functional.l1_loss(output.waveform, target).backward()
+    optimizer.step()
+    changed = {name for name, parameter in vocoder.named_parameters() if not torch.equal(parameter, before[name])}
+    generator_weights = {
+        name for name in before if name.startswith(("conv_pre.", "upsampler.", "resblocks.", "conv_post."))
+    }
+    assert generator_weights <= changed
+    assert {"hubert_embedding.weight", "pitch_embedding.weight", "style_embedding.weight"} <= changed
+    assert "speaker_embedding.weight" in changed
 
 
 def test_save_and_load_give_identical_waveforms(vocoders, tmp_path):
@@ -180,6 +269,18 @@ def test_save_and_load_give_identical_waveforms(vocoders, tmp_path):
     assert torch.equal(reloaded.decode_string(string), vocoder.decode_string(string))
     from_repo = SpiritLMVocoder.from_pretrained(tmp_path.parent, subfolder=tmp_path.name)
     assert torch.equal(from_repo.decode_string(string), vocoder.decode_string(string))
+
+
+def test_load_vocoder_reads_the_vocoder_subfolder_of_a_repo(vocoders, tmp_path):
+    vocoders["base"].save_pretrained(tmp_path / VOCODER_SUBFOLDER)
+    loaded = load_vocoder(tmp_path)
+    assert type(loaded) is SpiritLMVocoder and not loaded.training
+    assert torch.equal(loaded.decode_string("[Hu1][Hu2][Hu3]"), vocoders["base"].decode_string("[Hu1][Hu2][Hu3]"))
+
+
+def test_config_says_which_unit_types_the_vocoder_takes(vocoders):
+    assert vocoders["base"].config.unit_types == ("hubert",)
+    assert vocoders["expressive"].config.unit_types == ("hubert", "pitch", "style")
 
 
 _RUNTIME_KEYS = ("dtype", "architectures", "_name_or_path")
@@ -236,7 +337,7 @@ def test_tiny_config_matches_conversion_and_runs(tmp_path):
 )
 def test_bad_input_raises_clear_errors(vocoders, variant, args, kwargs, error, message):
     with pytest.raises(error, match=message):
-        vocoders[variant](*args, **kwargs)
+        vocoders[variant].decode_units(*args, **kwargs)
 
 
 def test_bad_unit_strings_raise_clear_errors(vocoders):
@@ -257,9 +358,9 @@ def test_vocoder_without_duration_predictor(tmp_path):
     path = write_official_vocoder(tmp_path / "plain", "base", dur_predictor_params=None, **shape)
     vocoder = load_official_vocoder(path)
     assert vocoder.duration_predictor is None
-    assert vocoder([1, 2, 3], dur_pred=False).shape == (6,)
+    assert vocoder.decode_units([1, 2, 3], dur_pred=False).shape == (6,)
     with pytest.raises(ValueError, match="no duration predictor; pass dur_pred=False"):
-        vocoder([1, 2, 3])
+        vocoder.decode_units([1, 2, 3])
 
 
 def test_conversion_errors_are_one_line(tmp_path):

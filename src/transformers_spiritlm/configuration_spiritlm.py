@@ -1,15 +1,20 @@
-"""Configurations of the SPIRIT LM components: language model, speech tokenizer and vocoder."""
+"""Configurations of the SPIRIT LM components: language model, speech tokenizer (with its pitch and style
+sub-configs) and vocoder."""
 
 import math
+import warnings
 from contextlib import contextmanager
 
 from huggingface_hub.dataclasses import strict
 from huggingface_hub.errors import StrictDataclassError
-from transformers import HubertConfig, LlamaConfig, PreTrainedConfig
+from transformers import HubertConfig, LlamaConfig, PreTrainedConfig, Wav2Vec2Config
 from transformers.configuration_utils import SubConfigSpec
 
 
 VARIANTS = ("base", "expressive")
+# Sub-folders of a converted repo that hold the speech tokenizer and the vocoder (the language model is at its root).
+SPEECH_TOKENIZER_SUBFOLDER = "speech_tokenizer"
+VOCODER_SUBFOLDER = "vocoder"
 
 
 @contextmanager
@@ -20,8 +25,8 @@ def _checked_config_dict(cls, config_dict: dict, compatible: tuple[str, ...] = (
     if found is not None and found not in (cls.model_type, *compatible):
         raise ValueError(
             f"this config has model_type {found!r}, not {cls.model_type!r}: it belongs to another model. A converted "
-            "SPIRIT LM repo keeps the language model at its root, the speech tokenizer in speech_tokenizer/ and the "
-            "vocoder in vocoder/ (pass subfolder=...)"
+            f"SPIRIT LM repo keeps the language model at its root, the speech tokenizer in {SPEECH_TOKENIZER_SUBFOLDER}/ "
+            f"and the vocoder in {VOCODER_SUBFOLDER}/ (pass subfolder=...)"
         )
     try:
         yield
@@ -170,8 +175,8 @@ class SpiritLMVocoderConfig(PreTrainedConfig):
     ```python
     >>> from transformers_spiritlm import SpiritLMVocoderConfig
     >>> config = SpiritLMVocoderConfig(num_pitch_units=64, num_style_units=100, num_speakers=4)
-    >>> config.model_in_dim, config.hubert_to_pitch, config.hubert_to_style, config.hop_length
-    (512, 2, 25, 640)
+    >>> config.model_in_dim, config.hubert_to_pitch, config.hubert_to_style, config.hop_length, config.unit_types
+    (512, 2, 25, 640, ('hubert', 'pitch', 'style'))
     ```"""
 
     model_type = "spiritlm_vocoder"
@@ -225,6 +230,12 @@ class SpiritLMVocoderConfig(PreTrainedConfig):
     def hop_length(self) -> int:
         """Waveform samples generated per (expanded) hubert unit."""
         return math.prod(self.upsample_rates)
+
+    @property
+    def unit_types(self) -> tuple[str, ...]:
+        """Unit streams the vocoder takes: `("hubert",)` (BASE) or `("hubert", "pitch", "style")` (EXPRESSIVE)."""
+        optional = (("pitch", self.num_pitch_units), ("style", self.num_style_units))
+        return ("hubert",) + tuple(name for name, count in optional if count is not None)
 
     def validate_architecture(self):
         """Checks the generator shape, the duration predictor and the speaker / style name lists."""
@@ -291,6 +302,219 @@ MHUBERT_BASE_25HZ = {
 }
 
 
+F0_EXTRACTORS = ("fcpe", "yaapt")
+# Keys transformers writes into every config dict besides the config's fields (`model_type`, `_name_or_path`, ...).
+_TRANSFORMERS_CONFIG_KEYS = frozenset(PreTrainedConfig().to_dict())
+
+
+class _SpiritLMSubConfig(PreTrainedConfig):
+    """
+    Base of the speech tokenizer's sub-configs. A key that is no field is an error (a misspelt key would otherwise be
+    kept and ignored), and `config["key"]` still reads a field, as when the sub-configs were plain dicts (deprecated).
+    """
+
+    def __post_init__(self, **kwargs):
+        unknown = sorted(set(kwargs) - _TRANSFORMERS_CONFIG_KEYS)
+        if unknown:
+            raise ValueError(f"unknown {type(self).__name__} keys {unknown}")
+        model_type = kwargs.pop("model_type", self.model_type)
+        if model_type != self.model_type:
+            raise ValueError(f"{type(self).__name__} has model_type {self.model_type!r}, got {model_type!r}")
+        super().__post_init__(**kwargs)
+
+    def __getitem__(self, key: str):
+        warnings.warn(
+            f"{type(self).__name__} is a config object, no longer a dict: read config.{key} instead of "
+            f"config[{key!r}]",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(self, key)
+
+
+@strict
+class FCPEConfig(_SpiritLMSubConfig):
+    r"""
+    Configuration of [`FCPEF0Extractor`]: the FCPE network (defaults: the bundled `fcpe_c_v001` model) and the
+    inference settings of the official SPIRIT LM call. The `fcpe` sub-config of [`PitchUnitEncoderConfig`].
+
+    sampling_rate (`int`, defaults to 16000): sampling rate of the input audio (no resampling is done here).
+    n_fft, win_length, mel_hop_length (`int`, default 1024, 1024, 160): STFT of the mel front end.
+    num_mel_bins (`int`, defaults to 128), mel_fmin, mel_fmax (`float`, 0 and 8000): Slaney mel filter bank.
+    hidden_size (`int`, defaults to 512), num_layers (`int`, defaults to 6): width and depth of the encoder.
+    conv_kernel_size (`int`, defaults to 31), conv_expansion_factor (`int`, defaults to 2): depthwise
+        convolution of each encoder layer and its channel expansion.
+    num_norm_groups (`int`, defaults to 4): groups of the GroupNorm in the input stack.
+    num_cent_bins (`int`, defaults to 360), cent_f0_min, cent_f0_max (`float`, 32.7 and 1975.5 Hz): the pitch
+        classes, evenly spaced in cents between these two frequencies.
+    hop_length (`int`, defaults to 80): samples per output F0 value.
+    voicing_threshold (`float`, defaults to 0.05): frames whose best class score is not above it have no pitch.
+    f0_min (`float`, defaults to 50.0): frames below this pitch (Hz) are unvoiced.
+    f0_max (`float`, defaults to 1100.0): pitch values above it are clamped to it.
+    interpolate_unvoiced (`bool`, defaults to `True`): replace the pitch of unvoiced frames by linear
+        interpolation between the voiced frames around them (the first/last voiced value at the ends).
+    """
+
+    model_type = "spiritlm_fcpe"
+    base_config_key = "fcpe"
+
+    sampling_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 1024
+    mel_hop_length: int = 160
+    num_mel_bins: int = 128
+    mel_fmin: float | int = 0.0
+    mel_fmax: float | int = 8000.0
+    hidden_size: int = 512
+    num_layers: int = 6
+    conv_kernel_size: int = 31
+    conv_expansion_factor: int = 2
+    num_norm_groups: int = 4
+    num_cent_bins: int = 360
+    cent_f0_min: float | int = 32.7
+    cent_f0_max: float | int = 1975.5
+    hop_length: int = 80
+    voicing_threshold: float | int = 0.05
+    f0_min: float | int = 50.0
+    f0_max: float | int = 1100.0
+    interpolate_unvoiced: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        for name, kind in FCPEConfig.__annotations__.items():
+            value = getattr(self, name)
+            if kind == float | int:
+                setattr(self, name, float(value))
+            elif kind is int and (isinstance(value, bool) or value <= 0):
+                raise ValueError(f"FCPEConfig.{name} must be a positive int, got {value!r}")
+        if self.hidden_size % self.num_norm_groups:
+            raise ValueError(
+                f"FCPEConfig.hidden_size ({self.hidden_size}) must be divisible by num_norm_groups "
+                f"({self.num_norm_groups})"
+            )
+        if self.win_length > self.n_fft:
+            raise ValueError(f"FCPEConfig.win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
+
+
+@strict
+class PitchUnitEncoderConfig(_SpiritLMSubConfig):
+    r"""
+    Configuration of [`PitchUnitEncoder`], the `pitch_config` of [`SpiritLMSpeechTokenizerConfig`]. The VQ-VAE fields
+    are level 0 of the official `vqvae_f0_quantizer/config.yaml` (`encoder_params`, `vq_params`), under the same
+    names.
+
+    sampling_rate (`int`, defaults to 16000), hop_length (`int`, defaults to 80): input rate and samples per F0 value.
+    f0_extractor (`str`, defaults to `"fcpe"`): `"fcpe"` (built in) or `"yaapt"` (needs the `yaapt` extra).
+    fcpe ([`FCPEConfig`] or `dict`, *optional*): the FCPE extractor (its `sampling_rate`/`hop_length` must match);
+        defaults to the bundled `fcpe_c_v001` model.
+    normalize_f0 (`bool`, defaults to `True`): subtract each utterance's mean voiced F0 (official `features`
+        `norm_*` or `speaker_norm: true`).
+    input_emb_width (`int`, defaults to 2): VQ-VAE input channels (F0 and voicing).
+    width (`int`, defaults to 128), output_emb_width (`int`, defaults to 128): hidden and output channels.
+    down_t (`int` or `list[int]`, defaults to 4), stride_t (`int` or `list[int]`, defaults to 2): number of strided
+        convolutions per stride, as in the official `downs_t[0]` / `strides_t[0]`.
+    depth (`int`, defaults to 4), m_conv (`float`, defaults to 1.0), dilation_growth_rate (`int`, defaults to 3),
+    dilation_cycle (`int`, *optional*), res_scale (`bool`, defaults to `False`): residual stacks after each
+        strided convolution.
+    l_bins (`int`, defaults to 64), emb_width (`int`, defaults to 128): codebook size and code width.
+    """
+
+    model_type = "spiritlm_pitch_encoder"
+    base_config_key = "pitch_config"
+    sub_configs_defaults = {"fcpe": FCPEConfig}
+
+    sampling_rate: int = 16000
+    hop_length: int = 80
+    f0_extractor: str = "fcpe"
+    fcpe: dict | FCPEConfig | None = None
+    normalize_f0: bool = True
+    input_emb_width: int = 2
+    width: int = 128
+    output_emb_width: int = 128
+    down_t: int | list[int] = 4
+    stride_t: int | list[int] = 2
+    depth: int = 4
+    m_conv: float | int = 1.0
+    dilation_growth_rate: int = 3
+    dilation_cycle: int | None = None
+    res_scale: bool = False
+    l_bins: int = 64
+    emb_width: int = 128
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.f0_extractor not in F0_EXTRACTORS:
+            raise ValueError(f"unknown f0_extractor {self.f0_extractor!r}; use one of {', '.join(F0_EXTRACTORS)}")
+        for name in ("sampling_rate", "hop_length"):
+            if getattr(self.fcpe, name) != getattr(self, name):
+                raise ValueError(
+                    f"PitchUnitEncoderConfig.{name} ({getattr(self, name)}) differs from fcpe.{name} "
+                    f"({getattr(self.fcpe, name)}); they must match"
+                )
+        if isinstance(self.down_t, list) != isinstance(self.stride_t, list) or (
+            isinstance(self.down_t, list) and len(self.down_t) != len(self.stride_t)
+        ):
+            raise ValueError(
+                f"down_t ({self.down_t}) and stride_t ({self.stride_t}) must both be ints or lists of equal length"
+            )
+        if self.input_emb_width != 2:
+            raise ValueError(f"input_emb_width must be 2 (F0 and voicing), got {self.input_emb_width}")
+        if self.output_emb_width not in (self.emb_width, 2 * self.emb_width):
+            raise ValueError(
+                f"output_emb_width ({self.output_emb_width}) must be emb_width ({self.emb_width}) or twice it"
+            )
+        self.m_conv = float(self.m_conv)
+
+    @property
+    def downsampling(self) -> int:
+        """F0 frames per pitch unit (16 for the official 200 Hz → 12.5 Hz)."""
+        return math.prod(stride**down for stride, down in self.strided_convolutions_spec())
+
+    def strided_convolutions_spec(self) -> list[tuple[int, int]]:
+        """`(stride, count)` pairs of the encoder's strided convolutions."""
+        if isinstance(self.stride_t, list):
+            return list(zip(self.stride_t, self.down_t))
+        return [(self.stride_t, self.down_t)]
+
+
+@strict
+class SpiritLMStyleEncoderConfig(_SpiritLMSubConfig):
+    r"""
+    Configuration of [`SpiritLMStyleEncoder`], the `style_config` of [`SpiritLMSpeechTokenizerConfig`]: wav2vec 2.0,
+    a projector, mean pooling over blocks of frames and a classifier. These are the shapes of a trained classifier,
+    so the encoder needs every field; they are `None` only in the blank config transformers builds to compare with.
+
+    wav2vec2 (`Wav2Vec2Config` or `dict`): the backbone (sizes, conv stack, norms). SpecAugment masking is switched
+        off: the encoder is inference-only.
+    projector_size (`int`): width of the projector (the official `classifier_proj_size`).
+    num_styles (`int`): number of style classes (100).
+    pool_size (`int`): wav2vec 2.0 frames per unit (50, i.e. one unit per second at 50 frames/s).
+    """
+
+    model_type = "spiritlm_style_encoder"
+    base_config_key = "style_config"
+    sub_configs_defaults = {"wav2vec2": SubConfigSpec(Wav2Vec2Config, optional=True)}
+
+    wav2vec2: dict | Wav2Vec2Config | None = None
+    projector_size: int | None = None
+    num_styles: int | None = None
+    pool_size: int | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.wav2vec2 is not None:
+            if self.wav2vec2.add_adapter or self.wav2vec2.adapter_attn_dim is not None:
+                raise ValueError("style encoder config: wav2vec2 adapters are not supported; set add_adapter=False")
+            self.wav2vec2.mask_time_prob = self.wav2vec2.mask_feature_prob = 0.0
+
+    def check_complete(self) -> None:
+        """Raises a `ValueError` naming the fields that are not set."""
+        fields = list(SpiritLMStyleEncoderConfig.__annotations__)
+        missing = [name for name in fields if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"style encoder config lacks {missing}; it needs the keys {fields}")
+
+
 @strict
 class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
     r"""
@@ -314,11 +538,10 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
     min_chunk_samples (`int`, defaults to 1280):
         Shortest chunk encoded (80 ms, the official minimum): a shorter final chunk is skipped, as the official code
         does, and shorter audio is an error.
-    pitch_config (`dict`, *optional*):
-        EXPRESSIVE pitch unit encoder (FCPE F0 + VQ-VAE, 12.5 Hz): a [`PitchUnitEncoderConfig`] dict; `None` for BASE.
-    style_config (`dict`, *optional*):
-        EXPRESSIVE style unit encoder (wav2vec 2.0 classifier, 1 Hz): a [`SpiritLMStyleEncoder`] config dict; `None`
-        for BASE.
+    pitch_config ([`PitchUnitEncoderConfig`] or `dict`, *optional*):
+        EXPRESSIVE pitch unit encoder (FCPE F0 + VQ-VAE, 12.5 Hz); `None` for BASE.
+    style_config ([`SpiritLMStyleEncoderConfig`] or `dict`, *optional*):
+        EXPRESSIVE style unit encoder (wav2vec 2.0 classifier, 1 Hz); `None` for BASE.
 
     ```python
     >>> from transformers_spiritlm import SpiritLMSpeechTokenizerConfig
@@ -328,7 +551,11 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
     ```"""
 
     model_type = "spiritlm_speech_tokenizer"
-    sub_configs_defaults = {"hubert_config": SubConfigSpec(HubertConfig, init_kwargs=MHUBERT_BASE_25HZ)}
+    sub_configs_defaults = {
+        "hubert_config": SubConfigSpec(HubertConfig, init_kwargs=MHUBERT_BASE_25HZ),
+        "pitch_config": SubConfigSpec(PitchUnitEncoderConfig, optional=True),
+        "style_config": SubConfigSpec(SpiritLMStyleEncoderConfig, optional=True),
+    }
 
     hubert_config: HubertConfig | dict | None = None
     num_hubert_units: int = 501
@@ -336,8 +563,8 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
     sampling_rate: int = 16000
     max_chunk_samples: int = 1_600_000
     min_chunk_samples: int = 1280
-    pitch_config: dict | None = None
-    style_config: dict | None = None
+    pitch_config: dict | PitchUnitEncoderConfig | None = None
+    style_config: dict | SpiritLMStyleEncoderConfig | None = None
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
@@ -393,4 +620,11 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
             )
 
 
-__all__ = ["SpiritLMConfig", "SpiritLMSpeechTokenizerConfig", "SpiritLMVocoderConfig"]
+__all__ = [
+    "FCPEConfig",
+    "PitchUnitEncoderConfig",
+    "SpiritLMConfig",
+    "SpiritLMSpeechTokenizerConfig",
+    "SpiritLMStyleEncoderConfig",
+    "SpiritLMVocoderConfig",
+]

@@ -18,15 +18,15 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file, logging
 
+from .configuration_spiritlm import VOCODER_SUBFOLDER
 from .generation import SpiritLMModalityLogitsProcessor, check_output_modality
 from .modeling_spiritlm import SpiritLMForCausalLM
 from .streaming import SpiritLMStopOnCancel, SpiritLMStreamer
-from .vocoder import SpiritLMVocoder
+from .vocoder import SpiritLMVocoder, load_vocoder
 
 
 logger = logging.get_logger(__name__)
 
-VOCODER_SUBFOLDER = "vocoder"
 _AUDIO_DICT_KEYS = ("array", "path", "bytes")
 # A str prompt ending like this that names an existing file is almost certainly meant as speech.
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a")
@@ -122,11 +122,7 @@ class SpiritLMPipeline(Pipeline):
         if repo and cached_file(
             repo, "config.json", subfolder=VOCODER_SUBFOLDER, _raise_exceptions_for_missing_entries=False
         ):
-            return (
-                SpiritLMVocoder.from_pretrained(repo, subfolder=VOCODER_SUBFOLDER, **load_kwargs)
-                .to(self.device)
-                .eval()
-            )
+            return load_vocoder(repo, **load_kwargs).to(self.device)
         logger.warning(
             f"no vocoder found in {repo!r} (expected a {VOCODER_SUBFOLDER}/ folder): speech outputs will carry their "
             "units but no audio; pass vocoder=SpiritLMVocoder.from_pretrained(...) to get audio"

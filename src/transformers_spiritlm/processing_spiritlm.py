@@ -12,6 +12,7 @@ from transformers import AutoModel, BatchEncoding, PreTrainedModel
 from transformers.processing_utils import AudioKwargs, ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.utils import cached_file, logging
 
+from .configuration_spiritlm import SPEECH_TOKENIZER_SUBFOLDER
 from .generation import check_output_modality
 from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER, sentencepiece_byte_runs
 from .units import string_to_units
@@ -20,7 +21,6 @@ from .units import string_to_units
 logger = logging.get_logger(__name__)
 
 SEGMENT_TYPES = ("text", "speech")
-SPEECH_TOKENIZER_SUBFOLDER = "speech_tokenizer"
 # Official decoding drops generated speech shorter than this, counted as `len(chunk.split("[Hu"))`, i.e. one more than
 # the number of hubert units: speech with fewer than 24 new hubert units is dropped.
 MIN_SPEECH_HUBERT_COUNT = 25
@@ -493,7 +493,7 @@ class SpiritLMProcessor(ProcessorMixin):
         if vocoder is None:
             return segment
         parsed = string_to_units(units)
-        needs_pitch = getattr(vocoder, "pitch_embedding", None) is not None
+        needs_pitch = "pitch" in vocoder.config.unit_types
         if not parsed["hubert"] or (needs_pitch and "pitch" not in parsed):
             missing = "hubert" if not parsed["hubert"] else "pitch"
             logger.warning(

@@ -1,6 +1,8 @@
-"""Streaming SPIRIT LM output: text deltas and vocoded speech chunks while `generate` is still running."""
+"""Streaming SPIRIT LM output: text deltas and vocoded speech chunks while `generate` is still running, and the
+chunked vocoding of a growing unit string that makes the speech chunks."""
 
 import random
+from dataclasses import dataclass
 from queue import Queue
 
 import numpy as np
@@ -17,7 +19,8 @@ from .processing_spiritlm import (
     parse_generation,
     starts_with_unit_token,
 )
-from .units import string_to_units
+from .units import MOST_COMMON_STYLES, string_to_units
+from .vocoder import SpiritLMVocoder, _parse_units, _unit_tensor
 
 
 logger = logging.get_logger(__name__)
@@ -50,7 +53,7 @@ class SpiritLMStreamer(BaseStreamer):
     - the text deltas of a segment join into its text (decoded from the whole output: no broken multi-byte
       characters, no lost spaces; the whitespace the offline result strips at the end is never sent);
     - the speech chunks of a segment concatenate into its offline audio (see
-      [`~SpiritLMVocoder.chunked_decoder`]: equal up to float rounding), their `"units"` into its units.
+      [`SpiritLMChunkedDecoder`]: equal up to float rounding), their `"units"` into its units.
 
     With `output_modality="arbitrary"`, speech that the official rule drops (a segment after the first with fewer than
     24 hubert units) is sent as `{"type": "speech", "units": str}` without audio, once it ends; such a segment is only
@@ -70,7 +73,7 @@ class SpiritLMStreamer(BaseStreamer):
             `"speech"` or `"arbitrary"`); it decides how the output is split, as offline.
         speaker_id (`int` or `str`, defaults to 2): vocoder speaker.
         chunk_size, first_chunk_size, left_context, lookahead, generator: chunking of the speech, see
-            [`~SpiritLMVocoder.chunked_decoder`].
+            [`SpiritLMChunkedDecoder`].
         eos_token_id (`int` or `list[int]`, *optional*): where generation ends (default: the tokenizer's).
         timeout (`float`, *optional*): seconds the iterator waits for the next token before raising `queue.Empty`;
             `None` waits forever.
@@ -119,7 +122,9 @@ class SpiritLMStreamer(BaseStreamer):
             "generator": generator,
         }
         if vocoder is not None:
-            vocoder.chunked_decoder(**self._chunking)  # fails now on a bad speaker or chunk size, not mid-stream
+            SpiritLMChunkedDecoder(
+                vocoder, **self._chunking
+            )  # fails now on a bad speaker or chunk size, not mid-stream
         if eos_token_id is None:
             eos_token_id = processor.tokenizer.eos_token_id
         self.eos_token_ids = set() if eos_token_id is None else {int(i) for i in np.array(eos_token_id).reshape(-1)}
@@ -278,7 +283,7 @@ class SpiritLMStreamer(BaseStreamer):
         if state["decoder"] is None:
             if units[len(state["context"]) :].count("[Hu") < state["minimum"]:
                 return
-            state["decoder"] = self.vocoder.chunked_decoder(**self._chunking, context=state["context"] or None)
+            state["decoder"] = SpiritLMChunkedDecoder(self.vocoder, **self._chunking, context=state["context"] or None)
         new = units[state["sent"] :]
         state["sent"] = len(units)
         if new:
@@ -293,7 +298,7 @@ class SpiritLMStreamer(BaseStreamer):
             self._pending.append({"type": "speech", "units": new_units})
             return
         parsed = string_to_units(state["units"])
-        needs_pitch = self.vocoder.pitch_embedding is not None
+        needs_pitch = "pitch" in self.vocoder.config.unit_types
         if not parsed["hubert"] or (needs_pitch and "pitch" not in parsed):
             missing = "hubert" if not parsed["hubert"] else "pitch"
             logger.warning(
@@ -325,6 +330,254 @@ class SpiritLMStopOnCancel(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.streamer.cancelled, dtype=torch.bool, device=input_ids.device)
 
 
+@dataclass
+class SpiritLMAudioChunk:
+    """
+    One chunk of [`SpiritLMChunkedDecoder`] output.
+
+    Args:
+        units (`str`): the unit tokens the chunk covers (up to its last hubert unit; the last chunk takes the rest).
+        waveform (`torch.FloatTensor` of shape `(num_samples,)`): its samples at `config.sampling_rate`.
+    """
+
+    units: str
+    waveform: torch.FloatTensor
+
+
+class SpiritLMChunkedDecoder:
+    """
+    Incremental [`SpiritLMVocoder.decode_string`]: synthesises a growing unit string chunk by chunk, e.g. while a
+    language model is still generating it.
+
+    Push pieces of a unit string (whole tokens such as `"[Pi3][Hu12]"`) with
+    [`~SpiritLMChunkedDecoder.push`]; it returns the audio that has become final, as [`SpiritLMAudioChunk`]s.
+    [`~SpiritLMChunkedDecoder.flush`] ends the string and returns the rest. The concatenated chunks equal
+    [`~SpiritLMVocoder.decode_string`] of the whole string (up to float rounding, ~1e-6), BASE and EXPRESSIVE:
+
+    - a unit's duration depends on the units after it (the duration predictor's kernels), so its frames are
+      placed once the next few units exist;
+    - each chunk is synthesised with `left_context` frames before it and `lookahead` frames after it, the
+      generator's receptive field (default), so that its samples equal those of the whole waveform.
+    - EXPRESSIVE: pitch and style are per hubert unit (as [`string_to_units`] expands them), so nothing depends
+      on the total length; only the hubert units before the first pitch / style unit take that first unit, so
+      audio starts once the string has both. A string that never gets a style unit takes one of the official
+      most common styles (`generator`, as in `decode_string`) at `flush`.
+
+    Args:
+        vocoder ([`SpiritLMVocoder`]): with a duration predictor (it synthesises generated, deduplicated units).
+        speaker_id, style_id: as in [`~SpiritLMVocoder.decode_units`].
+        chunk_size: hubert units per chunk (at least 1; default 40: each chunk is synthesised with its context,
+            so small chunks cost more, 3x the offline vocoding time at 40 and 6x at 20 in
+            `benchmarks/bench_streaming.py`). The chunks depend only on the unit string, not on how it is
+            pushed: a push that makes several chunks final returns them all.
+        first_chunk_size: hubert units of the first chunk, smaller for an earlier first audio (default 5;
+            `None`: `chunk_size`).
+        left_context, lookahead: frames of context synthesised before / after each chunk. `None` (default): the
+            generator's receptive field ([`~SpiritLMVocoder.receptive_field`]), which makes chunks exact; fewer
+            frames give earlier, cheaper chunks that differ slightly at their edges.
+        generator: source of the official random style choice above (a `random.Random` or a seed).
+        context: unit tokens that come before the string (e.g. the speech of a prompt that the string
+            continues): they condition the audio of the string but their own audio is not returned.
+
+    ```python
+    >>> decoder = SpiritLMChunkedDecoder(vocoder, speaker_id=2)   # or vocoder.chunked_decoder(speaker_id=2)
+    >>> chunks = [chunk for token in ["[Hu12]", "[Hu7]", ...] for chunk in decoder.push(token)]
+    >>> chunks += decoder.flush()
+    >>> waveform = torch.cat([chunk.waveform for chunk in chunks])   # == vocoder.decode_string("".join(tokens))
+    ```
+    """
+
+    def __init__(
+        self,
+        vocoder: SpiritLMVocoder,
+        speaker_id: int | str = 2,
+        style_id: int | str | None = None,
+        chunk_size: int = 40,
+        first_chunk_size: int | None = 5,
+        left_context: int | None = None,
+        lookahead: int | None = None,
+        generator: random.Random | int | None = None,
+        context: str | None = None,
+    ):
+        for name, value in (("chunk_size", chunk_size), ("first_chunk_size", first_chunk_size)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a whole number of hubert units >= 1, got {value!r}")
+        for name, value in (("left_context", left_context), ("lookahead", lookahead)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(
+                    f"{name} must be a number of frames >= 0 (or None for the exact default), got {value!r}"
+                )
+        if vocoder.duration_predictor is None:
+            raise ValueError(
+                "chunked decoding needs a vocoder with a duration predictor (generated, deduplicated units)"
+            )
+        vocoder.resolve_voice(speaker_id, style_id)
+        self.vocoder = vocoder
+        self.speaker_id, self.style_id = speaker_id, style_id
+        self.chunk_size = chunk_size
+        self.first_chunk_size = chunk_size if first_chunk_size is None else first_chunk_size
+        field_left, field_right = vocoder.receptive_field()
+        self.left_context = field_left if left_context is None else left_context
+        self.lookahead = field_right if lookahead is None else lookahead
+        self._duration_reach = vocoder.duration_predictor.right_context
+        self.generator = generator
+        self._text = ""  # every unit token pushed
+        self._parsed = 0  # characters of `_text` parsed into units
+        self._hubert: list[int] = []
+        self._hubert_ends: list[int] = []  # end character of each hubert token in `_text`
+        self._pitch: list[int | None] = []
+        self._style: list[int | None] = []
+        self._pitch_now: int | None = None
+        self._style_now: int | None = None
+        self._durations: list[int] = []  # final durations of the first units
+        self._done_units = 0  # units whose samples were returned
+        self._done_frames = 0
+        self._done_chars = 0
+        self._finished = False
+        if context:
+            self._text = context
+            self._parse(final=True)
+        self._context_units, self._context_chars = len(self._hubert), len(self._text)
+
+    def push(self, units: str) -> list[SpiritLMAudioChunk]:
+        """Appends unit tokens (whole tokens, e.g. `"[St3][Pi7][Hu12]"`); returns the chunks that became final
+        (often none)."""
+        if self._finished:
+            raise ValueError("this decoder was flushed; start a new one with vocoder.chunked_decoder()")
+        if not isinstance(units, str):
+            raise TypeError(f"push expects a unit string such as '[Hu12]', got {type(units).__name__}")
+        self._text += units
+        self._parse(final=False)
+        return self._synthesise(final=False)
+
+    def flush(self) -> list[SpiritLMAudioChunk]:
+        """Ends the unit string: returns the remaining audio (and the unit tokens after the last chunk)."""
+        if self._finished:
+            return []
+        self._parse(final=True)
+        self._finished = True
+        if not self._hubert:
+            raise ValueError("the unit string has no hubert units ('[HuN]'): nothing to synthesise")
+        if "pitch" in self.vocoder.config.unit_types and self._pitch_now is None:
+            raise ValueError(
+                "the unit string has no pitch units ('[PiN]'), which this EXPRESSIVE vocoder needs; decode hubert-only "
+                "strings with a BASE vocoder"
+            )
+        if "style" in self.vocoder.config.unit_types and self._style_now is None:
+            chooser = self.generator if isinstance(self.generator, random.Random) else random
+            if isinstance(self.generator, int):
+                chooser = random.Random(self.generator)
+            self._style = [chooser.choice(MOST_COMMON_STYLES)] * len(self._style)
+        return self._synthesise(final=True)
+
+    def _parse(self, final: bool) -> None:
+        """Reads the new unit tokens of `_text` with the lenient rules of [`string_to_units`]."""
+        text = self._text
+        while self._parsed < len(text):
+            start = text.find("[", self._parsed)
+            if start < 0:
+                self._parsed = len(text)
+                break
+            end = text.find("[", start + 1)
+            if end < 0:
+                if not final and "]" not in text[start:]:
+                    break  # a token still being pushed
+                end = len(text)
+            piece = text[start + 1 : end]
+            self._parsed = end
+            if len(piece) <= 2 or not piece[2].isdigit() or piece[:2] not in ("Hu", "Pi", "St"):
+                continue
+            value = _parse_units(piece[2:-1], "hubert" if piece[:2] == "Hu" else "pitch")[0]
+            if piece.startswith("Hu"):
+                _unit_tensor([value], "", "hubert", self.vocoder.config.num_hubert_units)
+                self._hubert.append(value)
+                self._hubert_ends.append(end)
+                self._pitch.append(self._pitch_now)
+                self._style.append(self._style_now)
+            elif piece.startswith("Pi") and self.vocoder.pitch_embedding is not None:
+                _unit_tensor([value], "", "pitch", self.vocoder.config.num_pitch_units)
+                if self._pitch_now is None:  # units before the first pitch unit take it
+                    self._pitch = [value] * len(self._pitch)
+                self._pitch_now = value
+            elif piece.startswith("St") and self.vocoder.style_embedding is not None:
+                _unit_tensor([value], "", "style", self.vocoder.config.num_style_units)
+                if self._style_now is None:
+                    self._style = [value] * len(self._style)
+                self._style_now = value
+
+    def _ready(self) -> bool:
+        """Whether every unit pushed has its pitch and style (EXPRESSIVE: both first units seen)."""
+        unit_types = self.vocoder.config.unit_types
+        return ("pitch" not in unit_types or self._pitch_now is not None) and (
+            "style" not in unit_types or self._style_now is not None
+        )
+
+    @torch.no_grad()
+    def _synthesise(self, final: bool) -> list[SpiritLMAudioChunk]:
+        """The chunks that became final. Their boundaries depend only on the unit string, not on how it was pushed:
+        `first_chunk_size` hubert units, then `chunk_size` each, the last chunk taking the rest."""
+        if not self._hubert or not (final or self._ready()):
+            return []
+        num_units = len(self._hubert)
+        stable = num_units if final else num_units - self._duration_reach
+        if stable > len(self._durations):
+            durations = self.vocoder.predict_durations(self._hubert).tolist()
+            self._durations += durations[len(self._durations) : stable]
+        ends = np.cumsum(self._durations) if self._durations else np.zeros(0, dtype=np.int64)
+        if self._done_units < self._context_units:
+            if len(self._durations) < self._context_units:
+                return []
+            self._done_units, self._done_chars = self._context_units, self._context_chars
+            self._done_frames = int(ends[self._context_units - 1])
+        if final:
+            available = num_units
+        else:
+            # Units whose frames, and `lookahead` frames after them, are all placed.
+            placed = int(ends[-1]) if len(ends) else 0
+            available = int(np.searchsorted(ends, placed - self.lookahead, side="right"))
+        chunks = []
+        while True:
+            size = self.first_chunk_size if self._done_units == self._context_units else self.chunk_size
+            if available - self._done_units < size:
+                break
+            end_unit = self._done_units + size
+            chunks.append(self._chunk(ends, end_unit, self._hubert_ends[end_unit - 1]))
+        if final and (num_units > self._done_units or len(self._text) > self._done_chars):
+            chunks.append(self._chunk(ends, num_units, len(self._text)))
+        return chunks
+
+    def _chunk(self, ends: np.ndarray, end_unit: int, chars: int) -> SpiritLMAudioChunk:
+        """Synthesises the units from the last chunk's end to `end_unit` (their text ends at character `chars`), with
+        `left_context` frames before and up to `lookahead` frames after them."""
+        vocoder = self.vocoder
+        start_frame, end_frame = self._done_frames, int(ends[end_unit - 1])
+        waveform = torch.zeros(0, device=vocoder.device)
+        if end_frame > start_frame:
+            window_start = max(0, start_frame - self.left_context)
+            window_end = min(int(ends[-1]), end_frame + self.lookahead)
+            first_unit = int(np.searchsorted(ends, window_start, side="right"))
+            last_unit = int(np.searchsorted(ends, window_end - 1, side="right")) + 1
+            units = slice(first_unit, last_unit)
+            # The window's frames: those of its units, the first and last cut at the window's edges.
+            durations = self._durations[units]
+            durations[0] -= window_start - (int(ends[first_unit - 1]) if first_unit else 0)
+            durations[-1] -= int(ends[last_unit - 1]) - window_end
+            unit_types = vocoder.config.unit_types
+            audio = vocoder(
+                torch.tensor([self._hubert[units]]),
+                torch.tensor([self._pitch[units]]) if "pitch" in unit_types else None,
+                torch.tensor([self._style[units]]) if "style" in unit_types else None,
+                speaker_id=self.speaker_id,
+                style_id=self.style_id,
+                durations=torch.tensor([durations]),
+            ).waveform
+            hop = vocoder.config.hop_length
+            waveform = audio[0, (start_frame - window_start) * hop : (end_frame - window_start) * hop]
+        chunk = SpiritLMAudioChunk(units=self._text[self._done_chars : chars], waveform=waveform)
+        self._done_units, self._done_frames, self._done_chars = end_unit, end_frame, chars
+        return chunk
+
+
 def _stable_prefix(text: str) -> str:
     """`text` without the end that the next tokens may still change: an opening `[` that may become a unit or marker
     token, trailing whitespace (stripped at the end)."""
@@ -347,4 +600,4 @@ def _start_is_known(text: str) -> bool:
     return len(text) > 10 or (len(text) > 4 and "]" in text[4:11])
 
 
-__all__ = ["SpiritLMStopOnCancel", "SpiritLMStreamer"]
+__all__ = ["SpiritLMAudioChunk", "SpiritLMChunkedDecoder", "SpiritLMStopOnCancel", "SpiritLMStreamer"]

@@ -1,9 +1,18 @@
-"""SPIRIT LM vocoder: speech units -> 16 kHz waveform (unit HiFi-GAN with a duration predictor)."""
+"""SPIRIT LM vocoder: speech units -> 16 kHz waveform (unit HiFi-GAN with a duration predictor).
+
+[`SpiritLMVocoder.forward`] is the model, as `SpeechT5HifiGan`'s: batches of unit id tensors in, a
+[`SpiritLMVocoderOutput`] out, differentiable for training. [`~SpiritLMVocoder.decode_units`] and
+[`~SpiritLMVocoder.decode_string`] take what users hold (lists, space-separated strings, unit strings, ragged
+batches), check it with the helpers at the end of this module and call it.
+"""
 
 import math
+import os
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,10 +21,13 @@ from transformers import PreTrainedModel
 from transformers.models.speecht5.modeling_speecht5 import HifiGanResidualBlock
 from transformers.utils import ModelOutput
 
-from .configuration_spiritlm import SpiritLMVocoderConfig
+from .configuration_spiritlm import VOCODER_SUBFOLDER, SpiritLMVocoderConfig
 from .modeling_spiritlm import SpiritLMLoadingMixin
-from .units import MOST_COMMON_STYLES, string_to_units
+from .units import string_to_units
 
+
+if TYPE_CHECKING:
+    from .streaming import SpiritLMChunkedDecoder
 
 UnitSequence = str | Sequence[int] | torch.Tensor | np.ndarray
 
@@ -100,6 +112,11 @@ class SpiritLMDurationPredictor(nn.Module):
         """Frames per unit, as official: `max(1, round(exp(log_duration) - 1))` (round half to even)."""
         return torch.clamp(torch.round(torch.exp(self(embeddings)) - 1).long(), min=1)
 
+    @property
+    def right_context(self) -> int:
+        """How many units after a unit its duration depends on (the right reach of the two convolutions)."""
+        return sum(conv.kernel_size[0] - 1 - conv.padding[0] for conv in (self.conv1, self.conv2))
+
 
 class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
     """
@@ -107,10 +124,14 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
     speaker (+ a global style for BASE) -> 16 kHz waveform. Identical in output to the official
     `SpiritLMTokenizer.decode` on the same weights; weight norm is folded into the weights at conversion.
 
+    Calling the model (`forward`) takes `(batch_size, num_units)` tensors and returns a [`SpiritLMVocoderOutput`], with
+    gradients; `decode_units` and `decode_string` take lists, strings and single sequences, and return a waveform.
+
     ```python
     >>> vocoder = SpiritLMVocoder.from_pretrained(repo, subfolder="vocoder")
-    >>> vocoder.decode_string("[St71][Pi39][Hu99][Hu49][Hu38]")      # 1-D float32 tensor at 16 kHz
-    >>> vocoder([99, 49, 38, 149], speaker_id="ex03", dur_pred=True)  # BASE, deduplicated units
+    >>> vocoder.decode_string("[St71][Pi39][Hu99][Hu49][Hu38]")                 # 1-D float32 tensor at 16 kHz
+    >>> vocoder.decode_units([99, 49, 38, 149], speaker_id="ex03", dur_pred=True)  # BASE, deduplicated units
+    >>> vocoder(torch.tensor([[99, 49, 38, 149]]), speaker_id=torch.tensor([3])).waveform  # (1, samples), trainable
     ```
     """
 
@@ -153,8 +174,92 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
         self.conv_post = nn.Conv1d(channels, 1, kernel_size=7, padding=3)
         self.post_init()
 
-    @torch.no_grad()
     def forward(
+        self,
+        hubert: torch.LongTensor,
+        pitch: torch.LongTensor | None = None,
+        style: torch.LongTensor | None = None,
+        speaker_id: int | str | Sequence[int | str] | torch.LongTensor = 2,
+        style_id: int | str | Sequence[int | str] | torch.LongTensor | None = None,
+        unit_lengths: torch.LongTensor | None = None,
+        durations: torch.LongTensor | None = None,
+        dur_pred: bool | Sequence[bool] | torch.BoolTensor = True,
+    ) -> SpiritLMVocoderOutput:
+        r"""
+        Synthesises a batch of unit sequences. Differentiable: a loss on the waveform trains the embeddings and the
+        generator (durations are whole frame counts, so the duration predictor gets no gradient from it).
+
+        Args:
+            hubert (`torch.LongTensor` of shape `(batch_size, num_units)`):
+                HuBERT unit ids, right-padded (see `unit_lengths`).
+            pitch, style (`torch.LongTensor` of shape `(batch_size, num_units)`, *optional*):
+                The pitch and style unit of each hubert unit, for a vocoder whose `config.unit_types` has them
+                (EXPRESSIVE); [`~SpiritLMVocoder.decode_units`] up-samples units at their own rate.
+            speaker_id (`int`, `str` or `torch.LongTensor` of shape `(batch_size,)`, defaults to 2):
+                Speaker index or name (`config.speakers`), one for all rows or one per row. Ignored by a
+                single-speaker vocoder.
+            style_id (`int`, `str` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                BASE global style index or name (`config.styles`); `None` uses `config.default_style_id`.
+            unit_lengths (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                Valid units of each row (default: all `num_units`).
+            durations (`torch.LongTensor` of shape `(batch_size, num_units)`, *optional*):
+                Frames of each unit (e.g. the true durations in training); given, they replace `dur_pred`.
+            dur_pred (`bool` or `torch.BoolTensor` of shape `(batch_size,)`, defaults to `True`):
+                Expand each unit to the frames its duration predictor gives (deduplicated units); `False`: one frame
+                per unit (frame-rate units).
+
+        Returns:
+            [`SpiritLMVocoderOutput`]: `waveform` `(batch_size, max_samples)` at `config.sampling_rate`, zero after each
+            row's `lengths` (frames times `config.hop_length`). Each row equals the row alone: on CPU exactly (rows
+            are synthesised one by one there), on an accelerator (one padded batch) up to float rounding.
+        """
+        config = self.config
+        hubert, unit_lengths = _check_unit_batch(hubert, unit_lengths, config.num_hubert_units)
+        for stream, values, count in (
+            ("pitch", pitch, config.num_pitch_units),
+            ("style", style, config.num_style_units),
+        ):
+            if values is None or count is None:
+                _optional_units(values, "", stream, count)  # raises unless neither is given
+                continue
+            if not isinstance(values, torch.Tensor) or values.shape != hubert.shape:
+                shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+                raise ValueError(
+                    f"{stream} must be a tensor of the shape of hubert {tuple(hubert.shape)} (one {stream} unit per "
+                    f"hubert unit), got {shape}; decode_units takes {stream} units at their own rate"
+                )
+            _check_unit_batch(values, unit_lengths, count, stream)
+        if durations is not None:
+            _check_durations(durations, hubert.shape)
+        batch_size = hubert.shape[0]
+        speakers = _per_item(speaker_id, "speaker_id", batch_size)
+        styles = _per_item(style_id, "style_id", batch_size)
+        predict = _per_item(dur_pred, "dur_pred", batch_size)
+        items = []
+        for row, length in enumerate(unit_lengths.tolist()):
+            speaker, style_index = _voice(config, speakers[row], styles[row], f"item {row}: ")
+            units = hubert[row, :length]
+            if durations is not None:
+                frames = durations[row, :length]
+            else:
+                frames = self.predict_durations(units) if predict[row] else None
+            pitch_units, style_units = (None if values is None else values[row, :length] for values in (pitch, style))
+            items.append(self.embed_units(units, pitch_units, style_units, speaker, style_index, frames))
+        frame_lengths = torch.tensor([features.shape[0] for features in items], device=self.device)
+        if self.device.type == "cpu":
+            # A CPU computes padding as it computes audio, and the big padded tensors cost extra memory traffic: it
+            # synthesises each item alone, ~2.5x faster than a padded batch of 8 utterances of 4 to 8 s.
+            waveforms = [
+                self.synthesise(item.T[None], frame_lengths[index : index + 1])[0] for index, item in enumerate(items)
+            ]
+            waveform = nn.utils.rnn.pad_sequence(waveforms, batch_first=True).float()
+        else:
+            features = nn.utils.rnn.pad_sequence(items, batch_first=True).transpose(1, 2)
+            waveform = self.synthesise(features, frame_lengths).float()
+        return SpiritLMVocoderOutput(waveform=waveform, lengths=frame_lengths * config.hop_length)
+
+    @torch.no_grad()
+    def decode_units(
         self,
         hubert: UnitSequence | Sequence[UnitSequence],
         pitch: UnitSequence | Sequence[UnitSequence] | None = None,
@@ -182,30 +287,26 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
                 such units are frame-rate (resynthesis) units that need no re-expansion.
 
         Returns:
-            One sequence: a float32 tensor `(num_samples,)` at `config.sampling_rate`. A batch: a
-            [`SpiritLMVocoderOutput`] with zero-padded `waveform` `(batch_size, max_samples)` and `lengths`; each row
-            equals the one-by-one result (on CPU exactly: items are synthesised one by one there; on an accelerator
-            as one padded batch, up to float rounding).
+            One sequence: a float32 tensor `(num_samples,)` at `config.sampling_rate`. A batch: the
+            [`SpiritLMVocoderOutput`] of [`~SpiritLMVocoder.forward`], zero-padded `waveform`
+            `(batch_size, max_samples)` and `lengths`.
         """
         is_batch = _is_batch(hubert)
         items = [
-            self._conditioning(*item, dur_pred=dur_pred)
+            _prepare_item(self.config, *item, dur_pred=dur_pred)
             for item in _batch_items(is_batch, hubert, pitch, style, speaker_id, style_id)
         ]
-        lengths = torch.tensor([features.shape[0] for features in items], device=self.device)
-        if self.device.type == "cpu":
-            # A CPU computes padding as it computes audio, and the big padded tensors cost extra memory traffic: it
-            # synthesises each item alone, ~2.5x faster than a padded batch of 8 utterances of 4 to 8 s.
-            waveforms = [
-                self._generate(item.T[None], lengths[index : index + 1])[0] for index, item in enumerate(items)
-            ]
-            waveform = nn.utils.rnn.pad_sequence(waveforms, batch_first=True).float()
-        else:
-            features = nn.utils.rnn.pad_sequence(items, batch_first=True).transpose(1, 2)
-            waveform = self._generate(features, lengths).float()
-        if not is_batch:
-            return waveform[0]
-        return SpiritLMVocoderOutput(waveform=waveform, lengths=lengths * self.config.hop_length)
+        hubert, pitch, style, speakers, styles, predict = zip(*items)
+        output = self(
+            _pad(hubert),
+            None if pitch[0] is None else _pad(pitch),
+            None if style[0] is None else _pad(style),
+            speaker_id=list(speakers),
+            style_id=list(styles),
+            unit_lengths=torch.tensor([len(units) for units in hubert]),
+            dur_pred=list(predict),
+        )
+        return output if is_batch else output.waveform[0]
 
     def decode_string(
         self,
@@ -228,8 +329,8 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
             generator: source of the random style choice above (a seed restarts for each string of a batch).
 
         Returns:
-            As [`~SpiritLMVocoder.forward`]: a float32 `(num_samples,)` tensor, or a [`SpiritLMVocoderOutput`] for a
-            list of strings.
+            As [`~SpiritLMVocoder.decode_units`]: a float32 `(num_samples,)` tensor, or a [`SpiritLMVocoderOutput`]
+            for a list of strings.
         """
         if isinstance(unit_string, str):
             strings = [unit_string]
@@ -255,73 +356,27 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
             pitch.append(_parse_units(units["pitch"], "pitch") if self.pitch_embedding is not None else None)
             style.append(_parse_units(units["style"], "style") if self.style_embedding is not None else None)
         if isinstance(unit_string, str):
-            return self(hubert[0], pitch[0], style[0], speaker_id=speaker_id)
-        return self(
+            return self.decode_units(hubert[0], pitch[0], style[0], speaker_id=speaker_id)
+        return self.decode_units(
             hubert,
             None if self.pitch_embedding is None else pitch,
             None if self.style_embedding is None else style,
             speaker_id=speaker_id,
         )
 
-    def chunked_decoder(
-        self,
-        speaker_id: int | str = 2,
-        style_id: int | str | None = None,
-        chunk_size: int = 40,
-        first_chunk_size: int | None = 5,
-        left_context: int | None = None,
-        lookahead: int | None = None,
-        generator: random.Random | int | None = None,
-        context: str | None = None,
-    ) -> "SpiritLMChunkedDecoder":
-        """
-        Synthesises a growing unit string chunk by chunk, e.g. while a language model is still generating it.
+    def chunked_decoder(self, **kwargs) -> "SpiritLMChunkedDecoder":
+        """A [`SpiritLMChunkedDecoder`] on this vocoder: synthesises a growing unit string chunk by chunk, e.g. while a
+        language model is still generating it. `kwargs` (`speaker_id`, `chunk_size`, ...) are documented there."""
+        # The chunked decoder is part of streaming, which builds on this module (imports run downwards).
+        from .streaming import SpiritLMChunkedDecoder
 
-        Push pieces of a unit string (whole tokens such as `"[Pi3][Hu12]"`) with
-        [`~SpiritLMChunkedDecoder.push`]; it returns the audio that has become final, as [`SpiritLMAudioChunk`]s.
-        [`~SpiritLMChunkedDecoder.flush`] ends the string and returns the rest. The concatenated chunks equal
-        [`~SpiritLMVocoder.decode_string`] of the whole string (up to float rounding, ~1e-6), BASE and EXPRESSIVE:
-
-        - a unit's duration depends on the units after it (the duration predictor's kernels), so its frames are
-          placed once the next few units exist;
-        - each chunk is synthesised with `left_context` frames before it and `lookahead` frames after it, the
-          generator's receptive field (default), so that its samples equal those of the whole waveform.
-        - EXPRESSIVE: pitch and style are per hubert unit (as [`string_to_units`] expands them), so nothing depends
-          on the total length; only the hubert units before the first pitch / style unit take that first unit, so
-          audio starts once the string has both. A string that never gets a style unit takes one of the official
-          most common styles (`generator`, as in `decode_string`) at `flush`.
-
-        Args:
-            speaker_id, style_id: as in [`~SpiritLMVocoder.forward`].
-            chunk_size: hubert units per chunk (at least 1; default 40: each chunk is synthesised with its context,
-                so small chunks cost more, 3x the offline vocoding time at 40 and 6x at 20 in
-                `benchmarks/bench_streaming.py`). The chunks depend only on the unit string, not on how it is
-                pushed: a push that makes several chunks final returns them all.
-            first_chunk_size: hubert units of the first chunk, smaller for an earlier first audio (default 5;
-                `None`: `chunk_size`).
-            left_context, lookahead: frames of context synthesised before / after each chunk. `None` (default): the
-                generator's receptive field ([`~SpiritLMVocoder.receptive_field`]), which makes chunks exact; fewer
-                frames give earlier, cheaper chunks that differ slightly at their edges.
-            generator: source of the official random style choice above (a `random.Random` or a seed).
-            context: unit tokens that come before the string (e.g. the speech of a prompt that the string
-                continues): they condition the audio of the string but their own audio is not returned.
-
-        ```python
-        >>> decoder = vocoder.chunked_decoder(speaker_id=2)
-        >>> chunks = [chunk for token in ["[Hu12]", "[Hu7]", ...] for chunk in decoder.push(token)]
-        >>> chunks += decoder.flush()
-        >>> waveform = torch.cat([chunk.waveform for chunk in chunks])   # == vocoder.decode_string("".join(tokens))
-        ```
-        """
-        return SpiritLMChunkedDecoder(
-            self, speaker_id, style_id, chunk_size, first_chunk_size, left_context, lookahead, generator, context
-        )
+        return SpiritLMChunkedDecoder(self, **kwargs)
 
     def receptive_field(self) -> tuple[int, int]:
         """
         `(left, right)`: how many frames (hubert units after duration expansion, `config.hop_length` samples each)
         before and after a frame the generator reads to synthesise that frame's samples, rounded up. The defaults
-        of [`~SpiritLMVocoder.chunked_decoder`].
+        of [`SpiritLMChunkedDecoder`].
         """
         left = right = 0.0
         scale = 1  # samples per frame at the current layer's input
@@ -347,63 +402,74 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
         add(self.conv_post.kernel_size[0], 1, self.conv_post.padding[0])
         return math.ceil(left), math.ceil(right)
 
-    def _conditioning(self, where, hubert, pitch, style, speaker_id, style_id, dur_pred: bool) -> torch.Tensor:
-        """Generator input of one item: `(num_frames, model_in_dim)`. `where` prefixes error messages."""
-        config = self.config
-        hubert = _unit_tensor(hubert, where, "hubert", config.num_hubert_units)
-        pitch = self._optional_units(pitch, where, "pitch", config.num_pitch_units)
-        style = self._optional_units(style, where, "style", config.num_style_units)
-        num_units = len(hubert)
-        if pitch is not None and len(pitch) != num_units:
-            dur_pred = False  # official decode: frame-rate (resynthesis) units are not re-expanded
-        if dur_pred and self.duration_predictor is None:
+    def predict_durations(self, hubert: UnitSequence) -> torch.LongTensor:
+        """Frames of each unit of a deduplicated hubert sequence (`(num_units,)`, on the vocoder's device), as the
+        official duration predictor gives them."""
+        if self.duration_predictor is None:
             raise ValueError("this vocoder has no duration predictor; pass dur_pred=False")
-        if pitch is not None:
-            pitch = _to_hubert_rate(pitch, num_units, config.hubert_to_pitch, where, "pitch", dur_pred)
-        if style is not None:
-            style = _to_hubert_rate(style, num_units, config.hubert_to_style, where, "style", dur_pred)
+        hubert = _unit_tensor(hubert, "", "hubert", self.config.num_hubert_units)
+        return self.duration_predictor.durations(self.hubert_embedding(hubert.to(self.device)))
 
+    def embed_units(
+        self,
+        hubert: UnitSequence,
+        pitch: UnitSequence | None = None,
+        style: UnitSequence | None = None,
+        speaker_id: int | str | None = 2,
+        style_id: int | str | None = None,
+        durations: torch.LongTensor | None = None,
+    ) -> torch.FloatTensor:
+        """
+        Generator input of one unit sequence, `(num_frames, config.model_in_dim)`: the hubert, pitch and style unit
+        embeddings, each unit repeated `durations` times (`(num_units,)`; default once), then the speaker's and
+        (BASE) the global style's, in the official order. `pitch` and `style` have one unit per hubert unit;
+        `speaker_id` and `style_id` are as in [`~SpiritLMVocoder.forward`].
+        """
+        config = self.config
+        hubert = _unit_tensor(hubert, "", "hubert", config.num_hubert_units)
+        pitch = _optional_units(pitch, "", "pitch", config.num_pitch_units)
+        style = _optional_units(style, "", "style", config.num_style_units)
+        for stream, units in (("pitch", pitch), ("style", style)):
+            if units is not None and len(units) != len(hubert):
+                raise ValueError(
+                    f"{stream} has {len(units)} units but hubert has {len(hubert)}: each hubert unit needs its own "
+                    f"{stream} unit"
+                )
+        speaker, style_index = _voice(config, speaker_id, style_id)
         device = self.device
-        hubert_embeddings = self.hubert_embedding(hubert.to(device))
-        streams = [hubert_embeddings]
+        streams = [self.hubert_embedding(hubert.to(device))]
         if pitch is not None:
             streams.append(self.pitch_embedding(pitch.to(device)))
         if style is not None:
             streams.append(self.style_embedding(style.to(device)))
-        if dur_pred:
-            durations = self.duration_predictor.durations(hubert_embeddings)
+        if durations is not None:
+            durations = _check_durations(durations, hubert.shape).to(device)
             streams = [stream.repeat_interleave(durations, dim=0) for stream in streams]
         num_frames = streams[0].shape[0]
-        if self.speaker_embedding is not None:
-            index = _lookup(speaker_id, config.speakers, config.num_speakers, f"{where}speaker_id", "speakers")
-            streams.append(self.speaker_embedding.weight[index].expand(num_frames, -1))
-        if self.global_style_embedding is not None:
-            if style_id is None:
-                style_id = config.default_style_id or 0
-            index = _lookup(style_id, config.styles, config.num_styles, f"{where}style_id", "styles")
-            streams.append(self.global_style_embedding.weight[index].expand(num_frames, -1))
-        elif style_id is not None:
-            raise ValueError(
-                f"{where}style_id={style_id!r}: this vocoder has no global style (BASE only); EXPRESSIVE takes style "
-                "units through `style`"
-            )
+        if speaker is not None:
+            streams.append(self.speaker_embedding.weight[speaker].expand(num_frames, -1))
+        if style_index is not None:
+            streams.append(self.global_style_embedding.weight[style_index].expand(num_frames, -1))
         return torch.cat(streams, dim=1)
 
-    def _optional_units(self, values, where: str, stream: str, num_units: int | None) -> torch.LongTensor | None:
-        if num_units is None:
-            if values is not None:
-                raise ValueError(f"{where}this vocoder takes no {stream} units; drop `{stream}`")
-            return None
-        if values is None:
-            raise ValueError(f"{where}this EXPRESSIVE vocoder needs `{stream}` units (hubert, pitch and style units)")
-        return _unit_tensor(values, where, stream, num_units)
-
-    def _generate(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """HiFi-GAN generator: `(batch, model_in_dim, frames)` -> `(batch, frames * hop_length)` in [-1, 1]."""
+    def synthesise(self, features: torch.Tensor, frame_lengths: torch.LongTensor | None = None) -> torch.Tensor:
+        """
+        The HiFi-GAN generator: `(batch_size, config.model_in_dim, num_frames)` generator input (see
+        [`~SpiritLMVocoder.embed_units`]), right-padded to `frame_lengths`, -> `(batch_size, num_frames *
+        config.hop_length)` samples in [-1, 1], zero after each row's length. Padding leaves a row's samples as they
+        are alone, up to float rounding.
+        """
+        if features.ndim != 3 or features.shape[1] != self.config.model_in_dim:
+            raise ValueError(
+                f"features must have shape (batch_size, {self.config.model_in_dim}, num_frames), got "
+                f"{tuple(features.shape)}"
+            )
+        if frame_lengths is None:
+            frame_lengths = torch.full((features.shape[0],), features.shape[-1], device=features.device)
         mask = None
-        if bool((lengths != features.shape[-1]).any()):
+        if bool((frame_lengths != features.shape[-1]).any()):
             positions = torch.arange(features.shape[-1], device=features.device)
-            mask = (positions < lengths[:, None])[:, None, None].to(features.dtype)
+            mask = (positions < frame_lengths[:, None])[:, None, None].to(features.dtype)
         num_kernels = len(self.config.resblock_kernel_sizes)
         hidden_states = features[:, :, None].contiguous(memory_format=torch.channels_last)
         hidden_states = _masked(_conv(self.conv_pre, hidden_states), mask)
@@ -421,225 +487,12 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
         hidden_states = _conv(self.conv_post, nn.functional.leaky_relu(hidden_states))
         return _masked(torch.tanh(hidden_states), mask)[:, 0, 0]
 
-
-@dataclass
-class SpiritLMAudioChunk:
-    """
-    One chunk of [`SpiritLMChunkedDecoder`] output.
-
-    Args:
-        units (`str`): the unit tokens the chunk covers (up to its last hubert unit; the last chunk takes the rest).
-        waveform (`torch.FloatTensor` of shape `(num_samples,)`): its samples at `config.sampling_rate`.
-    """
-
-    units: str
-    waveform: torch.FloatTensor
-
-
-class SpiritLMChunkedDecoder:
-    """
-    Incremental [`SpiritLMVocoder.decode_string`]: made by [`~SpiritLMVocoder.chunked_decoder`], which documents it.
-    """
-
-    def __init__(
-        self,
-        vocoder: SpiritLMVocoder,
-        speaker_id: int | str,
-        style_id: int | str | None,
-        chunk_size: int,
-        first_chunk_size: int | None,
-        left_context: int | None,
-        lookahead: int | None,
-        generator: random.Random | int | None,
-        context: str | None = None,
-    ):
-        for name, value in (("chunk_size", chunk_size), ("first_chunk_size", first_chunk_size)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{name} must be a whole number of hubert units >= 1, got {value!r}")
-        for name, value in (("left_context", left_context), ("lookahead", lookahead)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ValueError(
-                    f"{name} must be a number of frames >= 0 (or None for the exact default), got {value!r}"
-                )
-        if vocoder.duration_predictor is None:
-            raise ValueError(
-                "chunked decoding needs a vocoder with a duration predictor (generated, deduplicated units)"
-            )
-        config = vocoder.config
-        if vocoder.speaker_embedding is not None:
-            _lookup(speaker_id, config.speakers, config.num_speakers, "speaker_id", "speakers")
-        if style_id is not None and vocoder.global_style_embedding is not None:
-            _lookup(style_id, config.styles, config.num_styles, "style_id", "styles")
-        self.vocoder = vocoder
-        self.speaker_id, self.style_id = speaker_id, style_id
-        self.chunk_size = chunk_size
-        self.first_chunk_size = chunk_size if first_chunk_size is None else first_chunk_size
-        field_left, field_right = vocoder.receptive_field()
-        self.left_context = field_left if left_context is None else left_context
-        self.lookahead = field_right if lookahead is None else lookahead
-        predictor = vocoder.duration_predictor
-        # Units after a unit that its duration depends on: the right reach of the predictor's two convolutions.
-        self._duration_reach = sum(
-            conv.kernel_size[0] - 1 - conv.padding[0] for conv in (predictor.conv1, predictor.conv2)
-        )
-        self.generator = generator
-        self._text = ""  # every unit token pushed
-        self._parsed = 0  # characters of `_text` parsed into units
-        self._hubert: list[int] = []
-        self._hubert_ends: list[int] = []  # end character of each hubert token in `_text`
-        self._pitch: list[int | None] = []
-        self._style: list[int | None] = []
-        self._pitch_now: int | None = None
-        self._style_now: int | None = None
-        self._durations: list[int] = []  # final durations of the first units
-        self._done_units = 0  # units whose samples were returned
-        self._done_frames = 0
-        self._done_chars = 0
-        self._finished = False
-        if context:
-            self._text = context
-            self._parse(final=True)
-        self._context_units, self._context_chars = len(self._hubert), len(self._text)
-
-    def push(self, units: str) -> list[SpiritLMAudioChunk]:
-        """Appends unit tokens (whole tokens, e.g. `"[St3][Pi7][Hu12]"`); returns the chunks that became final
-        (often none)."""
-        if self._finished:
-            raise ValueError("this decoder was flushed; start a new one with vocoder.chunked_decoder()")
-        if not isinstance(units, str):
-            raise TypeError(f"push expects a unit string such as '[Hu12]', got {type(units).__name__}")
-        self._text += units
-        self._parse(final=False)
-        return self._synthesise(final=False)
-
-    def flush(self) -> list[SpiritLMAudioChunk]:
-        """Ends the unit string: returns the remaining audio (and the unit tokens after the last chunk)."""
-        if self._finished:
-            return []
-        self._parse(final=True)
-        self._finished = True
-        if not self._hubert:
-            raise ValueError("the unit string has no hubert units ('[HuN]'): nothing to synthesise")
-        if self.vocoder.pitch_embedding is not None and self._pitch_now is None:
-            raise ValueError(
-                "the unit string has no pitch units ('[PiN]'), which this EXPRESSIVE vocoder needs; decode hubert-only "
-                "strings with a BASE vocoder"
-            )
-        if self.vocoder.style_embedding is not None and self._style_now is None:
-            chooser = self.generator if isinstance(self.generator, random.Random) else random
-            if isinstance(self.generator, int):
-                chooser = random.Random(self.generator)
-            self._style = [chooser.choice(MOST_COMMON_STYLES)] * len(self._style)
-        return self._synthesise(final=True)
-
-    def _parse(self, final: bool) -> None:
-        """Reads the new unit tokens of `_text` with the lenient rules of [`string_to_units`]."""
-        text = self._text
-        while self._parsed < len(text):
-            start = text.find("[", self._parsed)
-            if start < 0:
-                self._parsed = len(text)
-                break
-            end = text.find("[", start + 1)
-            if end < 0:
-                if not final and "]" not in text[start:]:
-                    break  # a token still being pushed
-                end = len(text)
-            piece = text[start + 1 : end]
-            self._parsed = end
-            if len(piece) <= 2 or not piece[2].isdigit() or piece[:2] not in ("Hu", "Pi", "St"):
-                continue
-            value = _parse_units(piece[2:-1], "hubert" if piece[:2] == "Hu" else "pitch")[0]
-            if piece.startswith("Hu"):
-                _unit_tensor([value], "", "hubert", self.vocoder.config.num_hubert_units)
-                self._hubert.append(value)
-                self._hubert_ends.append(end)
-                self._pitch.append(self._pitch_now)
-                self._style.append(self._style_now)
-            elif piece.startswith("Pi") and self.vocoder.pitch_embedding is not None:
-                _unit_tensor([value], "", "pitch", self.vocoder.config.num_pitch_units)
-                if self._pitch_now is None:  # units before the first pitch unit take it
-                    self._pitch = [value] * len(self._pitch)
-                self._pitch_now = value
-            elif piece.startswith("St") and self.vocoder.style_embedding is not None:
-                _unit_tensor([value], "", "style", self.vocoder.config.num_style_units)
-                if self._style_now is None:
-                    self._style = [value] * len(self._style)
-                self._style_now = value
-
-    def _ready(self) -> bool:
-        """Whether every unit pushed has its pitch and style (EXPRESSIVE: both first units seen)."""
-        vocoder = self.vocoder
-        return (vocoder.pitch_embedding is None or self._pitch_now is not None) and (
-            vocoder.style_embedding is None or self._style_now is not None
-        )
-
-    @torch.no_grad()
-    def _synthesise(self, final: bool) -> list[SpiritLMAudioChunk]:
-        """The chunks that became final. Their boundaries depend only on the unit string, not on how it was pushed:
-        `first_chunk_size` hubert units, then `chunk_size` each, the last chunk taking the rest."""
-        if not self._hubert or not (final or self._ready()):
-            return []
-        num_units = len(self._hubert)
-        stable = num_units if final else num_units - self._duration_reach
-        if stable > len(self._durations):
-            embeddings = self.vocoder.hubert_embedding(torch.tensor(self._hubert, device=self.vocoder.device))
-            durations = self.vocoder.duration_predictor.durations(embeddings).tolist()
-            self._durations += durations[len(self._durations) : stable]
-        ends = np.cumsum(self._durations) if self._durations else np.zeros(0, dtype=np.int64)
-        if self._done_units < self._context_units:
-            if len(self._durations) < self._context_units:
-                return []
-            self._done_units, self._done_chars = self._context_units, self._context_chars
-            self._done_frames = int(ends[self._context_units - 1])
-        if final:
-            available = num_units
-        else:
-            # Units whose frames, and `lookahead` frames after them, are all placed.
-            placed = int(ends[-1]) if len(ends) else 0
-            available = int(np.searchsorted(ends, placed - self.lookahead, side="right"))
-        chunks = []
-        while True:
-            size = self.first_chunk_size if self._done_units == self._context_units else self.chunk_size
-            if available - self._done_units < size:
-                break
-            end_unit = self._done_units + size
-            chunks.append(self._chunk(ends, end_unit, self._hubert_ends[end_unit - 1]))
-        if final and (num_units > self._done_units or len(self._text) > self._done_chars):
-            chunks.append(self._chunk(ends, num_units, len(self._text)))
-        return chunks
-
-    def _chunk(self, ends: np.ndarray, end_unit: int, chars: int) -> SpiritLMAudioChunk:
-        """Synthesises the units from the last chunk's end to `end_unit` (their text ends at character `chars`), with
-        `left_context` frames before and up to `lookahead` frames after them."""
-        vocoder = self.vocoder
-        start_frame, end_frame = self._done_frames, int(ends[end_unit - 1])
-        waveform = torch.zeros(0, device=vocoder.device)
-        if end_frame > start_frame:
-            window_start = max(0, start_frame - self.left_context)
-            window_end = min(int(ends[-1]), end_frame + self.lookahead)
-            first_unit = int(np.searchsorted(ends, window_start, side="right"))
-            last_unit = int(np.searchsorted(ends, window_end - 1, side="right")) + 1
-            units = slice(first_unit, last_unit)
-            features = vocoder._conditioning(
-                "",
-                self._hubert[units],
-                None if vocoder.pitch_embedding is None else self._pitch[units],
-                None if vocoder.style_embedding is None else self._style[units],
-                self.speaker_id,
-                self.style_id,
-                dur_pred=False,
-            )
-            durations = torch.tensor(self._durations[units], device=features.device)
-            features = features.repeat_interleave(durations, dim=0)
-            unit_start = int(ends[first_unit - 1]) if first_unit else 0
-            features = features[window_start - unit_start : window_end - unit_start]
-            audio = vocoder._generate(features.T[None], torch.tensor([features.shape[0]], device=features.device))
-            hop = vocoder.config.hop_length
-            waveform = audio[0, (start_frame - window_start) * hop : (end_frame - window_start) * hop].float()
-        chunk = SpiritLMAudioChunk(units=self._text[self._done_chars : chars], waveform=waveform)
-        self._done_units, self._done_frames, self._done_chars = end_unit, end_frame, chars
-        return chunk
+    def resolve_voice(
+        self, speaker_id: int | str | None, style_id: int | str | None = None
+    ) -> tuple[int | None, int | None]:
+        """`(speaker, style)` indices of a speaker and (BASE) a global style given by index or name, `None` where the
+        vocoder has none; a clear `ValueError` for one it does not have."""
+        return _voice(self.config, speaker_id, style_id)
 
 
 def _is_batch(hubert) -> bool:
@@ -678,22 +531,50 @@ def _batch_items(is_batch: bool, hubert, pitch, style, speaker_id, style_id):
             raise ValueError(f"`{name}` has {len(value)} sequences but hubert has {size}")
         return list(value)
 
-    def per_item(value, name: str) -> list:
-        if value is None or isinstance(value, (str, int, np.integer)):
-            return [value] * size
-        if len(value) != size:
-            raise ValueError(f"`{name}` has {len(value)} values but hubert has {size} sequences")
-        return list(value)
-
     columns = zip(
         list(hubert),
         sequences(pitch, "pitch"),
         sequences(style, "style"),
-        per_item(speaker_id, "speaker_id"),
-        per_item(style_id, "style_id"),
+        _per_item(speaker_id, "speaker_id", size),
+        _per_item(style_id, "style_id", size),
     )
     for index, item in enumerate(columns):
         yield (f"item {index}: ", *item)
+
+
+def _per_item(value, name: str, size: int) -> list:
+    """One value per item of a batch of `size`: a single value for all, or a list / 1-D tensor of one each."""
+    if value is None or isinstance(value, (str, int, np.integer)):
+        return [value] * size
+    if isinstance(value, torch.Tensor):
+        value = [value.item()] * size if value.ndim == 0 else value.tolist()
+    if len(value) != size:
+        raise ValueError(f"`{name}` has {len(value)} values but hubert has {size} sequences")
+    return list(value)
+
+
+def _prepare_item(config: SpiritLMVocoderConfig, where: str, hubert, pitch, style, speaker_id, style_id, dur_pred):
+    """
+    Checks one item of `decode_units` and brings it to the form of `forward`: `(hubert, pitch, style, speaker, style
+    index, dur_pred)`, units as 1-D CPU tensors with pitch and style at the hubert rate. `where` prefixes errors.
+    """
+    hubert = _unit_tensor(hubert, where, "hubert", config.num_hubert_units)
+    pitch = _optional_units(pitch, where, "pitch", config.num_pitch_units)
+    style = _optional_units(style, where, "style", config.num_style_units)
+    num_units = len(hubert)
+    if pitch is not None and len(pitch) != num_units:
+        dur_pred = False  # official decode: frame-rate (resynthesis) units are not re-expanded
+    if dur_pred and config.duration_predictor_hidden_size is None:
+        raise ValueError("this vocoder has no duration predictor; pass dur_pred=False")
+    if pitch is not None:
+        pitch = _to_hubert_rate(pitch, num_units, config.hubert_to_pitch, where, "pitch", dur_pred)
+    if style is not None:
+        style = _to_hubert_rate(style, num_units, config.hubert_to_style, where, "style", dur_pred)
+    return hubert, pitch, style, *_voice(config, speaker_id, style_id, where), dur_pred
+
+
+def _pad(sequences: Sequence[torch.Tensor]) -> torch.Tensor:
+    return nn.utils.rnn.pad_sequence(list(sequences), batch_first=True)
 
 
 def _parse_units(values: str, stream: str) -> list[int]:
@@ -741,6 +622,76 @@ def _unit_tensor(values, where: str, stream: str, num_units: int) -> torch.LongT
     return tensor
 
 
+def _optional_units(values, where: str, stream: str, num_units: int | None) -> torch.LongTensor | None:
+    """A pitch or style sequence checked like [`_unit_tensor`], `None` for a vocoder that takes none."""
+    if num_units is None:
+        if values is not None:
+            raise ValueError(f"{where}this vocoder takes no {stream} units; drop `{stream}`")
+        return None
+    if values is None:
+        raise ValueError(f"{where}this EXPRESSIVE vocoder needs `{stream}` units (hubert, pitch and style units)")
+    return _unit_tensor(values, where, stream, num_units)
+
+
+def _check_unit_batch(
+    units, unit_lengths: torch.Tensor | None, num_units: int, stream: str = "hubert"
+) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """Checks a `(batch_size, num_units)` tensor of unit ids of `forward` (and, for hubert, `unit_lengths`); returns
+    both, the lengths defaulting to full rows."""
+    if not isinstance(units, torch.Tensor):
+        raise TypeError(
+            f"forward takes {stream} as a tensor of unit ids of shape (batch_size, num_units), got "
+            f"{type(units).__name__}; decode_units takes lists and strings"
+        )
+    if units.ndim != 2:
+        raise ValueError(
+            f"forward takes {stream} of shape (batch_size, num_units), got {tuple(units.shape)}; add a batch "
+            "dimension (units[None]) or call decode_units"
+        )
+    if units.dtype.is_floating_point or units.dtype.is_complex or units.dtype == torch.bool:
+        raise TypeError(f"{stream} must hold integer unit ids, got dtype {units.dtype}")
+    batch_size, width = units.shape
+    if unit_lengths is None:
+        unit_lengths = torch.full((batch_size,), width)
+    unit_lengths = torch.as_tensor(unit_lengths).cpu()
+    if unit_lengths.shape != (batch_size,) or not bool(((unit_lengths >= 1) & (unit_lengths <= width)).all()):
+        raise ValueError(
+            f"unit_lengths must give 1 to {width} units for each of the {batch_size} rows, got {unit_lengths.tolist()}"
+        )
+    valid = torch.arange(width) < unit_lengths[:, None]
+    bad = (((units < 0) | (units >= num_units)) & valid.to(units.device)).nonzero()
+    if len(bad):
+        row, position = bad[0].tolist()
+        raise _out_of_range(f"item {row}: ", stream, int(units[row, position]), position, num_units)
+    return units, unit_lengths
+
+
+def _check_durations(durations, shape: torch.Size) -> torch.LongTensor:
+    if not isinstance(durations, torch.Tensor) or durations.shape != shape:
+        found = tuple(durations.shape) if isinstance(durations, torch.Tensor) else type(durations).__name__
+        raise ValueError(f"durations must be a tensor of the shape of hubert {tuple(shape)}, got {found}")
+    if durations.dtype.is_floating_point or durations.dtype.is_complex or bool((durations < 0).any()):
+        raise ValueError("durations must be whole numbers of frames >= 0")
+    return durations
+
+
+def _voice(config: SpiritLMVocoderConfig, speaker_id, style_id, where: str = "") -> tuple[int | None, int | None]:
+    """Indices of the speaker and the BASE global style given by index or name; `None` where the vocoder has none."""
+    speaker = None
+    if config.num_speakers is not None:
+        speaker = _lookup(speaker_id, config.speakers, config.num_speakers, f"{where}speaker_id", "speakers")
+    if config.num_styles is None:
+        if style_id is not None:
+            raise ValueError(
+                f"{where}style_id={style_id!r}: this vocoder has no global style (BASE only); EXPRESSIVE takes style "
+                "units through `style`"
+            )
+        return speaker, None
+    if style_id is None:
+        style_id = config.default_style_id or 0
+    return speaker, _lookup(style_id, config.styles, config.num_styles, f"{where}style_id", "styles")
+
+
 def _out_of_range(where: str, stream: str, value: int, position: int, num_units: int) -> ValueError:
     return ValueError(
         f"{where}{stream} unit {value} at position {position} is out of range: this vocoder has {num_units} "
@@ -783,4 +734,24 @@ def _lookup(value, names: list[str] | None, count: int, argument: str, what: str
     return int(value)
 
 
-__all__ = ["SpiritLMAudioChunk", "SpiritLMChunkedDecoder", "SpiritLMVocoder", "SpiritLMVocoderOutput"]
+def load_vocoder(repo: str | os.PathLike, **kwargs) -> SpiritLMVocoder:
+    """The [`SpiritLMVocoder`] of a converted SPIRIT LM repo (its `vocoder/` subfolder), in eval mode: how the pipeline
+    and the command line load it. `kwargs` (`dtype`, `revision`, ...) go to `from_pretrained`."""
+    return SpiritLMVocoder.from_pretrained(repo, subfolder=VOCODER_SUBFOLDER, **kwargs).eval()
+
+
+def __getattr__(name: str):
+    # Deprecated location: the chunked decoder moved to streaming.py; the old import keeps working with a warning.
+    if name in ("SpiritLMAudioChunk", "SpiritLMChunkedDecoder"):
+        from . import streaming
+
+        warnings.warn(
+            f"transformers_spiritlm.vocoder.{name} moved to transformers_spiritlm.streaming; import it from there",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(streaming, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["SpiritLMVocoder", "SpiritLMVocoderOutput", "load_vocoder"]

@@ -78,9 +78,9 @@ def run_stsp(args) -> int:
                 processor.speech_tokenizer.to(device)
             vocoder = None
             if target == "speech":
-                from transformers import AutoModel
+                from ..vocoder import load_vocoder
 
-                vocoder = AutoModel.from_pretrained(args.repo, subfolder="vocoder").to(device).eval()
+                vocoder = load_vocoder(args.repo).to(device)
             few_shot = ""
             if args.few_shot:
                 few_shot = few_shot_prompt_from_manifest(

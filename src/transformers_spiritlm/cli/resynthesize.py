@@ -10,18 +10,21 @@ def run_resynthesize(args) -> int:
     from transformers import AutoModel
 
     from ..audio import check_audio_path
+    from ..configuration_spiritlm import SPEECH_TOKENIZER_SUBFOLDER
     from ..units import units_to_string
-    from ..vocoder import SpiritLMVocoder
+    from ..vocoder import load_vocoder
 
     check_audio_path(args.input)
-    speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(args.device).eval()
-    vocoder = SpiritLMVocoder.from_pretrained(args.repo, subfolder="vocoder").to(args.device).eval()
+    speech_tokenizer = (
+        AutoModel.from_pretrained(args.repo, subfolder=SPEECH_TOKENIZER_SUBFOLDER).to(args.device).eval()
+    )
+    vocoder = load_vocoder(args.repo).to(args.device)
     units = speech_tokenizer.encode_units(args.input)
     string = units_to_string(units)
     if args.through_string:
         audio = vocoder.decode_string(string, speaker_id=args.speaker_id)
     else:
-        audio = vocoder(**units, speaker_id=args.speaker_id, dur_pred=False)
+        audio = vocoder.decode_units(**units, speaker_id=args.speaker_id, dur_pred=False)
     write_wav(Path(args.output), audio.cpu().numpy(), vocoder.config.sampling_rate)
     print(string)
     print(f"wrote {args.output} ({len(audio) / vocoder.config.sampling_rate:.2f} s)", file=sys.stderr)

@@ -84,6 +84,7 @@ def write_jsonl(records: Iterable[dict], output) -> tuple[int, list[dict]]:
 def run_tokenize(args) -> int:
     from transformers import AutoModel
 
+    from ..configuration_spiritlm import SPEECH_TOKENIZER_SUBFOLDER
     from ..corpus import distributed_state, finished_records, process_shard, sharded_output
 
     # Under `accelerate launch` each process encodes its shard on its own device; the parts are merged in order.
@@ -97,7 +98,7 @@ def run_tokenize(args) -> int:
     ) as output:
         done = finished_records(args.output, "audio") if args.resume else {}
         todo = [path for path in files if str(path) not in done]
-        speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder="speech_tokenizer").to(device).eval()
+        speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder=SPEECH_TOKENIZER_SUBFOLDER).to(device).eval()
         records = tokenize_files(todo, speech_tokenizer, args.batch_size, progress=not args.quiet)
         written, failed = write_jsonl(records, output)
     for record in failed:

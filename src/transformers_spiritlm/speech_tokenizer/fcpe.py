@@ -11,87 +11,17 @@ This module re-implements that computation; it never imports `torchfcpe`. The we
 `conversion/convert_pitch.py`.
 """
 
-from dataclasses import asdict, dataclass, fields
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..configuration_spiritlm import FCPEConfig
+
 
 # Constants of the torchfcpe mel front end (not configurable there either).
 _LOG_CLIP = 1e-5
 _MAGNITUDE_EPS = 1e-9
-
-
-@dataclass
-class FCPEConfig:
-    r"""
-    Configuration of [`FCPEF0Extractor`]: the FCPE network (defaults: the bundled `fcpe_c_v001` model) and the
-    inference settings of the official SPIRIT LM call. Serialises to a plain dict with `to_dict()`.
-
-    sampling_rate (`int`, defaults to 16000): sampling rate of the input audio (no resampling is done here).
-    n_fft, win_length, mel_hop_length (`int`, default 1024, 1024, 160): STFT of the mel front end.
-    num_mel_bins (`int`, defaults to 128), mel_fmin, mel_fmax (`float`, 0 and 8000): Slaney mel filter bank.
-    hidden_size (`int`, defaults to 512), num_layers (`int`, defaults to 6): width and depth of the encoder.
-    conv_kernel_size (`int`, defaults to 31), conv_expansion_factor (`int`, defaults to 2): depthwise
-        convolution of each encoder layer and its channel expansion.
-    num_norm_groups (`int`, defaults to 4): groups of the GroupNorm in the input stack.
-    num_cent_bins (`int`, defaults to 360), cent_f0_min, cent_f0_max (`float`, 32.7 and 1975.5 Hz): the pitch
-        classes, evenly spaced in cents between these two frequencies.
-    hop_length (`int`, defaults to 80): samples per output F0 value.
-    voicing_threshold (`float`, defaults to 0.05): frames whose best class score is not above it have no pitch.
-    f0_min (`float`, defaults to 50.0): frames below this pitch (Hz) are unvoiced.
-    f0_max (`float`, defaults to 1100.0): pitch values above it are clamped to it.
-    interpolate_unvoiced (`bool`, defaults to `True`): replace the pitch of unvoiced frames by linear
-        interpolation between the voiced frames around them (the first/last voiced value at the ends).
-    """
-
-    sampling_rate: int = 16000
-    n_fft: int = 1024
-    win_length: int = 1024
-    mel_hop_length: int = 160
-    num_mel_bins: int = 128
-    mel_fmin: float = 0.0
-    mel_fmax: float = 8000.0
-    hidden_size: int = 512
-    num_layers: int = 6
-    conv_kernel_size: int = 31
-    conv_expansion_factor: int = 2
-    num_norm_groups: int = 4
-    num_cent_bins: int = 360
-    cent_f0_min: float = 32.7
-    cent_f0_max: float = 1975.5
-    hop_length: int = 80
-    voicing_threshold: float = 0.05
-    f0_min: float = 50.0
-    f0_max: float = 1100.0
-    interpolate_unvoiced: bool = True
-
-    def __post_init__(self):
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.type is float and isinstance(value, int) and not isinstance(value, bool):
-                setattr(self, field.name, float(value))
-            elif field.type is int and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"FCPEConfig.{field.name} must be a positive int, got {value!r}")
-        if self.hidden_size % self.num_norm_groups:
-            raise ValueError(
-                f"FCPEConfig.hidden_size ({self.hidden_size}) must be divisible by num_norm_groups "
-                f"({self.num_norm_groups})"
-            )
-        if self.win_length > self.n_fft:
-            raise ValueError(f"FCPEConfig.win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, config: dict) -> "FCPEConfig":
-        unknown = sorted(set(config) - {field.name for field in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown FCPEConfig keys {unknown}")
-        return cls(**config)
 
 
 def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ kept: the VQ-VAE decoder and its other levels are dropped at conversion.
 """
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,102 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from ..configuration_spiritlm import F0_EXTRACTORS, PitchUnitEncoderConfig
 from ..extras import install_hint
-from .fcpe import FCPEConfig, FCPEF0Extractor, check_waveforms
+from .fcpe import FCPEF0Extractor, check_waveforms
 
 
-F0_EXTRACTORS = ("fcpe", "yaapt")
 YAAPT_INSTALL_HINT = (
     f"the 'yaapt' pitch extractor needs the amfm-decompy package: {install_hint('yaapt')}, or pip install "
     "amfm-decompy; or use f0_extractor='fcpe'"
 )
-
-
-@dataclass
-class PitchUnitEncoderConfig:
-    r"""
-    Configuration of [`PitchUnitEncoder`], a plain-dict sub-config (`to_dict()` / `from_dict()`). The VQ-VAE fields
-    are level 0 of the official `vqvae_f0_quantizer/config.yaml` (`encoder_params`, `vq_params`), under the same
-    names.
-
-    sampling_rate (`int`, defaults to 16000), hop_length (`int`, defaults to 80): input rate and samples per F0 value.
-    f0_extractor (`str`, defaults to `"fcpe"`): `"fcpe"` (built in) or `"yaapt"` (needs the `yaapt` extra).
-    fcpe (`dict`): the [`FCPEConfig`] of the FCPE extractor (its `sampling_rate`/`hop_length` must match).
-    normalize_f0 (`bool`, defaults to `True`): subtract each utterance's mean voiced F0 (official `features`
-        `norm_*` or `speaker_norm: true`).
-    input_emb_width (`int`, defaults to 2): VQ-VAE input channels (F0 and voicing).
-    width (`int`, defaults to 128), output_emb_width (`int`, defaults to 128): hidden and output channels.
-    down_t (`int` or `list[int]`, defaults to 4), stride_t (`int` or `list[int]`, defaults to 2): number of strided
-        convolutions per stride, as in the official `downs_t[0]` / `strides_t[0]`.
-    depth (`int`, defaults to 4), m_conv (`float`, defaults to 1.0), dilation_growth_rate (`int`, defaults to 3),
-    dilation_cycle (`int`, *optional*), res_scale (`bool`, defaults to `False`): residual stacks after each
-        strided convolution.
-    l_bins (`int`, defaults to 64), emb_width (`int`, defaults to 128): codebook size and code width.
-    """
-
-    sampling_rate: int = 16000
-    hop_length: int = 80
-    f0_extractor: str = "fcpe"
-    fcpe: dict = field(default_factory=lambda: FCPEConfig().to_dict())
-    normalize_f0: bool = True
-    input_emb_width: int = 2
-    width: int = 128
-    output_emb_width: int = 128
-    down_t: int | list[int] = 4
-    stride_t: int | list[int] = 2
-    depth: int = 4
-    m_conv: float = 1.0
-    dilation_growth_rate: int = 3
-    dilation_cycle: int | None = None
-    res_scale: bool = False
-    l_bins: int = 64
-    emb_width: int = 128
-
-    def __post_init__(self):
-        if self.f0_extractor not in F0_EXTRACTORS:
-            raise ValueError(f"unknown f0_extractor {self.f0_extractor!r}; use one of {', '.join(F0_EXTRACTORS)}")
-        fcpe = FCPEConfig.from_dict(self.fcpe)
-        for name in ("sampling_rate", "hop_length"):
-            if getattr(fcpe, name) != getattr(self, name):
-                raise ValueError(
-                    f"PitchUnitEncoderConfig.{name} ({getattr(self, name)}) differs from fcpe.{name} "
-                    f"({getattr(fcpe, name)}); they must match"
-                )
-        self.fcpe = fcpe.to_dict()
-        if isinstance(self.down_t, list) != isinstance(self.stride_t, list) or (
-            isinstance(self.down_t, list) and len(self.down_t) != len(self.stride_t)
-        ):
-            raise ValueError(
-                f"down_t ({self.down_t}) and stride_t ({self.stride_t}) must both be ints or lists of equal length"
-            )
-        if self.input_emb_width != 2:
-            raise ValueError(f"input_emb_width must be 2 (F0 and voicing), got {self.input_emb_width}")
-        if self.output_emb_width not in (self.emb_width, 2 * self.emb_width):
-            raise ValueError(
-                f"output_emb_width ({self.output_emb_width}) must be emb_width ({self.emb_width}) or twice it"
-            )
-        self.m_conv = float(self.m_conv)
-
-    @property
-    def downsampling(self) -> int:
-        """F0 frames per pitch unit (16 for the official 200 Hz → 12.5 Hz)."""
-        return math.prod(stride**down for stride, down in self.strided_convolutions_spec())
-
-    def strided_convolutions_spec(self) -> list[tuple[int, int]]:
-        """`(stride, count)` pairs of the encoder's strided convolutions."""
-        if isinstance(self.stride_t, list):
-            return list(zip(self.stride_t, self.down_t))
-        return [(self.stride_t, self.down_t)]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, config: dict) -> "PitchUnitEncoderConfig":
-        unknown = sorted(set(config) - {field.name for field in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown PitchUnitEncoderConfig keys {unknown}")
-        return cls(**config)
 
 
 @dataclass
@@ -318,7 +231,7 @@ class PitchUnitEncoder(nn.Module):
         if isinstance(config, dict):
             config = PitchUnitEncoderConfig.from_dict(config)
         self.config = config or PitchUnitEncoderConfig()
-        self.fcpe = FCPEF0Extractor(FCPEConfig.from_dict(self.config.fcpe))
+        self.fcpe = FCPEF0Extractor(self.config.fcpe)
         self.encoder = F0VQVAEEncoder(self.config)
         self.codebook = F0Codebook(self.config)
         self._yaapt = None

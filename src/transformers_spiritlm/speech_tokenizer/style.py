@@ -9,20 +9,19 @@ argmax. [`SpiritLMStyleEncoder`] computes the same with a stock `Wav2Vec2Model`,
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
-from transformers import Wav2Vec2Config, Wav2Vec2Model
+from transformers import Wav2Vec2Model
 from transformers.utils import ModelOutput
 
+from ..configuration_spiritlm import SpiritLMStyleEncoderConfig
 from .hubert import group_norm_conv_features
 
 
 STYLE_SAMPLING_RATE = 16000
 # Variance floor of wav2vec2-base's feature extractor (`zero_mean_unit_var_norm`); silence normalises to zeros.
 NORMALIZATION_EPS = 1e-7
-STYLE_CONFIG_KEYS = ("wav2vec2", "projector_size", "num_styles", "pool_size")
 
 
 @dataclass
@@ -45,30 +44,23 @@ class SpiritLMStyleEncoder(nn.Module):
     r"""
     wav2vec 2.0 + projector + per-second mean pooling + classifier: 16 kHz mono audio -> style units at 1 Hz.
 
-    `config` is a plain dict, stored as-is in the speech tokenizer's config:
-
-    - `"wav2vec2"`: `Wav2Vec2Config` keyword arguments of the backbone (sizes, conv stack, norms).
-    - `"projector_size"`: width of the projector (the official `classifier_proj_size`).
-    - `"num_styles"`: number of style classes (100).
-    - `"pool_size"`: wav2vec 2.0 frames per unit (50, i.e. one unit per second at 50 frames/s).
+    `config` is a [`SpiritLMStyleEncoderConfig`] (or its dict), the speech tokenizer's `style_config`.
 
     Parameter names are those of the official `Wav2Vec2ForSequenceClassification` (`wav2vec2.*`, `projector.*`,
     `classifier.*`), without its unused `layer_weights` and SpecAugment embedding.
     """
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: SpiritLMStyleEncoderConfig | dict):
         super().__init__()
-        missing = [key for key in STYLE_CONFIG_KEYS if key not in config]
-        if missing:
-            raise ValueError(f"style encoder config lacks {missing}; it needs the keys {list(STYLE_CONFIG_KEYS)}")
-        backbone = Wav2Vec2Config(**{**config["wav2vec2"], "mask_time_prob": 0.0, "mask_feature_prob": 0.0})
-        if backbone.add_adapter or backbone.adapter_attn_dim is not None:
-            raise ValueError("style encoder config: wav2vec2 adapters are not supported; set add_adapter=False")
-        self.config = {key: config[key] for key in STYLE_CONFIG_KEYS}
-        self.pool_size = int(config["pool_size"])
+        if isinstance(config, dict):
+            config = SpiritLMStyleEncoderConfig.from_dict(config)
+        config.check_complete()
+        backbone = config.wav2vec2
+        self.config = config
+        self.pool_size = config.pool_size
         self.wav2vec2 = Wav2Vec2Model(backbone)
-        self.projector = nn.Linear(backbone.hidden_size, config["projector_size"])
-        self.classifier = nn.Linear(config["projector_size"], config["num_styles"])
+        self.projector = nn.Linear(backbone.hidden_size, config.projector_size)
+        self.classifier = nn.Linear(config.projector_size, config.num_styles)
         self._conv_layers = list(zip(backbone.conv_kernel, backbone.conv_stride))
         # Shortest input that yields one frame: the receptive field of the conv stack (400 samples for wav2vec2).
         self.min_input_length = 1

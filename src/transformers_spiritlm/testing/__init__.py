@@ -12,7 +12,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaTokenizer, PreTrainedTokenizerBase
 
-from ..configuration_spiritlm import SpiritLMConfig
+from ..configuration_spiritlm import VOCODER_SUBFOLDER, SpiritLMConfig
 from ..conversion.remote_code import add_auto_map
 from ..feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from ..modeling_spiritlm import SpiritLMForCausalLM
@@ -117,7 +117,7 @@ def build_tiny_repo(
     speech_model = tiny_speech_tokenizer(seed=seed, variant=variant) if speech_tokenizer else None
     SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_model).save_pretrained(output_dir)
     if vocoder:
-        tiny_vocoder(variant, seed=seed).save_pretrained(output_dir / "vocoder")
+        tiny_vocoder(variant, seed=seed).save_pretrained(output_dir / VOCODER_SUBFOLDER)
     add_auto_map(output_dir)
     return output_dir
 

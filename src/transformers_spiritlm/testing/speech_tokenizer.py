@@ -39,7 +39,7 @@ def tiny_expressive_sub_configs() -> dict:
 
     _, fcpe = convert_fcpe(random_fcpe_checkpoint())
     pitch = PitchUnitEncoderConfig(fcpe=fcpe, **vqvae_config_to_pitch_kwargs(tiny_official_vqvae_f0_config()))
-    return {"pitch_config": pitch.to_dict(), "style_config": convert_style_config(tiny_official_style_config())}
+    return {"pitch_config": pitch, "style_config": convert_style_config(tiny_official_style_config())}
 
 
 def tiny_speech_tokenizer_config(variant: str = "base", **kwargs) -> SpiritLMSpeechTokenizerConfig:
