@@ -213,10 +213,16 @@ def _peak_rss_so_far(pid: int) -> int | None:
     return None
 
 
-def run_child(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float | None = None) -> ChildResult:
+def run_child(
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    max_rss: int | None = None,
+) -> ChildResult:
     """
     Runs `argv` in a child process and returns its peak RSS: every page it ever had resident, file-backed ones
-    (e.g. memory-mapped safetensors) included.
+    (e.g. memory-mapped safetensors) included. The child is killed after `timeout` seconds, or once its RSS reaches
+    `max_rss` bytes (Linux), so that a runaway allocation stops before it takes the machine.
 
     On Linux the peak is the child's own `VmHWM`, read from `/proc` every few milliseconds while it runs (it only
     grows, so only a peak in the child's last milliseconds could be missed). `ru_maxrss` from `wait4` is not used
@@ -232,11 +238,12 @@ def run_child(argv: Sequence[str], env: dict[str, str] | None = None, timeout: f
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
-            if deadline is not None and time.perf_counter() > deadline:
+            peak = max(filter(None, (peak, _peak_rss_so_far(process.pid))), default=None)
+            over_time = deadline is not None and time.perf_counter() > deadline
+            if over_time or (max_rss is not None and peak is not None and peak >= max_rss):
                 process.kill()
                 pid, status, usage = os.wait4(process.pid, 0)
                 break
-            peak = max(filter(None, (peak, _peak_rss_so_far(process.pid))), default=None)
             time.sleep(0.005)
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)

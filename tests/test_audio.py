@@ -1,5 +1,6 @@
 """Audio loading, int → float scaling, channel averaging and resampling (against torchaudio's recorded output)."""
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 import soundfile
 import torch
 
+import transformers_spiritlm.audio as audio_module
 from transformers_spiritlm.audio import is_audio_batch, load_audio, prepare_audio, resample, to_float_waveform
 
 
@@ -25,6 +27,50 @@ def test_resample_is_bit_identical_to_torchaudio(rate, dtype):
     resampled = resample(waveform, rate, 16000)
     assert resampled.dtype == waveform.dtype
     assert torch.equal(resampled, expected)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_polyphase_path_equals_torchaudio_up_to_rounding(rate, dtype, monkeypatch):
+    """The path taken where torchaudio's filter bank would be too large, forced here on the recorded rates."""
+    monkeypatch.setattr(audio_module, "_MAX_FILTER_BANK_TAPS", 0)
+    waveform = torch.from_numpy(RESAMPLED[f"{rate}_{dtype}_input"])
+    expected = torch.from_numpy(RESAMPLED[f"{rate}_{dtype}_output"])
+    resampled = resample(waveform, rate, 16000)
+    assert resampled.dtype == waveform.dtype and resampled.shape == expected.shape
+    # A few units in the last place: the same taps, summed in another order.
+    atol = 5e-7 if dtype == "float32" else 1e-15
+    torch.testing.assert_close(resampled, expected, rtol=0, atol=atol)
+
+
+@contextlib.contextmanager
+def address_space_limit(extra_bytes: int):
+    """Lets this process map at most `extra_bytes` more memory (Linux): a larger allocation fails at once."""
+    resource = pytest.importorskip("resource")
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        pytest.skip("needs /proc/self/status (Linux)")
+    used = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (used + extra_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_resampling_coprime_rates_takes_memory_of_the_output():
+    """44101 → 16000 Hz has no common factor: torchaudio's filter bank would hold 16000 x 44135 taps (2.8 GB in
+    float32, several times that while it is computed) for any input, even a second."""
+    times = np.arange(44101) / 44101
+    waveform = torch.from_numpy(np.sin(2 * np.pi * 440 * times).astype(np.float32))
+    with address_space_limit(2**30):
+        resampled = resample(waveform, 44101, 16000)
+    assert resampled.shape == (16000,)
+    # The 440 Hz tone sampled at 16 kHz, away from the edges (where the filter sees the zero padding).
+    expected = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    np.testing.assert_allclose(resampled[200:-200].numpy(), expected[200:-200], rtol=0, atol=2e-3)
 
 
 def test_resample_of_a_list_equals_one_by_one():
@@ -136,6 +182,28 @@ def test_load_audio_rejects_bad_inputs(tmp_path):
         load_audio({"array": np.zeros(10)})
     with pytest.raises(TypeError, match="unsupported audio input of type int"):
         load_audio(3)
+
+
+def test_load_audio_refuses_rates_outside_recorded_audio_before_decoding(tmp_path, monkeypatch):
+    one_hz = tmp_path / "one-hz.wav"
+    soundfile.write(one_hz, np.zeros(32000, np.int16), 1, subtype="PCM_16")  # 64 KB: 9 hours once at 16 kHz
+    decoded = []
+    monkeypatch.setattr(soundfile.SoundFile, "read", lambda *args, **kwargs: decoded.append(args))
+    with pytest.raises(ValueError) as error:
+        load_audio(one_hz)
+    assert str(error.value) == (
+        f"audio file {str(one_hz)!r} has a sampling rate of 1 Hz, outside the 4000 to 384000 Hz of recorded audio; "
+        "give its true rate (is the header corrupt?) or resample it into that range first"
+    )
+    assert not decoded
+    monkeypatch.undo()
+    samples = np.zeros(1000, np.float32)
+    for rate, source in [(3999, "the array audio"), (384001, "the array audio")]:
+        with pytest.raises(ValueError, match=rf"^{source} has a sampling rate of {rate} Hz, outside the 4000 to"):
+            load_audio(samples, sampling_rate=rate)
+    with pytest.raises(ValueError, match=r"^the audio dict has a sampling rate of 2000 Hz"):
+        load_audio({"array": samples, "sampling_rate": 2000})
+    assert [load_audio(samples, sampling_rate=rate)[1] for rate in (4000, 384000)] == [4000, 384000]
 
 
 def test_prepare_audio_resamples_then_averages_channels(caplog):

@@ -37,6 +37,7 @@ from transformers_spiritlm.cli import main as cli_main
 from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spiritlm_to_hf
 from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder
+from transformers_spiritlm.evaluation import predict_stsp, score_continuations
 from transformers_spiritlm.testing import tiny_vocoder
 from transformers_spiritlm.testing.official_vocoder import write_official_vocoder
 from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer
@@ -48,6 +49,10 @@ RATE = 16000
 HOP, RECEPTIVE_FIELD = 640, 720  # samples per HuBERT frame, samples of the first frame (25 Hz conv stack)
 CHUNK = 1_600_000  # 100 s: the official code encodes long audio in chunks of this many samples
 TRUNCATED_BYTES = 20001  # where the "truncated in its data" WAV is cut (an odd byte count: half a sample at the end)
+# The tiny models' max_position_embeddings, and a text prompt that fits it only with a few new tokens: "[Text]" and
+# 1000 "hello " make 4003 tokens with BOS.
+CONTEXT = 4096
+LONG_TEXT = "hello " * 1000
 
 
 def hubert_frames(samples: int) -> int:
@@ -116,6 +121,8 @@ class World:
             path.write_bytes(b"")
         elif name == "one-sample.wav":
             soundfile.write(path, self.speech[:1], RATE)
+        elif name == "one-hz.wav":  # 100 samples whose header says 1 Hz: 100 s once at 16 kHz
+            soundfile.write(path, self.pcm16[:100], 1, subtype="PCM_16")
         else:
             raise KeyError(name)
         return path
@@ -338,6 +345,10 @@ SPEECH_TOKENIZER = [
           r"sampling_rate of the array audio must be a positive whole number of Hz, got 0"),
     fails("speech tokenizer", "fractional sampling_rate", lambda w: w.units(w.speech, 44100.5), ValueError,
           r"positive whole number of Hz, got 44100.5"),
+    fails("speech tokenizer", "WAV whose header says 1 Hz", lambda w: w.base_st.encode_units(w.file("one-hz.wav")),
+          ValueError, r"audio file '.*one-hz.wav' has a sampling rate of 1 Hz, outside the 4000 to 384000 Hz of recorded audio; give its true rate"),
+    fails("speech tokenizer", "sampling_rate=500 kHz", lambda w: w.units(w.speech, 500_000), ValueError,
+          r"the array audio has a sampling rate of 500000 Hz, outside the 4000 to 384000 Hz of recorded audio"),
     fails("speech tokenizer", "sampling_rate as a str", lambda w: w.units(w.speech, "16000"), TypeError,
           r"sampling_rate of the array audio must be an int \(Hz\), got str"),
     fails("speech tokenizer", "Audio dict without sampling_rate",
@@ -381,6 +392,9 @@ SPEECH_TOKENIZER = [
 FEATURE_EXTRACTOR = [
     fails("feature extractor", "empty list", lambda w: SpiritLMFeatureExtractor()([]), ValueError,
           r"no audio given: pass one audio input or a non-empty list of them"),
+    fails("feature extractor", "Audio dict at 1 kHz",
+          lambda w: SpiritLMFeatureExtractor()({"array": w.speech, "sampling_rate": 1000}), ValueError,
+          r"the audio dict has a sampling rate of 1000 Hz, outside the 4000 to 384000 Hz"),
     fails("feature extractor", "a folder", lambda w: SpiritLMFeatureExtractor()(w.file("folder")), IsADirectoryError,
           r"is a folder, not an audio file"),
     gives("feature extractor", "48 kHz stereo -> 16 kHz mono of the right length",
@@ -449,6 +463,24 @@ PIPELINE = [
     fails("pipeline", "Inf in an Audio dict",
           lambda w: w.pipe({"array": INF_AUDIO, "sampling_rate": RATE}, max_new_tokens=2), ValueError,
           r"prompt 0, segment 0: audio contains NaN or infinite samples"),
+    fails("pipeline", "WAV whose header says 1 Hz", lambda w: w.pipe(w.file("one-hz.wav"), max_new_tokens=2),
+          ValueError, r"prompt 0, segment 0: audio file '.*one-hz.wav' has a sampling rate of 1 Hz, outside the 4000 to 384000 Hz of recorded audio; give its true rate"),
+    fails("pipeline", "prompt + max_new_tokens past the context", lambda w: w.pipe(LONG_TEXT, max_new_tokens=94),
+          ValueError, r"^the prompt has 4003 tokens and max_new_tokens is 94: 4097 positions, more than the 4096 the "
+                      r"model was trained on \(max_position_embeddings\); lower max_new_tokens to 93 or shorten the "
+                      r"prompt \(less audio or text\)$"),
+    fails("pipeline", "prompt past the context with the default 200 new tokens", lambda w: w.pipe(LONG_TEXT),
+          ValueError, r"^the prompt has 4003 tokens and max_new_tokens is 200: 4203 positions"),
+    fails("pipeline", "prompt alone past the context", lambda w: w.pipe(LONG_TEXT * 2, max_new_tokens=1),
+          ValueError, r"^the prompt has 8003 tokens and max_new_tokens is 1: 8004 positions, more than the 4096 the "
+                      r"model was trained on \(max_position_embeddings\); shorten the prompt \(less audio or text\)$"),
+    fails("pipeline", "max_length past the context", lambda w: w.pipe("hi", max_length=5000), ValueError,
+          r"^the prompt has \d+ tokens and max_new_tokens is \d+: 5000 positions, more than the 4096"),
+    fails("pipeline", "stream: prompt past the context, before the generation thread starts",
+          lambda w: w.pipe.stream(LONG_TEXT), ValueError, r"^the prompt has 4003 tokens and max_new_tokens is 200"),
+    gives("pipeline", "prompt + max_new_tokens exactly the context",
+          lambda w: len(w.pipe(LONG_TEXT, max_new_tokens=93, min_new_tokens=93, return_prompt=True)["prompt"]),
+          lambda w: len("[Text]" + LONG_TEXT)),
     fails("pipeline", "out-of-range units", lambda w: w.pipe([{"type": "speech", "units": "[Hu999]"}],
                                                              max_new_tokens=2),
           ValueError, r"unit '\[Hu999\]' at character 0 is out of range"),
@@ -606,6 +638,10 @@ CLI = [
                      "--text", "hi", "--device", "cpu"],
           2, r"spiritlm generate: error: --repo .*cli-no-tokenizer has a language model but no tokenizer.json \(the "
              r"text tokenizer with the unit tokens\)"),
+    exits("cli", "generate past the model's context", lambda w: ["generate", "--repo", w.repo, "--text", LONG_TEXT,
+                                                              "--device", "cpu"],
+          2, r"spiritlm generate: error: the prompt has 4003 tokens and max_new_tokens is 200: 4203 positions, more "
+             r"than the 4096 the model was trained on \(max_position_embeddings\); lower max_new_tokens to 93"),
     exits("cli", "convert a missing checkpoints folder",
           lambda w: ["convert", "--checkpoints-dir", w.root / "nope", "--variant", "base", "--output-dir",
                      w.root / "out"],
@@ -660,7 +696,19 @@ CONVERSION = [
           r"unknown dtype 'int8'; use one of"),
 ]  # fmt: skip
 
-CASES = SPEECH_TOKENIZER + FEATURE_EXTRACTOR + PROCESSOR + PIPELINE + VOCODER + LOADING + CLI + CONVERSION
+EVALUATION = [
+    fails("evaluation", "scoring a prompt and continuation past the context",
+          lambda w: score_continuations(w.pipe.model, w.processor, ["[Text]" + LONG_TEXT], [" world" * 40]), ValueError,
+          r"^prompt #0 with its continuation has 4164 tokens, more than the 4096 positions the model was trained on "
+          r"\(max_position_embeddings\); shorten it$"),
+    fails("evaluation", "STSP prompt past the context (the classifier is never reached)",
+          lambda w: next(predict_stsp(w.pipe.model, w.processor, [{"id": "a", "asr": LONG_TEXT, "_line": 3}],
+                                      "text_text", classifier=None, max_new_tokens=100)),
+          ValueError, r"^the prompt of item a has 400\d tokens and max_new_tokens is 100: 41\d\d positions, more than "
+                      r"the 4096 the model was trained on"),
+]  # fmt: skip
+
+CASES = SPEECH_TOKENIZER + FEATURE_EXTRACTOR + PROCESSOR + PIPELINE + VOCODER + LOADING + CLI + CONVERSION + EVALUATION
 
 
 @pytest.mark.parametrize("case", CASES)

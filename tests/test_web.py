@@ -5,9 +5,11 @@ and `ffmpeg` (`.ci/run` installs them). Set SPIRITLM_WEB_SCREENSHOT=path.png to 
 """
 
 import io
+import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +27,8 @@ from transformers_spiritlm.cli import DEMO_PROMPT_WAV
 
 UNITS = re.compile(r"^(\[(Hu|Pi|St)\d+\])+$")
 MAX_UPLOAD_MB = 1
+MAX_AUDIO_SECONDS = 10
+MAX_TEXT_CHARS = 300
 ANSWER_TIMEOUT = 120
 PROMPT_ORDER = "speech, then text"
 
@@ -35,18 +39,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`spiritlm serve` on a free port with the tiny demo model (built in a fresh cache): `(url, cache_dir)`."""
-    pytest.importorskip("gradio", reason="the web page needs the [web] extra (gradio)")
-    cache_dir = tmp_path_factory.mktemp("web-cache")
+def _serve(arguments: list[str], log_path: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Starts `spiritlm serve ARGUMENTS` on a free port, logging to `log_path`, and waits until it answers:
+    `(process, url)`."""
     port = _free_port()
-    log_path = cache_dir / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    env.update(extra_env or {})
     command = [sys.executable, "-m", "transformers_spiritlm.cli", "serve", "--port", str(port), "--device", "cpu"]
-    command += ["--cache-dir", str(cache_dir), "--max-upload-mb", str(MAX_UPLOAD_MB)]
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command + arguments, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     try:
@@ -63,13 +64,33 @@ def server(tmp_path_factory):
                 time.sleep(0.5)
         # Bound to this machine only by default.
         assert f"Running on local URL:  http://127.0.0.1:{port}" in log_path.read_text()
+    except BaseException:
+        _stop(process)
+        raise
+    return process, url
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`spiritlm serve` on a free port with the tiny demo model (built in a fresh cache): `(url, cache_dir)`; its
+    log is `cache_dir / "serve.log"`."""
+    pytest.importorskip("gradio", reason="the web page needs the [web] extra (gradio)")
+    cache_dir = tmp_path_factory.mktemp("web-cache")
+    arguments = ["--cache-dir", str(cache_dir), "--max-upload-mb", str(MAX_UPLOAD_MB)]
+    arguments += ["--max-audio-seconds", str(MAX_AUDIO_SECONDS), "--max-text-chars", str(MAX_TEXT_CHARS)]
+    process, url = _serve(arguments, cache_dir / "serve.log")
+    try:
         yield url, cache_dir
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +108,9 @@ def bad_files(tmp_path_factory):
     soundfile.write(short, np.zeros(800, np.float32), 16000)  # 50 ms of silence
     oversize = folder / "long.wav"
     soundfile.write(oversize, np.zeros(40 * 16000, np.float32), 16000, subtype="PCM_16")  # 1.2 MB
-    return {"not_audio": not_audio, "short": short, "oversize": oversize}
+    over_length = folder / "twelve.wav"
+    soundfile.write(over_length, np.zeros(12 * 8000, np.float32), 8000, subtype="PCM_16")  # 12 s in 188 KB
+    return {"not_audio": not_audio, "short": short, "oversize": oversize, "over_length": over_length}
 
 
 def _ask(client, audio=None, text="", output_modality="speech", seed=0, max_new_tokens=30):
@@ -121,6 +144,8 @@ def test_core_imports_and_serve_without_gradio():
     [
         (["--concurrency", "0"], "spiritlm serve: error: --concurrency must be at least 1, got 0"),
         (["--max-upload-mb", "0"], "spiritlm serve: error: --max-upload-mb must be positive, got 0.0"),
+        (["--max-audio-seconds", "-1"], "spiritlm serve: error: --max-audio-seconds must be positive, got -1.0"),
+        (["--max-text-chars", "0"], "spiritlm serve: error: --max-text-chars must be at least 1, got 0"),
     ],
 )
 def test_serve_rejects_bad_settings(argument, message, capsys):
@@ -150,6 +175,36 @@ def test_bad_inputs_give_messages_and_the_next_request_works(client, bad_files):
     assert re.fullmatch(r"\[speech \d+\.\d\d s\]", transcript)
     assert UNITS.match(units)
     assert wav["path"].endswith(".wav")
+
+
+def test_the_servers_length_limits_refuse_long_questions(client, bad_files):
+    """`--max-audio-seconds` and `--max-text-chars` reach the page: over them, a message and no model work."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as error:
+        _ask(client, bad_files["over_length"])
+    assert (
+        str(error.value) == "The audio twelve.wav lasts 12.0 s; this server takes at most 10 s. Upload a shorter clip."
+    )
+    with pytest.raises(AppError) as error:
+        _ask(client, text="x" * (MAX_TEXT_CHARS + 1))
+    assert str(error.value) == "The written question has 301 characters; this server takes at most 300. Shorten it."
+    transcript, _, _, _ = _ask(client, text="x" * MAX_TEXT_CHARS, output_modality="text", max_new_tokens=2)
+    assert transcript
+
+
+def test_a_bad_request_is_one_line_in_the_server_log(client, server, bad_files):
+    from gradio_client.exceptions import AppError
+
+    log = server[1] / "serve.log"
+    start = log.stat().st_size
+    for audio, text in [(bad_files["not_audio"], ""), (None, "x" * (MAX_TEXT_CHARS + 1))]:
+        with pytest.raises(AppError):
+            _ask(client, audio, text=text)
+    assert log.read_bytes()[start:].decode().splitlines() == [
+        "refused a request: Could not read notes.wav as audio: upload a WAV, FLAC, OGG or MP3 file.",
+        "refused a request: The written question has 301 characters; this server takes at most 300. Shorten it.",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +255,134 @@ def test_the_app_refuses_uploads_over_its_own_limit(pipe, bad_files):
     segments = _prompt_segments(pipe, str(DEMO_PROMPT_WAV), "Answer:", PROMPT_ORDERS[1], max_upload_bytes=2**20)
     assert [segment["type"] for segment in segments] == ["text", "speech"]
     assert segments[1]["sampling_rate"] == 16000 and segments[1]["audio"].shape[0] == 1
+
+
+@pytest.fixture(scope="module")
+def local_pipe(tiny_repo):
+    """A pipeline on the session's tiny EXPRESSIVE repo, for the tests that call the page's code without a server."""
+    pytest.importorskip("gradio", reason="the web page needs the [web] extra (gradio)")
+    from transformers import pipeline
+
+    return pipeline("spirit-lm", model=str(tiny_repo), device="cpu")
+
+
+def _handler(app):
+    """The function behind the page's Answer button."""
+    (handler,) = [function.fn for function in app.fns.values() if function.api_name == "answer"]
+    return handler
+
+
+def _answer(handler, audio=None, text="", output_modality="speech", max_new_tokens=30):
+    """The page's outputs as it streams them, from its handler."""
+    audio = None if audio is None else str(audio)
+    return handler(audio, text, PROMPT_ORDER, output_modality, 2, 0.8, 0.95, max_new_tokens, 0, True)
+
+
+def test_the_page_refuses_long_audio_and_impossible_rates_from_the_header(local_pipe, tmp_path, monkeypatch):
+    """Checked before decoding: the 180 KB FLAC holds an hour of silence (230 MB decoded, minutes of tokenizing)."""
+    gradio = pytest.importorskip("gradio")
+    from transformers_spiritlm import web
+
+    hour = tmp_path / "hour.flac"
+    with soundfile.SoundFile(hour, "w", 16000, 1, subtype="PCM_16") as file:
+        for _ in range(60):
+            file.write(np.zeros(60 * 16000, np.int16))
+    one_hz = tmp_path / "one-hz.wav"
+    soundfile.write(one_hz, np.zeros(32000, np.int16), 1, subtype="PCM_16")  # 64 KB, "9 hours" once resampled
+    monkeypatch.setattr(web, "read_audio_file", lambda path: pytest.fail(f"{path} was decoded"))
+    expected = {
+        hour: "The audio hour.flac lasts 3600.0 s; this server takes at most 60 s. Upload a shorter clip.",
+        one_hz: "The audio one-hz.wav has a sampling rate of 1 Hz, outside the 4000 to 384000 Hz of recorded audio; "
+        "give its true rate (is the header corrupt?) or resample it into that range first",
+    }
+    for path, message in expected.items():
+        with pytest.raises(gradio.Error) as error:
+            web._prompt_segments(local_pipe, str(path), "", PROMPT_ORDER, max_upload_bytes=2**20, max_audio_seconds=60)
+        assert error.value.message == message
+    with pytest.raises(gradio.Error) as error:
+        web._prompt_segments(local_pipe, None, "x" * 10_001, PROMPT_ORDER, max_upload_bytes=2**20)
+    assert error.value.message == (
+        "The written question has 10001 characters; this server takes at most 10000. Shorten it."
+    )
+
+
+def test_the_page_shows_a_prompt_past_the_models_context(local_pipe, caplog):
+    """The library's error, shown in the page and logged in one line (gradio prints no traceback for it)."""
+    gradio = pytest.importorskip("gradio")
+    from transformers_spiritlm.web import build_app
+
+    # 6,599 characters once stripped, under the page's 10,000, but 4,402 tokens.
+    outputs = _answer(_handler(build_app(local_pipe)), text="hello " * 1100, output_modality="text")
+    assert next(outputs) == ("", None, "", None)
+    with caplog.at_level(logging.WARNING, logger="transformers_spiritlm.web"), pytest.raises(gradio.Error) as error:
+        next(outputs)
+    message = (
+        "Could not answer: the prompt has 4402 tokens and max_new_tokens is 30: 4432 positions, more than the 4096 "
+        "the model was trained on (max_position_embeddings); shorten the prompt (less audio or text)"
+    )
+    assert error.value.message == message and not error.value.print_exception
+    assert caplog.messages == [f"refused a request: {message}"]
+
+
+def test_an_answer_closed_right_after_its_last_chunk_leaves_no_file(local_pipe):
+    """What gradio does when the client disconnects after the last chunk: it closes the handler's generator."""
+    pytest.importorskip("gradio")
+    from transformers_spiritlm.web import build_app
+
+    outputs = _answer(_handler(build_app(local_pipe)), DEMO_PROMPT_WAV)
+    wav = next(Path(output[3]) for output in outputs if output[3] is not None)
+    assert soundfile.info(wav).samplerate == 16000 and wav.name.startswith("answer-")
+    outputs.close()
+    assert not wav.exists() and not any(wav.parent.iterdir())
+
+
+def test_stopping_the_server_removes_its_answer_files(tiny_repo, tmp_path):
+    """SIGTERM (how services are stopped) closes the server like Ctrl-C: nothing of the answers stays in its temp
+    folder, neither the page's own folder nor gradio's copies."""
+    gradio_client = pytest.importorskip("gradio_client")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    process, url = _serve(["--repo", str(tiny_repo)], tmp_path / "serve.log", {"TMPDIR": str(temp)})
+    try:
+        _ask(gradio_client.Client(url, download_files=False, verbose=False), DEMO_PROMPT_WAV)
+        assert list(temp.glob("spiritlm-web-*")) and list(temp.rglob("answer-*.wav"))  # gradio's copy
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
+    finally:
+        _stop(process)
+    assert not list(temp.glob("spiritlm-web-*")) and not list(temp.rglob("answer-*.wav"))
+
+
+def test_without_ffmpeg_the_spoken_answer_is_the_full_wav(local_pipe, tmp_path, monkeypatch, caplog):
+    """The page still answers in speech: the player gets the whole WAV at the end instead of a stream, with one note
+    in the log when the app is built."""
+    gradio_client = pytest.importorskip("gradio_client")
+    from transformers_spiritlm.web import build_app
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no ffmpeg for the app, nor for gradio
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    with caplog.at_level(logging.WARNING, logger="transformers_spiritlm.web"):
+        app = build_app(local_pipe)
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = gradio_client.Client(f"http://127.0.0.1:{port}/", download_files=False, verbose=False)
+        transcript, audio, units, wav = _ask(client, DEMO_PROMPT_WAV)
+        with urllib.request.urlopen(audio["url"], timeout=10) as response:
+            played = response.read()
+        with urllib.request.urlopen(wav["url"], timeout=10) as response:
+            downloaded = response.read()
+    finally:
+        app.close()
+    assert [record.getMessage() for record in caplog.records if record.name.startswith("transformers_spiritlm")] == [
+        "the ffmpeg executable is not installed: the page plays each spoken answer once it is complete instead of "
+        "streaming it. Install ffmpeg to stream, e.g. apt-get install ffmpeg"
+    ]
+    assert UNITS.match(units) and audio["path"].endswith(".wav") and not audio.get("is_stream")
+    assert played == downloaded
+    samples, rate = soundfile.read(io.BytesIO(played))
+    assert transcript == f"[speech {len(samples) / rate:.2f} s]"
 
 
 def test_four_simultaneous_requests_get_their_own_answers(client, server):

@@ -3,7 +3,11 @@ model rate and averaging channels to mono, all in torch (no torchaudio).
 
 `resample` is torchaudio's `functional.resample` default algorithm (Hann-windowed sinc, `lowpass_filter_width=6`,
 `rolloff=0.99`, kernel computed in the waveform's dtype), which the official SPIRIT LM code applies to float32 audio:
-the same input gives bit-identical output, so resampled audio yields the official units.
+the same input gives bit-identical output, so resampled audio yields the official units. Rate pairs whose filter bank
+torchaudio would build too large (coprime rates such as 44101 → 16000 Hz: 706M taps) take a polyphase path with the
+same filter taps that keeps memory and work proportional to the output.
+
+`load_audio` accepts audio at `MIN_SAMPLING_RATE` to `MAX_SAMPLING_RATE` Hz.
 """
 
 import io
@@ -26,22 +30,82 @@ AudioInput = str | os.PathLike | np.ndarray | torch.Tensor | Mapping
 # Divisors that map each integer PCM type to [-1, 1), as soundfile / torchaudio do when reading files.
 _INT_SCALES = {torch.int8: 2**7, torch.int16: 2**15, torch.int32: 2**31}
 
+# Half the lowest rate speech is recorded at (8 kHz telephony) to the highest that audio interfaces record at (384
+# kHz). A rate outside is a corrupt header or a wrong argument: a 64 KB WAV "at 1 Hz" resamples to 9 hours at 16 kHz.
+MIN_SAMPLING_RATE = 4000
+MAX_SAMPLING_RATE = 384000
+# Filter banks up to this many taps are built whole, as torchaudio does (the standard rates need at most 291k: 11025
+# → 16000 Hz); larger ones, which only coprime rate pairs need, take the polyphase path.
+_MAX_FILTER_BANK_TAPS = 2**20
+# Elements of the gathered input per step of the polyphase path.
+_POLYPHASE_BLOCK = 2**22
 
-def _sinc_resample_kernel(
-    orig_freq: int, new_freq: int, lowpass_filter_width: int, rolloff: float, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, int]:
-    """Polyphase filter bank `(new_freq, 1, 2 * width + orig_freq)` for coprime rates, and its half-width `width`."""
+
+def _filter_width(orig_freq: int, new_freq: int, lowpass_filter_width: int, rolloff: float) -> int:
+    """Half-width, in input samples, of the windowed sinc of coprime rates (torchaudio's `width`)."""
+    return math.ceil(lowpass_filter_width * orig_freq / (min(orig_freq, new_freq) * rolloff))
+
+
+def _sinc_taps(
+    phases: torch.Tensor, taps: torch.Tensor, orig_freq: int, new_freq: int, lowpass_filter_width: int, rolloff: float
+) -> torch.Tensor:
+    """
+    Filter coefficients of output phases `phases` (integers in `[0, new_freq)`) at input offsets `taps` (integers,
+    `-width` for the first tap of torchaudio's filter bank), broadcast together, in the dtype of `phases`.
+    """
+    dtype = phases.dtype
     base_freq = min(orig_freq, new_freq) * rolloff
-    width = math.ceil(lowpass_filter_width * orig_freq / base_freq)
     # Each arithmetic step below runs in `dtype`, in torchaudio's order: float32 rounding is part of the result.
-    taps = torch.arange(-width, width + orig_freq, dtype=dtype, device=device)[None, None] / orig_freq
-    phases = torch.arange(0, -new_freq, -1, dtype=dtype, device=device)[:, None, None] / new_freq
-    t = (phases + taps) * base_freq
+    t = (-phases / new_freq + taps / orig_freq) * base_freq
     t = t.clamp(-lowpass_filter_width, lowpass_filter_width)
     window = torch.cos(t * math.pi / lowpass_filter_width / 2) ** 2
     t = t * math.pi
-    sinc = torch.where(t == 0, torch.ones((), dtype=dtype, device=device), t.sin() / t)
-    return sinc * (window * (base_freq / orig_freq)), width
+    sinc = torch.where(t == 0, torch.ones((), dtype=dtype, device=phases.device), t.sin() / t)
+    return sinc * (window * (base_freq / orig_freq))
+
+
+def _sinc_resample_kernel(
+    orig_freq: int, new_freq: int, lowpass_filter_width: int, rolloff: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """torchaudio's polyphase filter bank `(new_freq, 1, 2 * width + orig_freq)` for coprime rates."""
+    width = _filter_width(orig_freq, new_freq, lowpass_filter_width, rolloff)
+    taps = torch.arange(-width, width + orig_freq, dtype=dtype, device=device)[None, None]
+    phases = torch.arange(0, new_freq, dtype=dtype, device=device)[:, None, None]
+    return _sinc_taps(phases, taps, orig_freq, new_freq, lowpass_filter_width, rolloff)
+
+
+def _resample_polyphase(
+    rows: torch.Tensor, orig_freq: int, new_freq: int, target: int, lowpass_filter_width: int, rolloff: float
+) -> torch.Tensor:
+    """
+    `rows` `(rows, time)` resampled to `(rows, target)` with torchaudio's filter taps, computing only the taps inside
+    each output sample's window (`2 * width + 1`, where the whole filter bank has `2 * width + orig_freq`): memory
+    and work grow with `target`, not with `orig_freq * new_freq`. Equal to the filter bank's convolution up to float
+    rounding (the sum runs in another order, and taps outside the window, below 1e-14 of the peak, are left out).
+    """
+    width = _filter_width(orig_freq, new_freq, lowpass_filter_width, rolloff)
+    padded = torch.nn.functional.pad(rows, (width, width + orig_freq))
+    offsets = torch.arange(2 * width + 1, device=rows.device)
+    # Output sample `frame * new_freq + phase` reads inputs `frame * orig_freq + first[phase] + offsets`: the taps
+    # of its phase whose time lies within the window.
+    phases = torch.arange(min(new_freq, target), device=rows.device)
+    first = phases * orig_freq // new_freq
+    kernel = _sinc_taps(
+        phases[:, None].to(rows.dtype),
+        (first[:, None] + offsets - width).to(rows.dtype),
+        orig_freq,
+        new_freq,
+        lowpass_filter_width,
+        rolloff,
+    )
+    output = rows.new_empty(rows.shape[0], target)
+    step = max(1, _POLYPHASE_BLOCK // (rows.shape[0] * len(offsets)))
+    for start in range(0, target, step):
+        samples = torch.arange(start, min(start + step, target), device=rows.device)
+        phase = samples % new_freq
+        index = (samples // new_freq * orig_freq + first[phase])[:, None] + offsets
+        output[:, start : start + step] = (padded[:, index] * kernel[phase]).sum(-1)
+    return output
 
 
 def _resampled_length(length: int, orig_freq: int, new_freq: int) -> int:
@@ -81,19 +145,25 @@ def resample(
         return waveforms
     gcd = math.gcd(int(orig_freq), int(new_freq))
     orig, new = int(orig_freq) // gcd, int(new_freq) // gcd
-    reference = waveforms[0]
-    kernel, width = _sinc_resample_kernel(orig, new, lowpass_filter_width, rolloff, reference.dtype, reference.device)
+    width = _filter_width(orig, new, lowpass_filter_width, rolloff)
+    kernel = None
+    if new * (2 * width + orig) <= _MAX_FILTER_BANK_TAPS:
+        reference = waveforms[0]
+        kernel = _sinc_resample_kernel(orig, new, lowpass_filter_width, rolloff, reference.dtype, reference.device)
 
     outputs = []
     for item in waveforms:
-        # One convolution per input, not one over a padded batch: oneDNN picks its algorithm per input shape, and
-        # only the shapes torchaudio sees give its exact bits.
         rows = item.reshape(-1, item.shape[-1])
-        padded = torch.nn.functional.pad(rows, (width, width + orig))
-        resampled = torch.nn.functional.conv1d(padded[:, None], kernel, stride=orig)
-        resampled = resampled.transpose(1, 2).reshape(rows.shape[0], -1)
         target = _resampled_length(rows.shape[-1], orig, new)
-        outputs.append(resampled[:, :target].reshape(item.shape[:-1] + (target,)))
+        if kernel is None:
+            resampled = _resample_polyphase(rows, orig, new, target, lowpass_filter_width, rolloff)
+        else:
+            # One convolution per input, not one over a padded batch: oneDNN picks its algorithm per input shape,
+            # and only the shapes torchaudio sees give its exact bits.
+            padded = torch.nn.functional.pad(rows, (width, width + orig))
+            resampled = torch.nn.functional.conv1d(padded[:, None], kernel, stride=orig)
+            resampled = resampled.transpose(1, 2).reshape(rows.shape[0], -1)[:, :target]
+        outputs.append(resampled.reshape(item.shape[:-1] + (target,)))
     return outputs
 
 
@@ -150,26 +220,60 @@ def check_audio_path(path: str | os.PathLike) -> None:
         raise FileNotFoundError(f"audio file {os.fspath(path)!r} does not exist")
 
 
+_SOUNDFILE_ERRORS = (soundfile.LibsndfileError, RuntimeError, TypeError)
+
+
+def _audio_file_name(path: str | os.PathLike | io.BytesIO) -> str:
+    """How messages name `path`, checked to be an existing file."""
+    if isinstance(path, io.BytesIO):
+        return "audio bytes"
+    check_audio_path(path)
+    return f"audio file {os.fspath(path)!r}"
+
+
+def _unreadable(name: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"could not read {name} ({error}); pass a format libsndfile reads (wav, flac, ogg, mp3) or an array"
+    )
+
+
+def read_audio_info(path: str | os.PathLike | io.BytesIO) -> tuple[int, int]:
+    """`(frames, sampling_rate)` of an audio file, from its header: nothing is decoded, so a server can refuse long
+    audio cheaply. The sampling rate is not checked (see [`check_sampling_rate`])."""
+    name = _audio_file_name(path)
+    try:
+        info = soundfile.info(path)
+    except _SOUNDFILE_ERRORS as error:
+        raise _unreadable(name, error) from None
+    return info.frames, info.samplerate
+
+
 def read_audio_file(path: str | os.PathLike | io.BytesIO) -> tuple[torch.Tensor, int]:
     """Reads an audio file with soundfile as float32 `(channels, samples)` (what the official `torchaudio.load`
-    returns) and its sampling rate."""
-    name = "audio bytes" if isinstance(path, io.BytesIO) else f"audio file {os.fspath(path)!r}"
-    if not isinstance(path, io.BytesIO):
-        check_audio_path(path)
+    returns) and its sampling rate, which is checked before the samples are decoded."""
+    name = _audio_file_name(path)
     try:
-        data, sampling_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        raise ValueError(
-            f"could not read {name} ({error}); pass a format libsndfile reads (wav, flac, ogg, mp3) or an array"
-        ) from None
-    return torch.from_numpy(data.T.copy()), int(sampling_rate)
+        with soundfile.SoundFile(path) as file:
+            sampling_rate = check_sampling_rate(file.samplerate, name)
+            data = file.read(dtype="float32", always_2d=True)
+    except _SOUNDFILE_ERRORS as error:
+        raise _unreadable(name, error) from None
+    return torch.from_numpy(data.T.copy()), sampling_rate
 
 
-def _check_sampling_rate(sampling_rate, source: str) -> int:
+def check_sampling_rate(sampling_rate, source: str) -> int:
+    """`sampling_rate` as an int; a `TypeError` / `ValueError` naming `source` unless it is a whole number of Hz from
+    `MIN_SAMPLING_RATE` to `MAX_SAMPLING_RATE`."""
     if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float, np.integer, np.floating)):
         raise TypeError(f"sampling_rate of {source} must be an int (Hz), got {type(sampling_rate).__name__}")
     if sampling_rate <= 0 or int(sampling_rate) != sampling_rate:
         raise ValueError(f"sampling_rate of {source} must be a positive whole number of Hz, got {sampling_rate}")
+    if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"{source} has a sampling rate of {int(sampling_rate)} Hz, outside the {MIN_SAMPLING_RATE} to "
+            f"{MAX_SAMPLING_RATE} Hz of recorded audio; give its true rate (is the header corrupt?) or resample it "
+            "into that range first"
+        )
     return int(sampling_rate)
 
 
@@ -182,7 +286,8 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
             Audio value.
         sampling_rate: rate of an array / tensor input; files and Audio values carry their own, so it does not
             apply to them (a batch may mix both). Arrays without it are taken to be at `default_sampling_rate`,
-            with a warning.
+            with a warning. Every rate must lie from `MIN_SAMPLING_RATE` to `MAX_SAMPLING_RATE` (a `ValueError`
+            otherwise, raised before a file's samples are decoded).
 
     Returns:
         `(waveform, sampling_rate)`: a float32 `(channels, samples)` tensor and its rate in Hz.
@@ -198,7 +303,7 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
             waveform = to_float_waveform(
                 np.asarray(audio["array"]) if isinstance(audio["array"], list) else audio["array"]
             )
-            found = _check_sampling_rate(audio["sampling_rate"], "the audio dict")
+            found = check_sampling_rate(audio["sampling_rate"], "the audio dict")
         elif audio.get("bytes") is not None:
             waveform, found = read_audio_file(io.BytesIO(audio["bytes"]))
         elif audio.get("path") is not None:
@@ -210,7 +315,7 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
     elif hasattr(audio, "get_all_samples"):
         samples = audio.get_all_samples()
         waveform = to_float_waveform(samples.data)
-        found = _check_sampling_rate(samples.sample_rate, "the audio decoder")
+        found = check_sampling_rate(samples.sample_rate, "the audio decoder")
     elif isinstance(audio, (np.ndarray, torch.Tensor)):
         waveform = to_float_waveform(audio)
         if sampling_rate is None:
@@ -220,7 +325,7 @@ def load_audio(audio: AudioInput, sampling_rate: int | None = None, default_samp
             )
             found = default_sampling_rate
         else:
-            found = _check_sampling_rate(sampling_rate, "the array audio")
+            found = check_sampling_rate(sampling_rate, "the array audio")
     else:
         raise TypeError(
             f"unsupported audio input of type {type(audio).__name__}; pass a path, a numpy array, a torch tensor or "
@@ -285,11 +390,15 @@ def prepare_audio(
 
 
 __all__ = [
+    "MAX_SAMPLING_RATE",
+    "MIN_SAMPLING_RATE",
     "AudioInput",
+    "check_sampling_rate",
     "is_audio_batch",
     "load_audio",
     "prepare_audio",
     "read_audio_file",
+    "read_audio_info",
     "resample",
     "to_float_waveform",
 ]

@@ -22,6 +22,29 @@ def check_output_modality(output_modality: str) -> str:
     )
 
 
+def check_context_length(config, prompt_tokens: int, max_new_tokens: int = 0, what: str = "the prompt") -> None:
+    """
+    Raises a `ValueError` naming the lengths and the fix when `prompt_tokens + max_new_tokens` positions exceed the
+    `max_position_embeddings` the model was trained on (4096 for SPIRIT LM): past them it would run on silently,
+    with positions it never saw. Generation counts in full: its `max_new_tokens` must fit beside the prompt. A
+    config without `max_position_embeddings` is not checked.
+    """
+    limit = getattr(config, "max_position_embeddings", None)
+    total = prompt_tokens + max_new_tokens
+    if limit is None or total <= limit:
+        return
+    if not max_new_tokens:
+        raise ValueError(
+            f"{what} has {prompt_tokens} tokens, more than the {limit} positions the model was trained on "
+            "(max_position_embeddings); shorten it"
+        )
+    fix = f"lower max_new_tokens to {limit - prompt_tokens} or " if prompt_tokens < limit else ""
+    raise ValueError(
+        f"{what} has {prompt_tokens} tokens and max_new_tokens is {max_new_tokens}: {total} positions, more than the "
+        f"{limit} the model was trained on (max_position_embeddings); {fix}shorten the prompt (less audio or text)"
+    )
+
+
 def banned_token_ranges(config: SpiritLMConfig, output_modality: str) -> list[range]:
     """
     The token ids that generation in `output_modality` must not produce, as ranges (the official forbidden tokens):

@@ -19,7 +19,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file, logging
 
 from .configuration_spiritlm import VOCODER_SUBFOLDER
-from .generation import SpiritLMModalityLogitsProcessor, check_output_modality
+from .generation import SpiritLMModalityLogitsProcessor, check_context_length, check_output_modality
 from .modeling_spiritlm import SpiritLMForCausalLM
 from .streaming import SpiritLMStopOnCancel, SpiritLMStreamer
 from .vocoder import SpiritLMVocoder, load_vocoder
@@ -63,7 +63,9 @@ class SpiritLMPipeline(Pipeline):
         streamer: passed to `generate`, e.g. a [`SpiritLMStreamer`] iterated in another thread (one prompt only);
             [`~SpiritLMPipeline.stream`] sets that up for you.
         any generation kwarg (`max_new_tokens`, `do_sample`, `temperature`, `top_p`, `generation_config`, ...). When
-        neither the call nor the model's generation config sets a length, up to 200 new tokens are generated.
+        neither the call nor the model's generation config sets a length, up to 200 new tokens are generated. A
+        prompt whose tokens and `max_new_tokens` together exceed the model's `max_position_embeddings` raises a
+        `ValueError` before generating.
 
     Returns:
         Per prompt, a list of `{"type": "text", "text": str}` and `{"type": "speech", "audio": np.ndarray (float32),
@@ -232,7 +234,7 @@ class SpiritLMPipeline(Pipeline):
         if force_output_modality is not None:
             forward_params["force_output_modality"] = force_output_modality
         if generate_kwargs:
-            forward_params["generate_kwargs"] = generate_kwargs
+            preprocess_params["generate_kwargs"] = forward_params["generate_kwargs"] = generate_kwargs
             # Where generation stops matters to decoding too.
             eos_token_id = generate_kwargs.get("eos_token_id")
             if eos_token_id is None and generate_kwargs.get("generation_config") is not None:
@@ -258,12 +260,27 @@ class SpiritLMPipeline(Pipeline):
         choices = f"0 to {vocoder.config.num_speakers - 1}" + (f" or a name in {names}" if names else "")
         raise ValueError(f"unknown speaker_id {speaker_id!r}; this vocoder takes {choices}")
 
-    def preprocess(self, segments, output_modality: str = "arbitrary", sampling_rate: int | None = None):
+    def preprocess(
+        self,
+        segments,
+        output_modality: str = "arbitrary",
+        sampling_rate: int | None = None,
+        generate_kwargs: dict | None = None,
+    ):
         prompt = self.processor.build_prompt(
             list(segments), output_modality=output_modality, sampling_rate=sampling_rate
         )
         encoded = self.tokenizer(prompt, return_tensors="pt")
+        length = encoded["input_ids"].shape[-1]
+        check_context_length(self.model.config, length, self._max_new_tokens(generate_kwargs or {}, length))
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "prompt": prompt}
+
+    def _max_new_tokens(self, generate_kwargs: dict, prompt_length: int) -> int:
+        """How many tokens `generate` may add to a prompt of `prompt_length` tokens with the call's kwargs."""
+        settings = self._get_set_generation_params(self._prepare_generate_kwargs(dict(generate_kwargs)))
+        if settings.get("max_new_tokens") is not None:
+            return settings["max_new_tokens"]
+        return max(settings.get("max_length", GenerationConfig().max_length) - prompt_length, 0)
 
     def _forward(
         self,

@@ -1,7 +1,7 @@
 """The `spiritlm serve` web page: a Gradio app that streams SPIRIT LM's spoken and written answers.
 
-Needs the `[web]` extra (gradio, and the `ffmpeg` executable for streamed audio). Nothing in the core imports this
-module. A Hugging Face Space's `app.py` is two lines:
+Needs the `[web]` extra (gradio; with the `ffmpeg` executable the spoken answer streams, without it it plays once
+complete). Nothing in the core imports this module. A Hugging Face Space's `app.py` is two lines:
 
 ```python
 from transformers_spiritlm.web import build_app
@@ -24,12 +24,17 @@ import soundfile
 from transformers import Pipeline, pipeline
 from transformers.utils import logging
 
-from .audio import read_audio_file
+from .audio import check_sampling_rate, read_audio_file, read_audio_info
 
 
 logger = logging.get_logger(__name__)
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
+# A minute of speech makes at most 60 * (25 + 12.5 + 1) = 2,310 EXPRESSIVE tokens (hubert, pitch and style units,
+# fewer once deduplicated), 10,000 characters of English ~2,500 text tokens: either leaves room for an answer in
+# SPIRIT LM's 4,096 positions. The pipeline refuses whatever still does not fit.
+DEFAULT_MAX_AUDIO_SECONDS = 60.0
+DEFAULT_MAX_TEXT_CHARS = 10_000
 OUTPUT_MODALITIES = ("speech", "text", "arbitrary")
 PROMPT_ORDERS = ("speech, then text", "text, then speech")
 
@@ -40,6 +45,8 @@ def build_app(
     device: str | None = None,
     concurrency_limit: int = 1,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
     title: str = "SPIRIT LM",
     description: str | None = None,
 ) -> gr.Blocks:
@@ -52,23 +59,37 @@ def build_app(
         concurrency_limit: generations run at the same time; further requests wait in the queue. Keep 1 on CPU.
             Seeded answers are reproducible only with 1 (seeding sets the process-wide random state).
         max_upload_mb: larger uploads (or recordings) are refused with a message.
+        max_audio_seconds, max_text_chars: longer spoken or written questions are refused with a message, before
+            the audio is decoded or any model runs.
         title, description: the page's title, and a note under it (markdown) about the model.
+
+    The full answer WAVs live in a temporary folder of the app, each deleted when its request ends, the folder when
+    the process exits.
     """
     if concurrency_limit < 1:
         raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit}")
-    if max_upload_mb <= 0:
-        raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
-    if shutil.which("ffmpeg") is None:
+    for name, value in [("max_upload_mb", max_upload_mb), ("max_audio_seconds", max_audio_seconds)]:
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if max_text_chars < 1:
+        raise ValueError(f"max_text_chars must be at least 1, got {max_text_chars}")
+    stream_audio = shutil.which("ffmpeg") is not None
+    if not stream_audio:
         logger.warning(
-            "the ffmpeg executable is not installed: the page cannot stream the spoken answer (its audio player will "
-            "say so; the WAV download still works). Install it, e.g. apt-get install ffmpeg"
+            "the ffmpeg executable is not installed: the page plays each spoken answer once it is complete instead of "
+            "streaming it. Install ffmpeg to stream, e.g. apt-get install ffmpeg"
         )
     pipe = model if isinstance(model, Pipeline) else pipeline("spirit-lm", model=os.fspath(model), device=device)
-    answers_dir = Path(tempfile.mkdtemp(prefix="spiritlm-web-"))
-    max_upload_bytes = int(max_upload_mb * 1024 * 1024)
+    # Removed when the app is garbage collected or the process exits (the closure below keeps it alive until then).
+    answers = tempfile.TemporaryDirectory(prefix="spiritlm-web-")
+    limits = {
+        "max_upload_bytes": int(max_upload_mb * 1024 * 1024),
+        "max_audio_seconds": max_audio_seconds,
+        "max_text_chars": max_text_chars,
+    }
 
     def answer(audio_path, text, order, output_modality, speaker_id, temperature, top_p, max_new_tokens, seed, sample):
-        segments = _prompt_segments(pipe, audio_path, text, order, max_upload_bytes)
+        segments = _prompt_segments(pipe, audio_path, text, order, **limits)
         kwargs = {"max_new_tokens": int(max_new_tokens), "do_sample": bool(sample)}
         if sample:
             kwargs.update(temperature=float(temperature), top_p=float(top_p))
@@ -76,7 +97,7 @@ def build_app(
             kwargs["seed"] = int(seed)
         if output_modality != "text":
             kwargs["speaker_id"] = int(speaker_id)
-        yield from _stream_answer(pipe, segments, output_modality, kwargs, answers_dir)
+        yield from _stream_answer(pipe, segments, output_modality, kwargs, Path(answers.name), stream_audio)
 
     with gr.Blocks(title=title, delete_cache=(3600, 3600)) as app:
         gr.Markdown(
@@ -107,7 +128,11 @@ def build_app(
             with gr.Column():
                 text_out = gr.Textbox(label="Answer", lines=6, interactive=False, elem_id="answer-text")
                 audio_out = gr.Audio(
-                    label="Spoken answer", streaming=True, autoplay=True, interactive=False, elem_id="answer-audio"
+                    label="Spoken answer",
+                    streaming=stream_audio,
+                    autoplay=True,
+                    interactive=False,
+                    elem_id="answer-audio",
                 )
                 with gr.Accordion("Speech units", open=False, elem_id="units-panel"):
                     units_out = gr.Textbox(
@@ -150,34 +175,67 @@ def _default_speaker(pipe: Pipeline) -> int:
     return 2 if len(_speaker_choices(pipe)) > 2 else 0
 
 
-def _prompt_segments(pipe: Pipeline, audio_path, text, order: str, max_upload_bytes: int) -> list[dict]:
+def _refuse(message: str) -> gr.Error:
+    """The error the page shows for a bad request; the server log gets one line, not gradio's traceback."""
+    logger.warning(f"refused a request: {message}")
+    return gr.Error(message, print_exception=False)
+
+
+def _prompt_segments(
+    pipe: Pipeline,
+    audio_path,
+    text,
+    order: str,
+    *,
+    max_upload_bytes: int,
+    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+) -> list[dict]:
     """The prompt as pipeline segments, or a `gr.Error` the page shows: nothing given, an oversize upload, a file
-    that is not audio, audio too short for the speech tokenizer."""
+    that is not audio, audio at an impossible rate, too short for the speech tokenizer or over the server's length,
+    text over the server's length."""
     text = (text or "").strip()
     if not audio_path and not text:
-        raise gr.Error("Nothing to answer: record or upload a spoken question, type a written one, or both.")
+        raise _refuse("Nothing to answer: record or upload a spoken question, type a written one, or both.")
+    if len(text) > max_text_chars:
+        raise _refuse(
+            f"The written question has {len(text)} characters; this server takes at most {max_text_chars}. Shorten it."
+        )
     segments = []
     if audio_path:
         name = Path(audio_path).name
         size = os.path.getsize(audio_path)
         if size > max_upload_bytes:
-            raise gr.Error(
+            raise _refuse(
                 f"The audio {name} is {size / 2**20:.1f} MB; this server takes at most "
                 f"{max_upload_bytes / 2**20:g} MB. Upload a shorter clip."
             )
         speech_tokenizer = pipe.processor.speech_tokenizer
         if speech_tokenizer is None:
-            raise gr.Error("This model has no speech tokenizer, so it cannot listen: type a written question.")
+            raise _refuse("This model has no speech tokenizer, so it cannot listen: type a written question.")
+        unreadable = f"Could not read {name} as audio: upload a WAV, FLAC, OGG or MP3 file."
+        try:
+            frames, rate = read_audio_info(audio_path)
+        except ValueError:
+            raise _refuse(unreadable) from None
+        try:
+            check_sampling_rate(rate, f"The audio {name}")
+        except ValueError as error:
+            raise _refuse(str(error)) from None
+        # From the header, before decoding: a small compressed file can hold hours of silence.
+        seconds = frames / rate
+        if seconds > max_audio_seconds:
+            raise _refuse(
+                f"The audio {name} lasts {seconds:.1f} s; this server takes at most {max_audio_seconds:g} s. "
+                "Upload a shorter clip."
+            )
+        minimum = speech_tokenizer.config.min_chunk_samples / speech_tokenizer.config.sampling_rate
+        if seconds < minimum:
+            raise _refuse(f"The audio {name} lasts {1000 * seconds:.0f} ms; speak for at least {1000 * minimum:g} ms.")
         try:
             waveform, rate = read_audio_file(audio_path)
         except ValueError:
-            raise gr.Error(f"Could not read {name} as audio: upload a WAV, FLAC, OGG or MP3 file.") from None
-        minimum = speech_tokenizer.config.min_chunk_samples / speech_tokenizer.config.sampling_rate
-        seconds = waveform.shape[-1] / rate
-        if seconds < minimum:
-            raise gr.Error(
-                f"The audio {name} lasts {1000 * seconds:.0f} ms; speak for at least {1000 * minimum:g} ms."
-            )
+            raise _refuse(unreadable) from None
         segments.append({"type": "speech", "audio": waveform, "sampling_rate": rate})
     if text:
         segments.append({"type": "text", "text": text})
@@ -191,10 +249,11 @@ def _wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:
 
 
 def _stream_answer(
-    pipe: Pipeline, segments: list[dict], output_modality: str, kwargs: dict, answers_dir: Path
+    pipe: Pipeline, segments: list[dict], output_modality: str, kwargs: dict, answers_dir: Path, stream_audio: bool
 ) -> Iterator[tuple]:
-    """Yields `(transcript, audio chunk as WAV bytes or None, units, full WAV path or None)` as `pipe.stream`
-    produces the answer. The transcript shows text as written and each spoken stretch as `[speech 1.23 s]`."""
+    """Yields `(transcript, audio, units, full WAV path or None)` as `pipe.stream` produces the answer. The transcript
+    shows text as written and each spoken stretch as `[speech 1.23 s]`. The audio is each chunk as WAV bytes with
+    `stream_audio`; without it, nothing until the full WAV's path at the end."""
     answer = _Answer()
     yield "", None, "", None
     try:
@@ -202,19 +261,22 @@ def _stream_answer(
         with closing(pipe.stream(segments, output_modality=output_modality, **kwargs)) as chunks:
             for chunk in chunks:
                 answer.add(chunk)
-                voiced = len(chunk.get("audio", ())) > 0
+                voiced = stream_audio and len(chunk.get("audio", ())) > 0
                 audio = _wav_bytes(chunk["audio"], chunk["sampling_rate"]) if voiced else None
                 yield answer.transcript, audio, answer.units, None
     except (ValueError, TypeError) as error:  # bad settings or prompt content, found by the library
-        raise gr.Error(f"Could not answer: {error}") from None
+        raise _refuse(f"Could not answer: {error}") from None
     if not any(len(audio) for audio in answer.audio):
         yield answer.transcript or "(no answer generated)", None, answer.units, None
         return
     wav_path = answers_dir / f"answer-{uuid.uuid4().hex[:12]}.wav"
     soundfile.write(wav_path, np.clip(np.concatenate(answer.audio), -1, 1), answer.sampling_rate, subtype="PCM_16")
-    yield answer.transcript, None, answer.units, str(wav_path)
-    # Gradio has copied the file into its own cache (cleaned after an hour) by the time the generator resumes.
-    wav_path.unlink()
+    try:
+        # Gradio copies the file into its own cache (cleaned hourly and at shutdown) before it resumes or closes the
+        # generator, which it does also when the client has gone.
+        yield answer.transcript, None if stream_audio else str(wav_path), answer.units, str(wav_path)
+    finally:
+        wav_path.unlink()
 
 
 class _Answer:

@@ -1,6 +1,7 @@
 """`spiritlm serve`: the web page (Gradio, extra `[web]`), on the tiny demo model or a converted repo."""
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,8 +13,11 @@ from .demo import _demo_repo
 def run_serve(args) -> int:
     if args.concurrency < 1:
         raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
-    if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    for flag, value in [("--max-upload-mb", args.max_upload_mb), ("--max-audio-seconds", args.max_audio_seconds)]:
+        if value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+    if args.max_text_chars < 1:
+        raise ValueError(f"--max-text-chars must be at least 1, got {args.max_text_chars}")
     # Offline by default: no usage reports to gradio.app.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
@@ -36,8 +40,12 @@ def run_serve(args) -> int:
         device=args.device,
         concurrency_limit=args.concurrency,
         max_upload_mb=args.max_upload_mb,
+        max_audio_seconds=args.max_audio_seconds,
+        max_text_chars=args.max_text_chars,
         description=description,
     )
+    # Stopped by SIGTERM as by Ctrl-C: gradio closes the server, and the answers' temporary files are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     app.launch(
         server_name=args.host,
         server_port=args.port,
@@ -75,6 +83,18 @@ def add_parser(commands) -> None:
         type=float,
         default=20.0,
         help="largest audio upload or recording accepted, in MB (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-audio-seconds",
+        type=float,
+        default=60.0,
+        help="longest spoken question accepted, in seconds (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=10_000,
+        help="longest written question accepted, in characters (default: %(default)s)",
     )
     serve.add_argument(
         "--cache-dir",

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..generation import check_context_length
 from ..tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
 from ..units import units_to_string
 
@@ -113,7 +114,7 @@ def score_continuations(
     BOS, prompt tokens)` (natural log), or its mean per token with `reduction="mean"`.
 
     The prompt (with BOS) and the continuation are tokenized separately and concatenated, so the continuation's
-    tokens do not depend on the prompt. Rows are sorted by length and left-padded in batches of `batch_size`; the
+    tokens do not depend on the prompt; together they must fit in the model's `max_position_embeddings`. Rows are sorted by length and left-padded in batches of `batch_size`; the
     scores do not depend on the batching.
 
     Args:
@@ -140,6 +141,9 @@ def score_continuations(
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     tokenizer, speech_tokenizer = _unwrap(tokenizer, speech_tokenizer)
     pairs = _encode_pairs(tokenizer, speech_tokenizer, prompts, continuations)
+    for index, (prompt_ids, continuation_ids) in enumerate(pairs):
+        inputs = len(prompt_ids) + len(continuation_ids) - 1  # see below: the last token is only a target
+        check_context_length(model.config, inputs, what=f"prompt #{index} with its continuation")
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))

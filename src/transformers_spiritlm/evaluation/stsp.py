@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.utils import logging
 
-from ..generation import SpiritLMModalityLogitsProcessor
+from ..generation import SpiritLMModalityLogitsProcessor, check_context_length
 from .manifest import audio_path, read_jsonl, split_direction, where
 from .sentiment import EMOTION_TO_SENTIMENT
 
@@ -262,6 +262,10 @@ def predict_stsp(
     def generate(prompts: list[str], ids: list, attempt: int) -> list[dict | None]:
         """The first output segment of the target modality of each prompt (`None` when there is none)."""
         encoded = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
+        for item_id, length in zip(ids, encoded["attention_mask"].sum(-1).tolist()):
+            check_context_length(
+                model.config, length, generation_config.max_new_tokens, f"the prompt of item {item_id}"
+            )
         processors = LogitsProcessorList([modality])
         if do_sample:
             seeds = [item_seed(seed, item_id, attempt) for item_id in ids]
