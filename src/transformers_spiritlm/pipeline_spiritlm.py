@@ -18,7 +18,8 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file, logging
 
-from .generation import SpiritLMModalityLogitsProcessor, check_output_modality
+from .generation import SpiritLMModalityLogitsProcessor
+from .modalities import ARBITRARY, check_output_modality
 from .modeling_spiritlm import SpiritLMForCausalLM
 from .streaming import SpiritLMStopOnCancel, SpiritLMStreamer
 from .vocoder import SpiritLMVocoder
@@ -279,7 +280,7 @@ class SpiritLMPipeline(Pipeline):
     ):
         generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
         logits_processor = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-        if force_output_modality and output_modality != "arbitrary":
+        if force_output_modality and output_modality != ARBITRARY:
             eos_token_id = self._get_set_generation_params(generate_kwargs).get("eos_token_id")
             logits_processor.append(SpiritLMModalityLogitsProcessor(self.model.config, output_modality, eos_token_id))
         streamer = generate_kwargs.get("streamer")

@@ -12,14 +12,22 @@ from transformers import AutoModel, BatchEncoding, PreTrainedModel
 from transformers.processing_utils import AudioKwargs, ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.utils import cached_file, logging
 
-from .generation import check_output_modality
-from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER, sentencepiece_byte_runs
+from .modalities import (
+    ARBITRARY,
+    MARKERS,
+    SEGMENT_TYPES,
+    SPEECH,
+    SPEECH_MARKER,
+    TEXT,
+    TEXT_MARKER,
+    check_output_modality,
+)
+from .tokenization_spiritlm import sentencepiece_byte_runs
 from .units import string_to_units
 
 
 logger = logging.get_logger(__name__)
 
-SEGMENT_TYPES = ("text", "speech")
 SPEECH_TOKENIZER_SUBFOLDER = "speech_tokenizer"
 # Official decoding drops generated speech shorter than this, counted as `len(chunk.split("[Hu"))`, i.e. one more than
 # the number of hubert units: speech with fewer than 24 new hubert units is dropped.
@@ -236,7 +244,7 @@ class SpiritLMProcessor(ProcessorMixin):
         output_kwargs = self._merge_kwargs(
             SpiritLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
         )
-        output_modality = output_kwargs.get("output_modality", "arbitrary")
+        output_modality = output_kwargs.get("output_modality", ARBITRARY)
         sampling_rate = output_kwargs["audio_kwargs"].get("sampling_rate")
         batch = [segments] if not _is_batch_of_prompts(segments) else list(segments)
         prompts = self.build_prompts(batch, output_modality=output_modality, sampling_rate=sampling_rate)
@@ -281,14 +289,14 @@ class SpiritLMProcessor(ProcessorMixin):
             pieces, previous = [], None
             for segment in segments:
                 if segment["type"] != previous:
-                    pieces.append(TEXT_MARKER if segment["type"] == "text" else SPEECH_MARKER)
-                if segment["type"] == "text":
+                    pieces.append(MARKERS[segment["type"]])
+                if segment["type"] == TEXT:
                     pieces.append(segment["text"])
                 else:
                     pieces.append(next(unit_strings) if _needs_speech_tokenizer(segment) else segment["units"])
                 previous = segment["type"]
-            if output_modality != "arbitrary" and previous != output_modality:
-                pieces.append(TEXT_MARKER if output_modality == "text" else SPEECH_MARKER)
+            if output_modality != ARBITRARY and previous != output_modality:
+                pieces.append(MARKERS[output_modality])
             prompts.append("".join(pieces))
         return prompts
 
@@ -329,8 +337,8 @@ class SpiritLMProcessor(ProcessorMixin):
         if query is None:
             return few_shot
         query_prompt = prompts[-1]
-        if output_modality != "arbitrary" and queries[0][-1]["type"] != output_modality:
-            query_prompt += TEXT_MARKER if output_modality == "text" else SPEECH_MARKER
+        if output_modality != ARBITRARY and queries[0][-1]["type"] != output_modality:
+            query_prompt += MARKERS[output_modality]
         return few_shot + query_prompt
 
     def _encode_speech(self, segments: list[tuple[str, Mapping]], sampling_rate: int | None) -> list[str]:
@@ -393,9 +401,9 @@ class SpiritLMProcessor(ProcessorMixin):
         """
         output_modality = check_output_modality(output_modality)
         new_content = continuation.strip()
-        if output_modality == "text":
+        if output_modality == TEXT:
             return [{"type": "text", "text": new_content}]
-        if output_modality == "speech":
+        if output_modality == SPEECH:
             return [self._speech_segment(new_content, vocoder, speaker_id)]
 
         prompt_tail = None
@@ -404,7 +412,7 @@ class SpiritLMProcessor(ProcessorMixin):
             new_content = prompt_tail + continuation
         outputs = []
         for index, segment in enumerate(parse_generation(new_content)):
-            if segment["type"] == "text":
+            if segment["type"] == TEXT:
                 outputs.append(segment)
                 continue
             hubert_count = segment["units"].count("[Hu") + 1
@@ -507,7 +515,7 @@ class SpiritLMProcessor(ProcessorMixin):
 
 
 def _needs_speech_tokenizer(segment: Mapping) -> bool:
-    return segment["type"] == "speech" and "units" not in segment
+    return segment["type"] == SPEECH and "units" not in segment
 
 
 def _is_batch_of_prompts(segments) -> bool:
@@ -537,9 +545,9 @@ def _check_segments(segments, where: str) -> list[Mapping]:
             raise ValueError(
                 f"{here}: unknown segment type {kind!r}; use one of {', '.join(map(repr, SEGMENT_TYPES))}"
             )
-        if kind == "text" and not isinstance(segment.get("text"), str):
+        if kind == TEXT and not isinstance(segment.get("text"), str):
             raise ValueError(f"{here}: a text segment needs a str 'text', got {type(segment.get('text')).__name__}")
-        if kind == "speech":
+        if kind == SPEECH:
             if ("audio" in segment) == ("units" in segment):
                 raise ValueError(
                     f"{here}: a speech segment needs exactly one of 'audio' (path, array, tensor or Audio dict) and "

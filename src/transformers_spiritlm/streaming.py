@@ -9,7 +9,7 @@ from transformers import PreTrainedModel, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 from transformers.utils import logging
 
-from .generation import check_output_modality
+from .modalities import ARBITRARY, SPEECH, TEXT, check_output_modality
 from .processing_spiritlm import (
     MIN_SPEECH_HUBERT_COUNT,
     ends_with_unit_token,
@@ -101,7 +101,7 @@ class SpiritLMStreamer(BaseStreamer):
         timeout: float | None = None,
     ):
         self.output_modality = check_output_modality(output_modality)
-        if vocoder is None and self.output_modality != "text":
+        if vocoder is None and self.output_modality != TEXT:
             raise ValueError(
                 f"output_modality={self.output_modality!r} can produce speech, which needs a vocoder: pass "
                 "vocoder=SpiritLMVocoder.from_pretrained(repo, subfolder='vocoder'), or stream with "
@@ -222,7 +222,7 @@ class SpiritLMStreamer(BaseStreamer):
         """What is split into segments: the stripped continuation (or the prompt's speech + the continuation), cut
         before what may still change (`None` while the split cannot start yet)."""
         continuation = self._continuation(final)
-        if self.output_modality != "arbitrary" or not ends_with_unit_token(self._prompt):
+        if self.output_modality != ARBITRARY or not ends_with_unit_token(self._prompt):
             return continuation.strip() if final else continuation.lstrip()
         if self._prompt_tail is None:
             start = continuation.strip()
@@ -239,9 +239,9 @@ class SpiritLMStreamer(BaseStreamer):
         content = self._content(final)
         if content is None:
             return
-        if self.output_modality == "text":
+        if self.output_modality == TEXT:
             segments = [{"type": "text", "text": content}]
-        elif self.output_modality == "speech":
+        elif self.output_modality == SPEECH:
             segments = [{"type": "speech", "units": content}]
         else:
             segments = parse_generation(content)
@@ -251,7 +251,7 @@ class SpiritLMStreamer(BaseStreamer):
                     self._close(self._segments[-1])
                 self._segments.append(self._new_state(index, segment["type"]))
             state = self._segments[index]
-            if segment["type"] == "text":
+            if segment["type"] == TEXT:
                 delta = segment["text"][state["sent"] :]
                 state["sent"] = len(segment["text"])
                 if delta:
@@ -263,7 +263,7 @@ class SpiritLMStreamer(BaseStreamer):
 
     def _new_state(self, index: int, kind: str) -> dict:
         state = {"type": kind, "sent": 0, "decoder": None, "minimum": 0, "context": ""}
-        if kind == "speech" and self.output_modality == "arbitrary":
+        if kind == SPEECH and self.output_modality == ARBITRARY:
             if index == 0 and self._prompt_tail:
                 state["context"] = self._prompt_tail
                 state["sent"] = len(self._prompt_tail)
@@ -286,7 +286,7 @@ class SpiritLMStreamer(BaseStreamer):
 
     def _close(self, state: dict) -> None:
         """The segment is complete: flush its audio, or send its units alone."""
-        if state["type"] != "speech":
+        if state["type"] != SPEECH:
             return
         new_units = state.get("units", "")[len(state["context"]) :]
         if state["decoder"] is None:
