@@ -64,6 +64,17 @@ def test_parse_examples():
         parse_generation(["[Hu1]"])
 
 
+def test_parse_reads_text_that_looks_like_units_as_text():
+    # The official parser reads a run of text up to the next "[" whatever it holds (its `else` branch): " Stop" or
+    # "xPi" are text, only "[" + Hu / Pi / St opens speech.
+    assert parse_generation("[Text] Stop it[Speech][Hu1]xPi[Pi2]") == [
+        {"type": "text", "text": " Stop it"},
+        {"type": "speech", "units": "[Hu1]"},
+        {"type": "text", "text": "xPi"},
+        {"type": "speech", "units": "[Pi2]"},
+    ]
+
+
 @pytest.mark.parametrize(
     "function, key",
     [

@@ -16,7 +16,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .modalities import MARKERS, SEGMENT_TYPES, SPEECH, SPEECH_MARKER, TEXT, TEXT_MARKER, modality_token_ranges
-from .units import DEFAULT_RATES, UNIT_PREFIXES, units_to_string
+from .units import UNIT_PREFIXES, units_to_string
 
 
 SEQUENCE_KINDS = ("speech", "text", "interleaved", "asr", "tts")
@@ -235,19 +235,13 @@ class SpiritLMSequenceBuilder:
         Over the whole utterance this is exactly `units_to_string(units)`.
         """
         streams = self._streams(units)
-        timed = []
-        for unit_type in ("style", "pitch", "hubert"):
-            if unit_type not in streams:
-                continue
-            first, last = self._span_indices(unit_type, len(streams[unit_type]), start, end)
-            previous = None
-            for index in range(first, last):
-                value = streams[unit_type][index]
-                if unit_type == "style" or value != previous:
-                    timed.append((index / DEFAULT_RATES[unit_type], f"[{UNIT_PREFIXES[unit_type]}{value}]"))
-                previous = value
-        # sorted() on the time alone is stable: ties keep the style, pitch, hubert order.
-        return "".join(token for _, token in sorted(timed, key=lambda item: item[0]))
+        spans = {
+            unit_type: self._span_indices(unit_type, len(values), start, end) for unit_type, values in streams.items()
+        }
+        return units_to_string(
+            {unit_type: streams[unit_type][first:last] for unit_type, (first, last) in spans.items()},
+            offsets={unit_type: first for unit_type, (first, _) in spans.items()},
+        )
 
     def interleaved_spans(
         self, words, units: Mapping, seed: int | Sequence[int] | np.random.Generator | None = None

@@ -3,7 +3,6 @@ speech segments (speech vocoded when a vocoder is given)."""
 
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,13 +16,11 @@ from .modalities import (
     MARKERS,
     SEGMENT_TYPES,
     SPEECH,
-    SPEECH_MARKER,
     TEXT,
-    TEXT_MARKER,
     check_output_modality,
 )
 from .tokenization_spiritlm import sentencepiece_byte_runs
-from .units import string_to_units
+from .units import UNIT_PREFIXES, UnitStringToken, string_to_units, tokenize
 
 
 logger = logging.get_logger(__name__)
@@ -33,11 +30,12 @@ SPEECH_TOKENIZER_SUBFOLDER = "speech_tokenizer"
 # the number of hubert units: speech with fewer than 24 new hubert units is dropped.
 MIN_SPEECH_HUBERT_COUNT = 25
 
-_UNIT_PREFIXES = ("Hu", "Pi", "St")
-# The official parser's tokens: a marker, a unit-looking token (`[Hu`/`[Pi`/`[St` up to the next `]` or the end of
-# the string, whatever is in between), a lone `[`, or a run of text.
-_PARSE_TOKEN = re.compile(r"\[(?:Text|Speech)\]|\[(?:Hu|Pi|St)[^\]]*\]?|\[|[^\[]+")
-_UNIT_TOKEN = re.compile(r"\[(?:Hu|Pi|St)\d+\]")
+_UNIT_PREFIXES = tuple(UNIT_PREFIXES.values())
+
+
+def _segment_type(token: UnitStringToken) -> str | None:
+    """The segment a token of a generation goes to, as the official parser splits it; `None` for a marker."""
+    return {"unit": SPEECH, "text": TEXT}.get(token.kind)
 
 
 def parse_generation(string: str) -> list[dict[str, str]]:
@@ -46,7 +44,7 @@ def parse_generation(string: str) -> list[dict[str, str]]:
 
     `[Text]` / `[Speech]` markers are dropped (they do not end a segment: `"abc[Text]def"` is one text segment);
     anything starting with `[Hu`, `[Pi` or `[St` up to the next `]` is speech; everything else, stray brackets
-    included (`"[abc"`, `"abc[]"`), is text.
+    included (`"[abc"`, `"abc[]"`), is text (see [`UnitStringTokenizer`]).
 
     Returns:
         `[{"type": "text", "text": str} | {"type": "speech", "units": str}, ...]`, consecutive pieces of one type
@@ -54,16 +52,16 @@ def parse_generation(string: str) -> list[dict[str, str]]:
     """
     if not isinstance(string, str):
         raise TypeError(f"parse expects a str, got {type(string).__name__}")
-    segments: list[dict[str, str]] = []
-    for match in _PARSE_TOKEN.finditer(string):
-        piece = match.group(0)
-        if piece in (TEXT_MARKER, SPEECH_MARKER):
+    segments = []
+    for token in tokenize(string):
+        kind = _segment_type(token)
+        if kind is None:
             continue
-        kind, key = ("speech", "units") if piece[1:3] in _UNIT_PREFIXES else ("text", "text")
+        key = "text" if kind == TEXT else "units"
         if segments and segments[-1]["type"] == kind:
-            segments[-1][key] += piece
+            segments[-1][key] += token.text
         else:
-            segments.append({"type": kind, key: piece})
+            segments.append({"type": kind, key: token.text})
     return segments
 
 
@@ -92,13 +90,16 @@ def starts_with_unit_token(string: str) -> bool:
 def last_speech_start(prompt: str) -> int | None:
     """Character index where the last run of adjacent unit tokens (`[Hu12][Pi3]...`) of `prompt` starts, `None`
     without unit tokens (the official `find_prompt_last_speech_start_position`)."""
-    tokens = list(_UNIT_TOKEN.finditer(prompt))
-    if not tokens:
-        return None
-    index = len(tokens) - 1
-    while index > 0 and tokens[index - 1].end() == tokens[index].start():
-        index -= 1
-    return tokens[index].start()
+    run_start = found = None
+    position = 0
+    for token in tokenize(prompt):
+        if token.unit is None:
+            run_start = None
+        else:
+            run_start = position if run_start is None else run_start
+            found = run_start
+        position += len(token.text)
+    return found
 
 
 class SpiritLMAudioKwargs(AudioKwargs, total=False):

@@ -14,7 +14,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_spiritlm import SpiritLMVocoderConfig
 from .modeling_spiritlm import SpiritLMLoadingMixin
-from .units import MOST_COMMON_STYLES, string_to_units
+from .units import UnitStringReader, string_to_units
 
 
 UnitSequence = str | Sequence[int] | torch.Tensor | np.ndarray
@@ -484,13 +484,9 @@ class SpiritLMChunkedDecoder:
         )
         self.generator = generator
         self._text = ""  # every unit token pushed
-        self._parsed = 0  # characters of `_text` parsed into units
-        self._hubert: list[int] = []
-        self._hubert_ends: list[int] = []  # end character of each hubert token in `_text`
-        self._pitch: list[int | None] = []
-        self._style: list[int | None] = []
-        self._pitch_now: int | None = None
-        self._style_now: int | None = None
+        self._parsed = 0  # characters of `_text` read
+        # `_text` read as string_to_units reads it: a row of unit ids per hubert unit, and where each ends in `_text`.
+        self._reader = UnitStringReader(convert=self._unit_id)
         self._durations: list[int] = []  # final durations of the first units
         self._done_units = 0  # units whose samples were returned
         self._done_frames = 0
@@ -499,7 +495,7 @@ class SpiritLMChunkedDecoder:
         if context:
             self._text = context
             self._parse(final=True)
-        self._context_units, self._context_chars = len(self._hubert), len(self._text)
+        self._context_units, self._context_chars = len(self._reader.hubert), len(self._text)
 
     def push(self, units: str) -> list[SpiritLMAudioChunk]:
         """Appends unit tokens (whole tokens, e.g. `"[St3][Pi7][Hu12]"`); returns the chunks that became final
@@ -518,72 +514,53 @@ class SpiritLMChunkedDecoder:
             return []
         self._parse(final=True)
         self._finished = True
-        if not self._hubert:
+        if not self._reader.hubert:
             raise ValueError("the unit string has no hubert units ('[HuN]'): nothing to synthesise")
-        if self.vocoder.pitch_embedding is not None and self._pitch_now is None:
+        if self.vocoder.pitch_embedding is not None and self._reader.last["pitch"] is None:
             raise ValueError(
                 "the unit string has no pitch units ('[PiN]'), which this EXPRESSIVE vocoder needs; decode hubert-only "
                 "strings with a BASE vocoder"
             )
-        if self.vocoder.style_embedding is not None and self._style_now is None:
-            chooser = self.generator if isinstance(self.generator, random.Random) else random
-            if isinstance(self.generator, int):
-                chooser = random.Random(self.generator)
-            self._style = [chooser.choice(MOST_COMMON_STYLES)] * len(self._style)
+        if self.vocoder.style_embedding is not None:
+            self._reader.choose_missing_style(self.generator)
         return self._synthesise(final=True)
 
     def _parse(self, final: bool) -> None:
-        """Reads the new unit tokens of `_text` with the lenient rules of [`string_to_units`]."""
-        text = self._text
-        while self._parsed < len(text):
-            start = text.find("[", self._parsed)
-            if start < 0:
-                self._parsed = len(text)
-                break
-            end = text.find("[", start + 1)
-            if end < 0:
-                if not final and "]" not in text[start:]:
-                    break  # a token still being pushed
-                end = len(text)
-            piece = text[start + 1 : end]
-            self._parsed = end
-            if len(piece) <= 2 or not piece[2].isdigit() or piece[:2] not in ("Hu", "Pi", "St"):
-                continue
-            value = _parse_units(piece[2:-1], "hubert" if piece[:2] == "Hu" else "pitch")[0]
-            if piece.startswith("Hu"):
-                _unit_tensor([value], "", "hubert", self.vocoder.config.num_hubert_units)
-                self._hubert.append(value)
-                self._hubert_ends.append(end)
-                self._pitch.append(self._pitch_now)
-                self._style.append(self._style_now)
-            elif piece.startswith("Pi") and self.vocoder.pitch_embedding is not None:
-                _unit_tensor([value], "", "pitch", self.vocoder.config.num_pitch_units)
-                if self._pitch_now is None:  # units before the first pitch unit take it
-                    self._pitch = [value] * len(self._pitch)
-                self._pitch_now = value
-            elif piece.startswith("St") and self.vocoder.style_embedding is not None:
-                _unit_tensor([value], "", "style", self.vocoder.config.num_style_units)
-                if self._style_now is None:
-                    self._style = [value] * len(self._style)
-                self._style_now = value
+        """Reads the new unit tokens of `_text` as [`string_to_units`] does (`final`: `_text` is complete)."""
+        self._reader.push(self._text[self._parsed :])
+        self._parsed = len(self._text)
+        if final:
+            self._reader.flush()
+
+    def _unit_id(self, stream: str, value: str) -> int | str:
+        """A unit read from the string, checked, as an id; the pitch and style units that a BASE vocoder does not
+        take stay as read, as in `decode_string`."""
+        if getattr(self.vocoder, f"{stream}_embedding") is None:
+            return value
+        ids = _parse_units(value, stream)
+        if len(ids) != 1:
+            raise ValueError(f"malformed {stream} unit in the unit string ({value!r}); units look like '[Hu12]'")
+        _unit_tensor(ids, "", stream, getattr(self.vocoder.config, f"num_{stream}_units"))
+        return ids[0]
 
     def _ready(self) -> bool:
         """Whether every unit pushed has its pitch and style (EXPRESSIVE: both first units seen)."""
-        vocoder = self.vocoder
-        return (vocoder.pitch_embedding is None or self._pitch_now is not None) and (
-            vocoder.style_embedding is None or self._style_now is not None
+        vocoder, last = self.vocoder, self._reader.last
+        return (vocoder.pitch_embedding is None or last["pitch"] is not None) and (
+            vocoder.style_embedding is None or last["style"] is not None
         )
 
     @torch.no_grad()
     def _synthesise(self, final: bool) -> list[SpiritLMAudioChunk]:
         """The chunks that became final. Their boundaries depend only on the unit string, not on how it was pushed:
         `first_chunk_size` hubert units, then `chunk_size` each, the last chunk taking the rest."""
-        if not self._hubert or not (final or self._ready()):
+        hubert = self._reader.hubert
+        if not hubert or not (final or self._ready()):
             return []
-        num_units = len(self._hubert)
+        num_units = len(hubert)
         stable = num_units if final else num_units - self._duration_reach
         if stable > len(self._durations):
-            embeddings = self.vocoder.hubert_embedding(torch.tensor(self._hubert, device=self.vocoder.device))
+            embeddings = self.vocoder.hubert_embedding(torch.tensor(hubert, device=self.vocoder.device))
             durations = self.vocoder.duration_predictor.durations(embeddings).tolist()
             self._durations += durations[len(self._durations) : stable]
         ends = np.cumsum(self._durations) if self._durations else np.zeros(0, dtype=np.int64)
@@ -604,7 +581,7 @@ class SpiritLMChunkedDecoder:
             if available - self._done_units < size:
                 break
             end_unit = self._done_units + size
-            chunks.append(self._chunk(ends, end_unit, self._hubert_ends[end_unit - 1]))
+            chunks.append(self._chunk(ends, end_unit, self._reader.ends[end_unit - 1]))
         if final and (num_units > self._done_units or len(self._text) > self._done_chars):
             chunks.append(self._chunk(ends, num_units, len(self._text)))
         return chunks
@@ -621,11 +598,12 @@ class SpiritLMChunkedDecoder:
             first_unit = int(np.searchsorted(ends, window_start, side="right"))
             last_unit = int(np.searchsorted(ends, window_end - 1, side="right")) + 1
             units = slice(first_unit, last_unit)
+            reader = self._reader
             features = vocoder._conditioning(
                 "",
-                self._hubert[units],
-                None if vocoder.pitch_embedding is None else self._pitch[units],
-                None if vocoder.style_embedding is None else self._style[units],
+                reader.hubert[units],
+                None if vocoder.pitch_embedding is None else reader.pitch[units],
+                None if vocoder.style_embedding is None else reader.style[units],
                 self.speaker_id,
                 self.style_id,
                 dur_pred=False,
