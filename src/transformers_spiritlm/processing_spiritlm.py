@@ -4,6 +4,7 @@ speech segments (speech vocoded when a vocoder is given)."""
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,16 +12,9 @@ from transformers import AutoModel, BatchEncoding, PreTrainedModel
 from transformers.processing_utils import AudioKwargs, ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.utils import cached_file, logging
 
-from .modalities import (
-    ARBITRARY,
-    MARKERS,
-    SEGMENT_TYPES,
-    SPEECH,
-    TEXT,
-    check_output_modality,
-)
+from .modalities import ARBITRARY, MARKERS, SEGMENT_TYPES, SPEECH, TEXT, check_output_modality
 from .tokenization_spiritlm import sentencepiece_byte_runs
-from .units import UNIT_PREFIXES, UnitStringToken, string_to_units, tokenize
+from .units import UNIT_PREFIXES, UnitStringToken, UnitStringTokenizer, string_to_units, tokenize
 
 
 logger = logging.get_logger(__name__)
@@ -87,6 +81,13 @@ def starts_with_unit_token(string: str) -> bool:
     return False
 
 
+def _start_is_known(string: str) -> bool:
+    """Whether more characters after `string` can no longer change `starts_with_unit_token(string)`."""
+    if string and not string.startswith("["):
+        return True
+    return len(string) > 10 or (len(string) > 4 and "]" in string[4:11])
+
+
 def last_speech_start(prompt: str) -> int | None:
     """Character index where the last run of adjacent unit tokens (`[Hu12][Pi3]...`) of `prompt` starts, `None`
     without unit tokens (the official `find_prompt_last_speech_start_position`)."""
@@ -100,6 +101,177 @@ def last_speech_start(prompt: str) -> int | None:
             found = run_start
         position += len(token.text)
     return found
+
+
+@dataclass
+class SegmentUpdate:
+    """
+    A change to the output of a [`GenerationSplitter`].
+
+    Args:
+        index (`int`): the output segment it changes (0, 1, ...; a dropped speech segment counts too).
+        type (`str`): `"text"` or `"speech"`.
+        delta (`str`): characters added to the segment: text, or unit tokens.
+        context (`str`): speech that continues the prompt: the prompt's last speech run, which the units continue
+            and are vocoded with (on the segment's first update).
+        end (`bool`): the segment is complete.
+        dropped (`bool`): speech that the official rules drop (too short): its only update, with all its units.
+    """
+
+    index: int
+    type: str
+    delta: str = ""
+    context: str = ""
+    end: bool = False
+    dropped: bool = False
+
+
+class GenerationSplitter:
+    """
+    The official decoding rules, applied to a generated continuation as it grows:
+    [`~SpiritLMProcessor.decode_generation`] runs it on a whole continuation, [`SpiritLMStreamer`] as tokens come.
+
+    - `"text"` / `"speech"`: the stripped continuation is one text / speech segment.
+    - `"arbitrary"`: the stripped continuation is split like [`parse_generation`]. Speech after the first segment with
+      fewer than 24 hubert units is dropped (the official threshold, `< 25`, counts one unit too many). When the
+      prompt ends with speech and the continuation starts with speech, the continuation goes on from the prompt's
+      last speech run (not stripped, as official): that run is the first segment's `context`, and the segment is
+      dropped when it adds fewer than 24 hubert units.
+
+    [`~GenerationSplitter.push`] returns the [`SegmentUpdate`]s that no later text can change: a `[` that may open a
+    unit or a marker, and whitespace that may be the end (stripped), wait for what follows or the end.
+
+    Args:
+        prompt (`str`): the decoded prompt.
+        output_modality (`str`): `"text"`, `"speech"` or `"arbitrary"`.
+    """
+
+    def __init__(self, prompt: str, output_modality: str):
+        self.output_modality = check_output_modality(output_modality)
+        self._prompt_tail = None
+        if self.output_modality == ARBITRARY and ends_with_unit_token(prompt):
+            self._prompt_tail = prompt[last_speech_start(prompt) :]
+        self._start: str | None = ""  # the continuation until its start is decided, then None
+        self._continues_prompt = False
+        self._tokenizer = UnitStringTokenizer()
+        self._whitespace = ""  # held back: stripped if it ends the continuation
+        self._index, self._type = -1, None
+        self._context_left = 0  # characters of the prompt's speech still to come
+        self._context = self._units = ""  # of the speech segment, until it is kept
+        self._kept = False
+        self._new_hubert = 0
+        if self.output_modality != ARBITRARY:
+            self._open(self.output_modality)
+
+    def push(self, text: str, final: bool = False) -> list[SegmentUpdate]:
+        """Reads more of the continuation (`final`: its end); returns the updates that became final, one per segment
+        changed."""
+        updates = []
+        if self._start is not None:
+            self._start += text
+            start = self._start.strip()
+            if final or (start and (self._prompt_tail is None or _start_is_known(start))):
+                updates = self._begin(start)
+        else:
+            updates = self._feed(text)
+        if final:
+            if self._continues_prompt:
+                updates += self._read(self._tokenizer.push(self._whitespace))
+            updates += self._read(self._tokenizer.flush()) + self._close()
+        return _merged(updates)
+
+    def _begin(self, start: str) -> list[SegmentUpdate]:
+        """The continuation's start is known: goes on from the prompt's speech, or from the stripped start."""
+        self._continues_prompt = self._prompt_tail is not None and starts_with_unit_token(start)
+        if self._continues_prompt:
+            self._context_left = len(self._prompt_tail)
+            text = self._prompt_tail + self._start
+        else:
+            text = self._start.lstrip()
+        self._start = None
+        return self._feed(text)
+
+    def _feed(self, text: str) -> list[SegmentUpdate]:
+        text = self._whitespace + text
+        body = text.rstrip()
+        self._whitespace = text[len(body) :]
+        return self._read(self._tokenizer.push(body))
+
+    def _read(self, tokens: list[UnitStringToken]) -> list[SegmentUpdate]:
+        updates = []
+        for token in tokens:
+            kind = self.output_modality if self.output_modality != ARBITRARY else _segment_type(token)
+            if kind is None:
+                continue  # markers do not end a segment
+            if kind != self._type:
+                updates += self._close()
+                self._open(kind)
+            if kind == TEXT:
+                updates.append(SegmentUpdate(self._index, TEXT, token.text))
+            else:
+                updates += self._add_speech(token)
+        return updates
+
+    def _open(self, kind: str) -> None:
+        self._index, self._type = self._index + 1, kind
+        self._context = self._units = ""
+        self._new_hubert = 0
+        # The official rules keep any first segment, unless it continues the prompt's speech.
+        self._kept = kind == SPEECH and self._index == 0 and not self._continues_prompt
+
+    def _add_speech(self, token: UnitStringToken) -> list[SegmentUpdate]:
+        units = token.text
+        if self._context_left:
+            taken = units[: self._context_left]
+            self._context += taken
+            self._context_left -= len(taken)
+            units = units[len(taken) :]
+            if not units:
+                return []
+        self._units += units
+        self._new_hubert += token.stream == "hubert"
+        if not self._kept and self._new_hubert < MIN_SPEECH_HUBERT_COUNT - 1:
+            return []
+        update = SegmentUpdate(self._index, SPEECH, self._units, context=self._context if not self._kept else "")
+        self._kept, self._units = True, ""
+        return [update]
+
+    def _close(self) -> list[SegmentUpdate]:
+        """Ends the current segment."""
+        if self._index < 0:
+            return []
+        self._context_left = 0
+        if self._type == SPEECH and not self._kept:
+            return [SegmentUpdate(self._index, SPEECH, self._units, end=True, dropped=True)]
+        return [SegmentUpdate(self._index, self._type, end=True)]
+
+
+def _merged(updates: list[SegmentUpdate]) -> list[SegmentUpdate]:
+    """Joins consecutive additions to one segment into one update."""
+    merged = []
+    for update in updates:
+        last = merged[-1] if merged else None
+        if last is not None and last.index == update.index and not (last.end or update.context or update.dropped):
+            last.delta += update.delta
+            last.end = update.end
+        else:
+            merged.append(update)
+    return merged
+
+
+def can_vocode(units: str, vocoder: PreTrainedModel) -> bool:
+    """Whether `vocoder` can synthesise the unit string `units`: it needs hubert units, and pitch units when it is
+    EXPRESSIVE. Warns when it cannot (the official code would fail): the speech is then returned with empty audio."""
+    parsed = string_to_units(units)
+    needs_pitch = getattr(vocoder, "pitch_embedding", None) is not None
+    if parsed["hubert"] and not (needs_pitch and "pitch" not in parsed):
+        return True
+    missing = "hubert" if not parsed["hubert"] else "pitch"
+    logger.warning(
+        f"generated speech {units[:60]!r} has no {missing} units, which the vocoder needs; returning it with empty "
+        "audio"
+    )
+    return False
 
 
 class SpiritLMAudioKwargs(AudioKwargs, total=False):
@@ -386,51 +558,32 @@ class SpiritLMProcessor(ProcessorMixin):
         speaker_id: int | str = 2,
     ) -> list[dict]:
         """
-        Turns a generated continuation of `prompt` into output segments, with the official rules:
-
-        - `"text"`: the stripped continuation is one text segment.
-        - `"speech"`: the stripped continuation is one speech segment.
-        - `"arbitrary"`: the stripped continuation is split with [`~SpiritLMProcessor.parse`]. Speech after the first
-          segment with fewer than 24 hubert units is dropped (the official threshold, `< 25`, counts one unit too
-          many). When the prompt ends with speech and the continuation starts with speech, the prompt's last speech
-          run is vocoded together with the continuation (the continuation may lack the pitch / style context) and
-          the prompt's share of the audio, in proportion of hubert units, is cut off; the segment's `"units"` are
-          the generated units only, and it is dropped when it adds fewer than 24 hubert units.
+        Turns a generated continuation of `prompt` into output segments, with the official rules (see
+        [`GenerationSplitter`]): the stripped continuation is one text segment (`"text"`), one speech segment
+        (`"speech"`), or split with [`~SpiritLMProcessor.parse`] (`"arbitrary"`), where speech after the first segment
+        with fewer than 24 hubert units is dropped. When the prompt ends with speech and the continuation starts with
+        speech, the prompt's last speech run is vocoded together with the continuation (the continuation may lack
+        the pitch / style context) and the prompt's share of the audio, in proportion of hubert units, is cut off;
+        the segment's `"units"` are the generated units only, and it is dropped when it adds fewer than 24 hubert
+        units.
 
         Speech segments are `{"type": "speech", "units": str}`, plus `"audio"` (float32 numpy array) and
         `"sampling_rate"` when a `vocoder` ([`SpiritLMVocoder`]) is given; `speaker_id` picks its speaker.
         """
-        output_modality = check_output_modality(output_modality)
-        new_content = continuation.strip()
-        if output_modality == TEXT:
-            return [{"type": "text", "text": new_content}]
-        if output_modality == SPEECH:
-            return [self._speech_segment(new_content, vocoder, speaker_id)]
-
-        prompt_tail = None
-        if ends_with_unit_token(prompt) and starts_with_unit_token(new_content):
-            prompt_tail = prompt[last_speech_start(prompt) :]
-            new_content = prompt_tail + continuation
+        splitter = GenerationSplitter(prompt, output_modality)
+        segments: dict[int, dict] = {}
+        for update in splitter.push(continuation, final=True):
+            if not update.dropped:
+                key = "text" if update.type == TEXT else "units"
+                segment = segments.setdefault(update.index, {"type": update.type, key: "", "context": ""})
+                segment[key] += update.delta
+                segment["context"] += update.context
         outputs = []
-        for index, segment in enumerate(parse_generation(new_content)):
-            if segment["type"] == TEXT:
-                outputs.append(segment)
-                continue
-            hubert_count = segment["units"].count("[Hu") + 1
-            if index == 0 and prompt_tail is not None:
-                prompt_hubert_count = prompt_tail.count("[Hu")
-                if hubert_count - prompt_hubert_count < MIN_SPEECH_HUBERT_COUNT:
-                    continue
-                speech = self._speech_segment(segment["units"], vocoder, speaker_id)
-                speech["units"] = segment["units"][len(prompt_tail) :]
-                if "audio" in speech:
-                    cut = math.ceil(speech["audio"].size * (prompt_hubert_count / hubert_count))
-                    speech["audio"] = speech["audio"][cut:]
-                outputs.append(speech)
-            elif index > 0 and hubert_count < MIN_SPEECH_HUBERT_COUNT:
-                continue
-            else:
-                outputs.append(self._speech_segment(segment["units"], vocoder, speaker_id))
+        for segment in segments.values():
+            context = segment.pop("context")
+            if segment["type"] == SPEECH:
+                segment = self._speech_segment(segment["units"], vocoder, speaker_id, context)
+            outputs.append(segment)
         return outputs
 
     def post_process_generation(
@@ -497,22 +650,19 @@ class SpiritLMProcessor(ProcessorMixin):
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     @staticmethod
-    def _speech_segment(units: str, vocoder: PreTrainedModel | None, speaker_id: int | str) -> dict:
-        segment = {"type": "speech", "units": units}
+    def _speech_segment(units: str, vocoder: PreTrainedModel | None, speaker_id: int | str, context: str = "") -> dict:
+        """A speech output segment; `context`: speech of the prompt that `units` continue, vocoded with them and cut
+        off the audio in proportion of hubert units, as official."""
         if vocoder is None:
-            return segment
-        parsed = string_to_units(units)
-        needs_pitch = getattr(vocoder, "pitch_embedding", None) is not None
-        if not parsed["hubert"] or (needs_pitch and "pitch" not in parsed):
-            missing = "hubert" if not parsed["hubert"] else "pitch"
-            logger.warning(
-                f"generated speech {units[:60]!r} has no {missing} units, which the vocoder needs; returning it with "
-                "empty audio"
-            )
-            audio = np.zeros(0, dtype=np.float32)
+            return {"type": "speech", "units": units}
+        if can_vocode(context + units, vocoder):
+            audio = vocoder.decode_string(context + units, speaker_id=speaker_id).cpu().numpy()
+            audio = audio.astype(np.float32, copy=False)
         else:
-            audio = vocoder.decode_string(units, speaker_id=speaker_id).cpu().numpy().astype(np.float32, copy=False)
-        return {"type": "speech", "audio": audio, "sampling_rate": vocoder.config.sampling_rate, "units": units}
+            audio = np.zeros(0, dtype=np.float32)
+        # The official count of the whole speech's hubert units has one too many (`len(units.split("[Hu"))`).
+        cut = math.ceil(audio.size * (context.count("[Hu") / ((context + units).count("[Hu") + 1)))
+        return {"type": "speech", "audio": audio[cut:], "sampling_rate": vocoder.config.sampling_rate, "units": units}
 
 
 def _needs_speech_tokenizer(segment: Mapping) -> bool:
@@ -565,4 +715,4 @@ def _check_segments(segments, where: str) -> list[Mapping]:
     return list(segments)
 
 
-__all__ = ["SpiritLMProcessor", "parse_generation"]
+__all__ = ["GenerationSplitter", "SegmentUpdate", "SpiritLMProcessor", "can_vocode", "parse_generation"]

@@ -7,23 +7,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
-from transformers.utils import logging
 
-from .modalities import ARBITRARY, SPEECH, TEXT, check_output_modality
-from .processing_spiritlm import (
-    MIN_SPEECH_HUBERT_COUNT,
-    ends_with_unit_token,
-    last_speech_start,
-    parse_generation,
-    starts_with_unit_token,
-)
-from .units import string_to_units
-
-
-logger = logging.get_logger(__name__)
-
-_UNIT_PREFIXES = ("Hu", "Pi", "St")
-_MARKERS = ("Text]", "Speech]")
+from .modalities import TEXT, check_output_modality
+from .processing_spiritlm import GenerationSplitter, SegmentUpdate, can_vocode
 
 
 class _End:
@@ -139,8 +125,9 @@ class SpiritLMStreamer(BaseStreamer):
         self._eos_seen = False
         self._finished = False
         self._pending: list[dict] = []
-        self._segments: list[dict] = []  # state of each output segment: type, characters sent, decoder
-        self._prompt_tail: str | None = None  # decided once the continuation's start is known (arbitrary only)
+        self._splitter = GenerationSplitter("", self.output_modality)  # remade with the prompt
+        self._split = ""  # the continuation given to the splitter
+        self._speech: dict | None = None  # the speech segment being vocoded: decoder, context, units
 
     # Generating side (called by `generate`).
 
@@ -193,6 +180,7 @@ class SpiritLMStreamer(BaseStreamer):
             elif item[0] == "prompt":
                 self._prompt_ids = item[1]
                 self._prompt = self._decode(item[1])
+                self._splitter = GenerationSplitter(self._prompt, self.output_modality)
             elif not self._eos_seen:
                 for token in item[1]:
                     if token in self.eos_token_ids:
@@ -207,7 +195,7 @@ class SpiritLMStreamer(BaseStreamer):
 
     def _continuation(self, final: bool) -> str:
         """The generated string, as [`~SpiritLMProcessor.post_process_generation`] takes it from the whole output;
-        unless `final`, without the end that the next tokens may still change."""
+        unless `final`, without the byte-fallback tokens at the end, which the next tokens may still change."""
         new_ids = self._new_ids
         if not final:
             end = len(new_ids)
@@ -215,95 +203,38 @@ class SpiritLMStreamer(BaseStreamer):
                 end -= 1
             new_ids = new_ids[:end]
         whole = self._decode((self._prompt_ids or []) + new_ids)
-        continuation = whole[len(self._prompt) :] if whole.startswith(self._prompt) else self._decode(new_ids)
-        return continuation if final else _stable_prefix(continuation)
-
-    def _content(self, final: bool) -> str | None:
-        """What is split into segments: the stripped continuation (or the prompt's speech + the continuation), cut
-        before what may still change (`None` while the split cannot start yet)."""
-        continuation = self._continuation(final)
-        if self.output_modality != ARBITRARY or not ends_with_unit_token(self._prompt):
-            return continuation.strip() if final else continuation.lstrip()
-        if self._prompt_tail is None:
-            start = continuation.strip()
-            if not (final or _start_is_known(start)):
-                return None
-            self._prompt_tail = (
-                self._prompt[last_speech_start(self._prompt) :] if starts_with_unit_token(start) else ""
-            )
-        if self._prompt_tail:
-            return self._prompt_tail + continuation
-        return continuation.strip() if final else continuation.lstrip()
+        return whole[len(self._prompt) :] if whole.startswith(self._prompt) else self._decode(new_ids)
 
     def _update(self, final: bool) -> None:
-        content = self._content(final)
-        if content is None:
+        """Splits the new part of the continuation into segments as offline, and sends what became final."""
+        continuation = self._continuation(final)
+        updates = self._splitter.push(continuation[len(self._split) :], final=final)
+        self._split = continuation
+        for update in updates:
+            self._send(update)
+
+    def _send(self, update: SegmentUpdate) -> None:
+        if update.type == TEXT:
+            if update.delta:
+                self._pending.append({"type": "text", "text": update.delta})
             return
-        if self.output_modality == TEXT:
-            segments = [{"type": "text", "text": content}]
-        elif self.output_modality == SPEECH:
-            segments = [{"type": "speech", "units": content}]
-        else:
-            segments = parse_generation(content)
-        for index, segment in enumerate(segments):
-            if index == len(self._segments):
-                if self._segments:
-                    self._close(self._segments[-1])
-                self._segments.append(self._new_state(index, segment["type"]))
-            state = self._segments[index]
-            if segment["type"] == TEXT:
-                delta = segment["text"][state["sent"] :]
-                state["sent"] = len(segment["text"])
-                if delta:
-                    self._pending.append({"type": "text", "text": delta})
+        if update.dropped:
+            self._pending.append({"type": "speech", "units": update.delta})
+            return
+        if self._speech is None:
+            decoder = self.vocoder.chunked_decoder(**self._chunking, context=update.context or None)
+            self._speech = {"decoder": decoder, "context": update.context, "units": ""}
+        speech = self._speech
+        if update.delta:
+            speech["units"] += update.delta
+            self._pending += [self._speech_chunk(chunk) for chunk in speech["decoder"].push(update.delta)]
+        if update.end:
+            self._speech = None
+            if can_vocode(speech["context"] + speech["units"], self.vocoder):
+                self._pending += [self._speech_chunk(chunk) for chunk in speech["decoder"].flush()]
             else:
-                self._push_units(state, segment["units"])
-        if final and self._segments:
-            self._close(self._segments[-1])
-
-    def _new_state(self, index: int, kind: str) -> dict:
-        state = {"type": kind, "sent": 0, "decoder": None, "minimum": 0, "context": ""}
-        if kind == SPEECH and self.output_modality == ARBITRARY:
-            if index == 0 and self._prompt_tail:
-                state["context"] = self._prompt_tail
-                state["sent"] = len(self._prompt_tail)
-                state["minimum"] = MIN_SPEECH_HUBERT_COUNT - 1
-            elif index > 0:
-                state["minimum"] = MIN_SPEECH_HUBERT_COUNT - 1
-        return state
-
-    def _push_units(self, state: dict, units: str) -> None:
-        """Feeds the segment's new unit tokens to its decoder, created once the segment is long enough to keep."""
-        state["units"] = units
-        if state["decoder"] is None:
-            if units[len(state["context"]) :].count("[Hu") < state["minimum"]:
-                return
-            state["decoder"] = self.vocoder.chunked_decoder(**self._chunking, context=state["context"] or None)
-        new = units[state["sent"] :]
-        state["sent"] = len(units)
-        if new:
-            self._pending += [self._speech_chunk(chunk) for chunk in state["decoder"].push(new)]
-
-    def _close(self, state: dict) -> None:
-        """The segment is complete: flush its audio, or send its units alone."""
-        if state["type"] != SPEECH:
-            return
-        new_units = state.get("units", "")[len(state["context"]) :]
-        if state["decoder"] is None:
-            self._pending.append({"type": "speech", "units": new_units})
-            return
-        parsed = string_to_units(state["units"])
-        needs_pitch = self.vocoder.pitch_embedding is not None
-        if not parsed["hubert"] or (needs_pitch and "pitch" not in parsed):
-            missing = "hubert" if not parsed["hubert"] else "pitch"
-            logger.warning(
-                f"generated speech {new_units[:60]!r} has no {missing} units, which the vocoder needs; returning it "
-                "with empty audio"
-            )
-            empty = {"audio": np.zeros(0, dtype=np.float32), "sampling_rate": self.vocoder.config.sampling_rate}
-            self._pending.append({"type": "speech", **empty, "units": new_units})
-            return
-        self._pending += [self._speech_chunk(chunk) for chunk in state["decoder"].flush()]
+                empty = {"audio": np.zeros(0, dtype=np.float32), "sampling_rate": self.vocoder.config.sampling_rate}
+                self._pending.append({"type": "speech", **empty, "units": speech["units"]})
 
     def _speech_chunk(self, chunk) -> dict:
         audio = chunk.waveform.cpu().numpy().astype(np.float32, copy=False)
@@ -323,28 +254,6 @@ class SpiritLMStopOnCancel(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         return torch.full((input_ids.shape[0],), self.streamer.cancelled, dtype=torch.bool, device=input_ids.device)
-
-
-def _stable_prefix(text: str) -> str:
-    """`text` without the end that the next tokens may still change: an opening `[` that may become a unit or marker
-    token, trailing whitespace (stripped at the end)."""
-    end = len(text)
-    bracket = text.rfind("[", 0, end)
-    if bracket >= 0:
-        after = text[bracket + 1 : end]
-        if "]" not in after and (
-            any(after.startswith(prefix) or prefix.startswith(after) for prefix in _UNIT_PREFIXES)
-            or any(marker.startswith(after) for marker in _MARKERS)
-        ):
-            end = bracket
-    return text[:end].rstrip()
-
-
-def _start_is_known(text: str) -> bool:
-    """Whether more text can still change `starts_with_unit_token(text)`."""
-    if text and not text.startswith("["):
-        return True
-    return len(text) > 10 or (len(text) > 4 and "]" in text[4:11])
 
 
 __all__ = ["SpiritLMStopOnCancel", "SpiritLMStreamer"]
