@@ -7,6 +7,8 @@ from transformers_spiritlm.modalities import (
     MARKERS,
     OUTPUT_MODALITIES,
     SEGMENT_TYPES,
+    SpeechSegment,
+    TextSegment,
     modality_token_ranges,
 )
 from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer
@@ -16,6 +18,9 @@ def test_modalities_segment_types_and_markers():
     assert SEGMENT_TYPES == ("text", "speech")
     assert OUTPUT_MODALITIES == ("text", "speech", "arbitrary")
     assert MARKERS == {"text": "[Text]", "speech": "[Speech]"}
+    assert TextSegment.__required_keys__ == {"type", "text"}
+    assert SpeechSegment.__required_keys__ == {"type"}
+    assert SpeechSegment.__optional_keys__ == {"audio", "sampling_rate", "units"}
 
 
 def test_modality_token_ranges_of_the_official_layout():

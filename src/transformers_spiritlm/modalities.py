@@ -1,4 +1,8 @@
-"""The SPIRIT LM modalities, once: their names, their marker tokens and their token ids."""
+"""The SPIRIT LM modalities, once: their names, the segments and stream chunks that carry them, their marker tokens
+and their token ids."""
+
+from typing import Any, Literal, TypedDict
+
 
 TEXT = "text"
 SPEECH = "speech"
@@ -11,6 +15,38 @@ TEXT_MARKER = "[Text]"
 SPEECH_MARKER = "[Speech]"
 # The token that opens each modality in a SPIRIT LM string.
 MARKERS = {TEXT: TEXT_MARKER, SPEECH: SPEECH_MARKER}
+
+
+class TextSegment(TypedDict):
+    """Text in a prompt or an output: `{"type": "text", "text": str}`. As a stream chunk, `text` is a delta."""
+
+    type: Literal["text"]
+    text: str
+
+
+class _SpeechType(TypedDict):
+    type: Literal["speech"]
+
+
+class SpeechSegment(_SpeechType, total=False):
+    """
+    Speech in a prompt or an output: `{"type": "speech", ...}`.
+
+    - in a prompt: `audio` (a path, 1-D or (channels, samples) array / tensor, or a `datasets` Audio dict) and an
+      optional `sampling_rate`, or `units`, a unit string such as `"[St71][Pi39][Hu99]"`;
+    - in an output or a stream chunk: `audio` (float32 numpy array), `sampling_rate` (16000) and `units`, the unit
+      tokens the audio comes from; `units` alone where there is no audio (no vocoder, or streamed speech that the
+      official rules drop).
+    """
+
+    audio: Any
+    sampling_rate: int
+    units: str
+
+
+Segment = TextSegment | SpeechSegment
+# An item of a stream: a text delta or a piece of speech; consecutive chunks of one segment join into it.
+StreamChunk = TextSegment | SpeechSegment
 
 
 def check_output_modality(output_modality: str) -> str:
@@ -46,6 +82,10 @@ __all__ = [
     "SPEECH_MARKER",
     "TEXT",
     "TEXT_MARKER",
+    "Segment",
+    "SpeechSegment",
+    "StreamChunk",
+    "TextSegment",
     "check_output_modality",
     "modality_token_ranges",
 ]

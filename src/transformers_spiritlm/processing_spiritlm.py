@@ -12,7 +12,7 @@ from transformers import AutoModel, BatchEncoding, PreTrainedModel
 from transformers.processing_utils import AudioKwargs, ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.utils import cached_file, logging
 
-from .modalities import ARBITRARY, MARKERS, SEGMENT_TYPES, SPEECH, TEXT, check_output_modality
+from .modalities import ARBITRARY, MARKERS, SEGMENT_TYPES, SPEECH, TEXT, Segment, SpeechSegment, check_output_modality
 from .tokenization_spiritlm import sentencepiece_byte_runs
 from .units import UNIT_PREFIXES, UnitStringToken, UnitStringTokenizer, string_to_units, tokenize
 
@@ -32,7 +32,7 @@ def _segment_type(token: UnitStringToken) -> str | None:
     return {"unit": SPEECH, "text": TEXT}.get(token.kind)
 
 
-def parse_generation(string: str) -> list[dict[str, str]]:
+def parse_generation(string: str) -> list[Segment]:
     """
     Splits a generated string into text and speech segments exactly like the official parser.
 
@@ -398,7 +398,7 @@ class SpiritLMProcessor(ProcessorMixin):
 
     def __call__(
         self,
-        segments: Sequence[Mapping] | Sequence[Sequence[Mapping]],
+        segments: Sequence[Segment] | Sequence[Sequence[Segment]],
         **kwargs: Unpack[SpiritLMProcessorKwargs],
     ) -> BatchEncoding:
         """
@@ -424,7 +424,7 @@ class SpiritLMProcessor(ProcessorMixin):
         return self.tokenizer(prompts, **output_kwargs["text_kwargs"])
 
     def build_prompt(
-        self, segments: Sequence[Mapping], output_modality: str = "arbitrary", sampling_rate: int | None = None
+        self, segments: Sequence[Segment], output_modality: str = "arbitrary", sampling_rate: int | None = None
     ) -> str:
         """
         The prompt string of one segment list, identical to the official prompt builder's.
@@ -442,7 +442,7 @@ class SpiritLMProcessor(ProcessorMixin):
 
     def build_prompts(
         self,
-        batch: Sequence[Sequence[Mapping]],
+        batch: Sequence[Sequence[Segment]],
         output_modality: str = "arbitrary",
         sampling_rate: int | None = None,
     ) -> list[str]:
@@ -544,7 +544,7 @@ class SpiritLMProcessor(ProcessorMixin):
             waveforms.append(waveform)
         return self.speech_tokenizer.encode_string(waveforms, sampling_rate=rate)
 
-    def parse(self, generated: str) -> list[dict[str, str]]:
+    def parse(self, generated: str) -> list[Segment]:
         """Splits a generated string into `{"type": "text", "text"}` and `{"type": "speech", "units"}` segments like
         the official parser: markers dropped, stray brackets kept as text. See [`parse_generation`]."""
         return parse_generation(generated)
@@ -556,7 +556,7 @@ class SpiritLMProcessor(ProcessorMixin):
         output_modality: str = "arbitrary",
         vocoder: PreTrainedModel | None = None,
         speaker_id: int | str = 2,
-    ) -> list[dict]:
+    ) -> list[Segment]:
         """
         Turns a generated continuation of `prompt` into output segments, with the official rules (see
         [`GenerationSplitter`]): the stripped continuation is one text segment (`"text"`), one speech segment
@@ -594,7 +594,7 @@ class SpiritLMProcessor(ProcessorMixin):
         vocoder: PreTrainedModel | None = None,
         speaker_id: int | str = 2,
         eos_token_id: int | list[int] | None = None,
-    ) -> list[list[dict]]:
+    ) -> list[list[Segment]]:
         """
         Output segments of each row of `model.generate(**inputs)` (see [`~SpiritLMProcessor.decode_generation`]).
 
@@ -650,7 +650,9 @@ class SpiritLMProcessor(ProcessorMixin):
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     @staticmethod
-    def _speech_segment(units: str, vocoder: PreTrainedModel | None, speaker_id: int | str, context: str = "") -> dict:
+    def _speech_segment(
+        units: str, vocoder: PreTrainedModel | None, speaker_id: int | str, context: str = ""
+    ) -> SpeechSegment:
         """A speech output segment; `context`: speech of the prompt that `units` continue, vocoded with them and cut
         off the audio in proportion of hubert units, as official."""
         if vocoder is None:

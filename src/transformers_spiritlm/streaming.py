@@ -8,7 +8,7 @@ import torch
 from transformers import PreTrainedModel, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
-from .modalities import TEXT, check_output_modality
+from .modalities import TEXT, StreamChunk, check_output_modality
 from .processing_spiritlm import GenerationSplitter, SegmentUpdate, can_vocode
 
 
@@ -124,7 +124,7 @@ class SpiritLMStreamer(BaseStreamer):
         self._new_ids: list[int] = []
         self._eos_seen = False
         self._finished = False
-        self._pending: list[dict] = []
+        self._pending: list[StreamChunk] = []
         self._splitter = GenerationSplitter("", self.output_modality)  # remade with the prompt
         self._split = ""  # the continuation given to the splitter
         self._speech: dict | None = None  # the speech segment being vocoded: decoder, context, units
@@ -165,7 +165,7 @@ class SpiritLMStreamer(BaseStreamer):
     def __iter__(self):
         return self
 
-    def __next__(self) -> dict:
+    def __next__(self) -> StreamChunk:
         while not self._pending:
             if self._finished:
                 raise StopIteration
@@ -236,7 +236,7 @@ class SpiritLMStreamer(BaseStreamer):
                 empty = {"audio": np.zeros(0, dtype=np.float32), "sampling_rate": self.vocoder.config.sampling_rate}
                 self._pending.append({"type": "speech", **empty, "units": speech["units"]})
 
-    def _speech_chunk(self, chunk) -> dict:
+    def _speech_chunk(self, chunk) -> StreamChunk:
         audio = chunk.waveform.cpu().numpy().astype(np.float32, copy=False)
         return {
             "type": "speech",
