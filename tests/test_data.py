@@ -254,6 +254,10 @@ def test_collator_truncates_and_reports_bad_features(tokenizer):
         ValueError, match=r"tokenizer lacks the SPIRIT LM tokens \['\[Text\]', '\[Speech\]', '\[Hu0\]'\]"
     ):
         SpiritLMDataCollator(tiny_text_tokenizer())
+    swapped = tiny_text_tokenizer()
+    swapped.add_tokens(["[Speech]", "[Text]", "[Hu0]"])  # ids 384, 385, 386: the markers the wrong way round
+    with pytest.raises(ValueError, match=r"\[Text\], \[Speech\] and \[Hu0\] have ids 385, 384 and 386, not three in"):
+        SpiritLMDataCollator(swapped)
 
 
 def test_collator_batch_trains_a_causal_lm(tokenizer):

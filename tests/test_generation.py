@@ -6,7 +6,8 @@ import torch
 from transformers import LogitsProcessorList
 
 from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM
-from transformers_spiritlm.generation import SpiritLMModalityLogitsProcessor, check_output_modality
+from transformers_spiritlm.generation import SpiritLMModalityLogitsProcessor
+from transformers_spiritlm.modalities import check_output_modality
 from transformers_spiritlm.testing import tiny_lm_config
 
 

@@ -1,6 +1,7 @@
 import random
 import re
 import runpy
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 from transformers import pipeline, set_seed
 
 from transformers_spiritlm import SpiritLMPipeline, SpiritLMProcessor, SpiritLMVocoder
+from transformers_spiritlm.modalities import Segment
+from transformers_spiritlm.pipeline_spiritlm import Prompt, PromptAndSegments
 from transformers_spiritlm.processing_spiritlm import parse_generation
 
 
@@ -31,6 +34,17 @@ def check_speech(segment):
     assert isinstance(segment["audio"], np.ndarray) and segment["audio"].dtype == np.float32
     assert segment["audio"].ndim == 1 and segment["sampling_rate"] == 16000
     assert segment["units"].startswith(UNIT_PREFIXES)
+
+
+def test_call_is_typed_per_input_form():
+    # As transformers' TextToAudioPipeline: one prompt gives its segments, a list of prompts one list each.
+    signatures = [typing.get_type_hints(overload) for overload in typing.get_overloads(SpiritLMPipeline.__call__)]
+    assert [(hints["inputs"], hints.get("return_prompt"), hints["return"]) for hints in signatures] == [
+        (Prompt, typing.Literal[True], PromptAndSegments),
+        (list[Prompt], typing.Literal[True], list[PromptAndSegments]),
+        (Prompt, None, list[Segment]),
+        (list[Prompt], None, list[list[Segment]]),
+    ]
 
 
 def test_pipeline_loads_model_processor_and_vocoder(pipe):

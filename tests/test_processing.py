@@ -10,6 +10,8 @@ from transformers import AutoProcessor
 from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor
 from transformers_spiritlm.conversion.convert_vocoder import load_official_vocoder
 from transformers_spiritlm.processing_spiritlm import (
+    GenerationSplitter,
+    SegmentUpdate,
     ends_with_unit_token,
     last_speech_start,
     parse_generation,
@@ -62,6 +64,17 @@ def test_parse_examples():
     ]
     with pytest.raises(TypeError, match="parse expects a str, got list"):
         parse_generation(["[Hu1]"])
+
+
+def test_parse_reads_text_that_looks_like_units_as_text():
+    # The official parser reads a run of text up to the next "[" whatever it holds (its `else` branch): " Stop" or
+    # "xPi" are text, only "[" + Hu / Pi / St opens speech.
+    assert parse_generation("[Text] Stop it[Speech][Hu1]xPi[Pi2]") == [
+        {"type": "text", "text": " Stop it"},
+        {"type": "speech", "units": "[Hu1]"},
+        {"type": "text", "text": "xPi"},
+        {"type": "speech", "units": "[Pi2]"},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -159,6 +172,33 @@ def test_continued_prompt_speech_returns_only_the_generated_units(processor):
     speech, text = processor.decode_generation(prompt, continuation, "arbitrary")
     assert speech == {"type": "speech", "units": continuation[: continuation.index("[Text]")]}
     assert text == {"type": "text", "text": " done"}
+
+
+def test_splitter_sends_each_segment_as_it_becomes_final():
+    splitter = GenerationSplitter("[Text]Hi[Speech]", "arbitrary")
+    assert splitter.push("  so [Te") == [SegmentUpdate(0, "text", "so ")]  # stripped start; "[Te" may be a marker
+    assert splitter.push("xt] ok[Speech][Hu1]") == [SegmentUpdate(0, "text", " ok", end=True)]
+    units = "".join(f"[Hu{i}]" for i in range(2, 25))
+    # Speech after the first segment is kept from its 24th hubert unit on: it comes all at once, then as it grows.
+    assert splitter.push(units[:-5]) == []
+    assert splitter.push(units[-5:] + "[Hu9") == [SegmentUpdate(1, "speech", "[Hu1]" + units)]
+    assert splitter.push("][Text] x [Speech][Hu3]") == [
+        SegmentUpdate(1, "speech", "[Hu9]", end=True),
+        SegmentUpdate(2, "text", " x ", end=True),
+    ]
+    # Shorter speech is dropped: sent once, whole; the whitespace at the end is stripped.
+    assert splitter.push("[Hu4] ", final=True) == [SegmentUpdate(3, "speech", "[Hu3][Hu4]", end=True, dropped=True)]
+
+
+def test_splitter_continuing_the_prompt_speech_gives_it_as_context():
+    splitter = GenerationSplitter("[Speech][St1][Pi2][Hu5]", "arbitrary")
+    assert splitter.push("[Hu") == []  # whether the prompt's speech goes on depends on the start
+    units = "".join(f"[Hu{i}]" for i in range(24))
+    # As official, the continuation of the prompt's speech is not stripped: its trailing spaces are a text segment.
+    assert splitter.push(units[3:] + "  ", final=True) == [
+        SegmentUpdate(0, "speech", units, context="[St1][Pi2][Hu5]", end=True),
+        SegmentUpdate(1, "text", "  ", end=True),
+    ]
 
 
 def test_post_process_generation_splits_rows_at_their_prompt_and_end(processor):

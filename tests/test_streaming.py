@@ -135,6 +135,27 @@ def test_chunked_decoder_expressive_snr(pipes):
     np.testing.assert_allclose(streamed, offline, rtol=0, atol=1e-4)
 
 
+def test_chunked_decoder_reads_unit_strings_as_decode_string(pipes):
+    base, expressive = pipes["base"].vocoder, pipes["expressive"].vocoder
+    # A BASE vocoder skips pitch and style units, whatever they hold.
+    string = "[Pi1x][St][Hu5][Hu7][Hu7][Hu300]"
+    decoder = base.chunked_decoder(first_chunk_size=1, chunk_size=1)
+    chunks = decoder.push(string) + decoder.flush()
+    torch.testing.assert_close(torch.cat([chunk.waveform for chunk in chunks]), base.decode_string(string))
+    # Text right after a unit makes it malformed ("5]"), as decode_string reads it, however the text is pushed.
+    with pytest.raises(ValueError, match=r"malformed hubert unit in the unit string .*'5\]'"):
+        base.decode_string("[Hu5]x[Hu6]")
+    decoder = base.chunked_decoder()
+    decoder.push("[Hu5]")
+    with pytest.raises(ValueError, match=r"malformed hubert unit in the unit string .*'5\]'"):
+        decoder.push("x[Hu6]")
+    # An unclosed unit that runs into the next one has no value left once its last character is dropped.
+    with pytest.raises(ValueError, match=r"malformed hubert unit in the unit string \(''\)"):
+        base.chunked_decoder().push("[Hu1[Hu2]")
+    with pytest.raises(ValueError, match=r"malformed style unit in the unit string .*'3x'"):
+        expressive.chunked_decoder().push("[St3x][Pi1][Hu2]")
+
+
 def test_too_little_context_is_not_exact(pipes):
     """The default context is needed: a chunk synthesised with less differs from the whole waveform."""
     vocoder = pipes["base"].vocoder

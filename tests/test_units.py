@@ -5,6 +5,13 @@ from pathlib import Path
 import pytest
 
 from transformers_spiritlm import string_to_units, units_to_string
+from transformers_spiritlm.units import (
+    MOST_COMMON_STYLES,
+    UnitStringReader,
+    UnitStringToken,
+    UnitStringTokenizer,
+    tokenize,
+)
 
 
 OFFICIAL = json.loads((Path(__file__).parent / "fixtures" / "units" / "official_units.json").read_text())
@@ -80,3 +87,134 @@ def test_strict_mode_uses_given_unit_counts():
 def test_string_to_units_rejects_non_strings():
     with pytest.raises(TypeError, match="expects a str, got list"):
         string_to_units(["[Hu1]"])
+
+
+def text(string: str) -> UnitStringToken:
+    return UnitStringToken("text", string)
+
+
+def marker(string: str) -> UnitStringToken:
+    return UnitStringToken("marker", string)
+
+
+def unit(string: str, stream: str | None) -> UnitStringToken:
+    return UnitStringToken("unit", string, stream)
+
+
+def test_tokenize_splits_markers_units_and_text():
+    assert tokenize("Hi[Speech][St3][Pi1][Hu5] there[Text]ok[") == [
+        text("Hi"),
+        marker("[Speech]"),
+        unit("[St3]", "style"),
+        unit("[Pi1]", "pitch"),
+        unit("[Hu5]", "hubert"),
+        text(" there"),
+        marker("[Text]"),
+        text("ok"),
+        text("["),
+    ]
+    # A "[" that opens neither a marker nor a unit is text up to the next "["; "]" alone is text.
+    assert tokenize("a[Pizza]b[Tex]t[[Hu1]]") == [
+        text("a"),
+        unit("[Pizza]", "pitch"),
+        text("b"),
+        text("[Tex]t"),
+        text("["),
+        unit("[Hu1]", "hubert"),
+        text("]"),
+    ]
+
+
+def test_unclosed_unit_reads_on_to_the_next_closing_bracket():
+    # The official parser reads "[Hu1" on to the next "]": "[Text]" is then speech, not a marker; "[Hu2]" is a unit.
+    assert tokenize("[Hu1[Text]y[Hu1[Hu2]z") == [
+        unit("[Hu1", "hubert"),
+        unit("[Text]", None),
+        text("y"),
+        unit("[Hu1", "hubert"),
+        unit("[Hu2]", "hubert"),
+        text("z"),
+    ]
+    assert tokenize("x[Hu12") == [text("x"), unit("[Hu12", "hubert")]
+
+
+def test_tokenizer_holds_back_what_more_characters_can_change():
+    tokenizer = UnitStringTokenizer()
+    assert tokenizer.push("abc[Hu1") == [text("abc")]
+    assert tokenizer.pending == "[Hu1"
+    assert tokenizer.push("2][") == [unit("[Hu12]", "hubert")]
+    assert tokenizer.pending == "["
+    assert tokenizer.push("Te") == []  # "[Te" may become "[Text]"
+    assert tokenizer.push("xt") == []
+    assert tokenizer.push("]hel") == [marker("[Text]"), text("hel")]
+    assert tokenizer.push("lo [S") == [text("lo ")]  # "[S" may open "[Speech]" or "[St"
+    assert tokenizer.push("ky") == [text("[Sky")]
+    assert tokenizer.push("[Hu3") == []
+    assert tokenizer.flush() == [unit("[Hu3", "hubert")]  # the end of the string closes it
+    assert tokenizer.pending == ""
+    tokenizer.push("[Te")
+    assert tokenizer.flush() == [text("[Te")]
+
+
+def test_tokenizer_passes_byte_fallback_text_through():
+    # What byte-fallback tokens decode to: a multi-byte character, or U+FFFD for an invalid byte run.
+    tokenizer = UnitStringTokenizer()
+    assert tokenizer.push("caf\u00e9 \ufffd\ufffd") == [text("caf\u00e9 \ufffd\ufffd")]
+    assert tokenizer.push("[\ufffd") == [text("[\ufffd")]
+    assert tokenizer.push("]\u00e9[Hu7]") == [text("]\u00e9"), unit("[Hu7]", "hubert")]
+
+
+def test_unit_of_a_token():
+    assert [token.unit for token in tokenize("[Hu12][Pi0][St99][Hu][Hu 3][Hu4")] == [12, 0, 99, None, None, None]
+    assert tokenize("[Text]")[0].unit is None
+
+
+def test_reader_gives_rows_as_units_arrive():
+    reader = UnitStringReader()
+    reader.push("[Hu5][Hu6][P")
+    assert (reader.hubert, reader.pitch, reader.style, reader.ends) == (
+        ["5", "6"],
+        [None, None],
+        [None, None],
+        [5, 10],
+    )
+    reader.push("i1][St4][Hu7][Pi2][St8]")
+    # The first pitch (style) unit goes to the rows before it; a row takes the last pitch and style before it.
+    assert (reader.hubert, reader.pitch, reader.style, reader.ends) == (
+        ["5", "6", "7"],
+        ["1", "1", "1"],
+        ["4", "4", "4"],
+        [5, 10, 25],
+    )
+    assert reader.last == {"hubert": "7", "pitch": "2", "style": "8"}
+
+
+def test_reader_reads_like_the_official_parser():
+    reader = UnitStringReader()
+    reader.push("Hu3x[Hu12]")
+    assert reader.hubert == ["3", "12"]  # the string's first piece counts, as if it followed a "["
+    reader.push("a")
+    assert reader.hubert == ["3", "12]"]  # text after a unit: the value runs on to the next "["
+    reader.push("b[Hu4[")
+    assert reader.hubert == ["3", "12]a", ""]  # an unclosed "[Hu4": its last character is dropped
+    reader.flush()
+    assert reader.hubert == ["3", "12]a", ""]
+
+
+def test_reader_converts_values_and_picks_the_missing_style():
+    reader = UnitStringReader(convert=lambda stream, value: (stream, int(value)))
+    reader.push("[Hu1][Pi2][Hu3]")
+    reader.flush()
+    reader.choose_missing_style(random.Random(7))
+    style = random.Random(7).choice(MOST_COMMON_STYLES)
+    assert reader.hubert == [("hubert", 1), ("hubert", 3)]
+    assert reader.style == [("style", style), ("style", style)]
+
+
+def test_units_to_string_offsets_place_a_span_in_its_utterance():
+    # Hubert units 25 and 26 sit at 1.0 s and 1.04 s, pitch unit 12 at 0.96 s and 13 at 1.04 s, style unit 1 at 1 s:
+    # style first at equal time, then pitch.
+    span = {"hubert": [7, 8], "pitch": [3, 4], "style": [9]}
+    offsets = {"hubert": 25, "pitch": 12, "style": 1}
+    assert units_to_string(span, offsets=offsets) == "[Pi3][St9][Hu7][Pi4][Hu8]"
+    assert units_to_string(span) == "[St9][Pi3][Hu7][Hu8][Pi4]"

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
-from .units import DEFAULT_RATES, UNIT_PREFIXES, units_to_string
+from .modalities import MARKERS, SEGMENT_TYPES, SPEECH, SPEECH_MARKER, TEXT, TEXT_MARKER, modality_token_ranges
+from .units import UNIT_PREFIXES, units_to_string
 
 
-MODALITIES = ("text", "speech")
 SEQUENCE_KINDS = ("speech", "text", "interleaved", "asr", "tts")
 # Frames per second of each unit stream at 16 kHz (hop sizes 640, 1280 and 16000 samples): where a unit sits in
 # time. The unit *string* orders streams with the official rates of `units.DEFAULT_RATES` instead.
@@ -236,19 +235,13 @@ class SpiritLMSequenceBuilder:
         Over the whole utterance this is exactly `units_to_string(units)`.
         """
         streams = self._streams(units)
-        timed = []
-        for unit_type in ("style", "pitch", "hubert"):
-            if unit_type not in streams:
-                continue
-            first, last = self._span_indices(unit_type, len(streams[unit_type]), start, end)
-            previous = None
-            for index in range(first, last):
-                value = streams[unit_type][index]
-                if unit_type == "style" or value != previous:
-                    timed.append((index / DEFAULT_RATES[unit_type], f"[{UNIT_PREFIXES[unit_type]}{value}]"))
-                previous = value
-        # sorted() on the time alone is stable: ties keep the style, pitch, hubert order.
-        return "".join(token for _, token in sorted(timed, key=lambda item: item[0]))
+        spans = {
+            unit_type: self._span_indices(unit_type, len(values), start, end) for unit_type, values in streams.items()
+        }
+        return units_to_string(
+            {unit_type: streams[unit_type][first:last] for unit_type, (first, last) in spans.items()},
+            offsets={unit_type: first for unit_type, (first, _) in spans.items()},
+        )
 
     def interleaved_spans(
         self, words, units: Mapping, seed: int | Sequence[int] | np.random.Generator | None = None
@@ -259,7 +252,7 @@ class SpiritLMSequenceBuilder:
         """
         alignment = parse_word_alignments(words, duration=self.duration(units))
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        modality = MODALITIES[int(rng.integers(2))]
+        modality = SEGMENT_TYPES[int(rng.integers(2))]
         switches = rng.random(len(alignment) - 1) < self.switch_probability
         groups = [[modality, [alignment[0]]]]
         for word, switch in zip(alignment[1:], switches):
@@ -269,10 +262,10 @@ class SpiritLMSequenceBuilder:
         num_hubert = len(self._streams(units)["hubert"])
         spans: list[Span] = []
         for modality, span_words in groups:
-            if modality == "speech":
+            if modality == SPEECH:
                 first, last = self._span_indices("hubert", num_hubert, span_words[0].start, span_words[-1].end)
                 if first == last:
-                    modality = "text"
+                    modality = TEXT
             if spans and spans[-1].modality == modality:
                 spans[-1] = Span(modality, spans[-1].words + tuple(span_words))
             else:
@@ -285,10 +278,10 @@ class SpiritLMSequenceBuilder:
         previous = None
         for span in spans:
             if span.modality != previous:
-                pieces.append(TEXT_MARKER if span.modality == "text" else SPEECH_MARKER)
+                pieces.append(MARKERS[span.modality])
             elif pieces:
-                pieces.append(" " if span.modality == "text" else "")
-            if span.modality == "text":
+                pieces.append(" " if span.modality == TEXT else "")
+            if span.modality == TEXT:
                 pieces.append(" ".join(word.word for word in span.words))
             else:
                 pieces.append(self.span_string(units, span.start, span.end))
@@ -317,7 +310,7 @@ class SpiritLMSequenceBuilder:
 
 
 def _other(modality: str) -> str:
-    return "speech" if modality == "text" else "text"
+    return SPEECH if modality == TEXT else TEXT
 
 
 def _column_names(dataset) -> list[str]:
@@ -537,7 +530,7 @@ class SpiritLMDataCollator:
     padding_free: bool = False
 
     def __post_init__(self):
-        if self.target_modality not in (None, *MODALITIES):
+        if self.target_modality not in (None, *SEGMENT_TYPES):
             raise ValueError(f"unknown target_modality {self.target_modality!r}; use None, 'text' or 'speech'")
         if self.padding_side not in ("left", "right"):
             raise ValueError(f"unknown padding_side {self.padding_side!r}; use 'left' or 'right'")
@@ -547,23 +540,30 @@ class SpiritLMDataCollator:
         missing = [token for token in (TEXT_MARKER, SPEECH_MARKER, "[Hu0]") if token not in vocab]
         if missing:
             raise ValueError(f"tokenizer lacks the SPIRIT LM tokens {missing}; load the tokenizer of a SPIRIT LM repo")
-        self.text_token_id = vocab[TEXT_MARKER]
-        self.speech_token_id = vocab[SPEECH_MARKER]
-        self.first_unit_id = vocab["[Hu0]"]
+        text_vocab_size = vocab[TEXT_MARKER]
+        if (vocab[SPEECH_MARKER], vocab["[Hu0]"]) != (text_vocab_size + 1, text_vocab_size + 2):
+            raise ValueError(
+                f"tokenizer does not follow the SPIRIT LM token layout: [Text], [Speech] and [Hu0] have ids "
+                f"{text_vocab_size}, {vocab[SPEECH_MARKER]} and {vocab['[Hu0]']}, not three in a row; load the "
+                "tokenizer of a SPIRIT LM repo"
+            )
+        # Every id after the text vocabulary and [Text] is speech: [Speech] and the unit tokens.
+        self._ranges = modality_token_ranges(text_vocab_size, max(vocab.values()) - text_vocab_size - 1)
         if self.pad_token_id is None:
             self.pad_token_id = self.tokenizer.pad_token_id
         if self.pad_token_id is None:
             self.pad_token_id = self.tokenizer.eos_token_id
         if self.pad_token_id is None:
             raise ValueError("the tokenizer has neither a pad nor an EOS token: pass pad_token_id=")
-        self._special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
+        # A marker is a token of its modality, even where the tokenizer calls it special.
+        special_ids = set(self.tokenizer.all_special_ids) - {text_vocab_size}
+        self._special_ids = torch.tensor(sorted(special_ids), dtype=torch.long)
 
     def modality_mask(self, input_ids: torch.Tensor, modality: str) -> torch.Tensor:
         """Boolean mask of the tokens of `modality` (its content tokens and its marker) in `input_ids`."""
-        if modality == "speech":
-            return (input_ids >= self.first_unit_id) | (input_ids == self.speech_token_id)
-        text = (input_ids < self.text_token_id) & ~torch.isin(input_ids, self._special_ids)
-        return text | (input_ids == self.text_token_id)
+        ids = self._ranges[modality]
+        mask = (input_ids >= ids.start) & (input_ids < ids.stop)
+        return mask & ~torch.isin(input_ids, self._special_ids) if modality == TEXT else mask
 
     def __call__(self, features: Sequence[Mapping]) -> dict[str, torch.Tensor]:
         if not features:

@@ -7,19 +7,7 @@ import torch
 from transformers import LogitsProcessor
 
 from .configuration_spiritlm import SpiritLMConfig
-
-
-OUTPUT_MODALITIES = ("text", "speech", "arbitrary")
-
-
-def check_output_modality(output_modality: str) -> str:
-    """Returns `output_modality` lower-cased (`"TEXT"` works like `"text"`, as in the official code), or raises a
-    `ValueError` naming the allowed values."""
-    if isinstance(output_modality, str) and output_modality.lower() in OUTPUT_MODALITIES:
-        return output_modality.lower()
-    raise ValueError(
-        f"unknown output_modality {output_modality!r}; use one of {', '.join(map(repr, OUTPUT_MODALITIES))}"
-    )
+from .modalities import OUTPUT_MODALITIES, SPEECH, TEXT, check_output_modality, modality_token_ranges
 
 
 def check_context_length(config, prompt_tokens: int, max_new_tokens: int = 0, what: str = "the prompt") -> None:
@@ -58,13 +46,13 @@ def banned_token_ranges(config: SpiritLMConfig, output_modality: str) -> list[ra
     `generate` exempts it from the official `bad_words_ids`.
     """
     output_modality = check_output_modality(output_modality)
-    markers = range(config.text_token_id, config.speech_token_id + 1)
-    if output_modality == "text":
-        last_unit = config.num_spiritlm_tokens if config.variant == "expressive" else config.pitch_token_offset
-        # Markers and units are adjacent ids: one range covers them.
-        return [range(markers.start, last_unit)]
-    if output_modality == "speech":
-        return [range(0, markers.stop)]
+    num_unit_tokens = sum(getattr(config, f"num_{unit_type}_units") for unit_type in config.unit_types)
+    ranges = modality_token_ranges(config.text_vocab_size, num_unit_tokens)
+    # The other modality's ids and both markers: the two markers sit between the modalities, so one range each.
+    if output_modality == TEXT:
+        return [range(ranges[TEXT].stop - 1, ranges[SPEECH].stop)]
+    if output_modality == SPEECH:
+        return [range(0, ranges[SPEECH].start + 1)]
     return []
 
 

@@ -4,6 +4,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Literal, TypedDict, overload
 
 import numpy as np
 import torch
@@ -19,7 +20,8 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file, logging
 
 from .configuration_spiritlm import VOCODER_SUBFOLDER
-from .generation import SpiritLMModalityLogitsProcessor, check_context_length, check_output_modality
+from .generation import SpiritLMModalityLogitsProcessor, check_context_length
+from .modalities import ARBITRARY, Segment, StreamChunk, check_output_modality
 from .modeling_spiritlm import SpiritLMForCausalLM
 from .streaming import SpiritLMStopOnCancel, SpiritLMStreamer
 from .vocoder import SpiritLMVocoder, load_vocoder
@@ -30,6 +32,16 @@ logger = logging.get_logger(__name__)
 _AUDIO_DICT_KEYS = ("array", "path", "bytes")
 # A str prompt ending like this that names an existing file is almost certainly meant as speech.
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a")
+
+# One prompt: text, speech (a path, an array or tensor, an Audio dict), a segment or a list of segments.
+Prompt = str | os.PathLike | np.ndarray | torch.Tensor | Mapping[str, Any] | list[Segment]
+
+
+class PromptAndSegments(TypedDict):
+    """What the pipeline returns per prompt with `return_prompt=True`."""
+
+    prompt: str
+    segments: list[Segment]
 
 
 class SpiritLMPipeline(Pipeline):
@@ -131,6 +143,20 @@ class SpiritLMPipeline(Pipeline):
         )
         return None
 
+    @overload
+    def __call__(self, inputs: Prompt, *, return_prompt: Literal[True], **kwargs: Any) -> PromptAndSegments: ...
+
+    @overload
+    def __call__(
+        self, inputs: list[Prompt], *, return_prompt: Literal[True], **kwargs: Any
+    ) -> list[PromptAndSegments]: ...
+
+    @overload
+    def __call__(self, inputs: Prompt, **kwargs: Any) -> list[Segment]: ...
+
+    @overload
+    def __call__(self, inputs: list[Prompt], **kwargs: Any) -> list[list[Segment]]: ...
+
     def __call__(self, inputs, **kwargs):
         """Generates from one prompt or a batch of prompts; see the class docstring for inputs, kwargs and outputs."""
         if _is_batch(inputs):
@@ -154,7 +180,7 @@ class SpiritLMPipeline(Pipeline):
         lookahead: int | None = None,
         timeout: float | None = None,
         **kwargs,
-    ) -> Iterator[dict]:
+    ) -> Iterator[StreamChunk]:
         """
         Generates from one prompt in a background thread and returns the output as it comes: an iterator of
         `{"type": "text", "text": delta}` and `{"type": "speech", "audio": np.ndarray, "sampling_rate": 16000,
@@ -292,7 +318,7 @@ class SpiritLMPipeline(Pipeline):
     ):
         generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
         logits_processor = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-        if force_output_modality and output_modality != "arbitrary":
+        if force_output_modality and output_modality != ARBITRARY:
             eos_token_id = self._get_set_generation_params(generate_kwargs).get("eos_token_id")
             logits_processor.append(SpiritLMModalityLogitsProcessor(self.model.config, output_modality, eos_token_id))
         streamer = generate_kwargs.get("streamer")
@@ -348,7 +374,7 @@ def _torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     raise ValueError(f"unknown dtype {dtype!r}; use a torch.dtype or its name, such as 'float32' or 'bfloat16'")
 
 
-def _iterate_in_thread(streamer: SpiritLMStreamer, thread: threading.Thread) -> Iterator[dict]:
+def _iterate_in_thread(streamer: SpiritLMStreamer, thread: threading.Thread) -> Iterator[StreamChunk]:
     """Starts `thread` (generation into `streamer`) and yields the streamer's chunks; stops the generation and joins
     the thread when the caller stops iterating."""
     thread.start()
@@ -405,4 +431,4 @@ def _to_segments(prompt, where: str) -> list[Mapping]:
 
 PIPELINE_REGISTRY.register_pipeline("spirit-lm", pipeline_class=SpiritLMPipeline, pt_model=SpiritLMForCausalLM)
 
-__all__ = ["SpiritLMPipeline"]
+__all__ = ["PromptAndSegments", "SpiritLMPipeline"]

@@ -3,8 +3,8 @@ speech segments (speech vocoded when a vocoder is given)."""
 
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,32 +13,32 @@ from transformers.processing_utils import AudioKwargs, ProcessingKwargs, Process
 from transformers.utils import cached_file, logging
 
 from .configuration_spiritlm import SPEECH_TOKENIZER_SUBFOLDER
-from .generation import check_output_modality
-from .tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER, sentencepiece_byte_runs
-from .units import string_to_units
+from .modalities import ARBITRARY, MARKERS, SEGMENT_TYPES, SPEECH, TEXT, Segment, SpeechSegment, check_output_modality
+from .tokenization_spiritlm import sentencepiece_byte_runs
+from .units import UNIT_PREFIXES, UnitStringToken, UnitStringTokenizer, string_to_units, tokenize
 
 
 logger = logging.get_logger(__name__)
 
-SEGMENT_TYPES = ("text", "speech")
 # Official decoding drops generated speech shorter than this, counted as `len(chunk.split("[Hu"))`, i.e. one more than
 # the number of hubert units: speech with fewer than 24 new hubert units is dropped.
 MIN_SPEECH_HUBERT_COUNT = 25
 
-_UNIT_PREFIXES = ("Hu", "Pi", "St")
-# The official parser's tokens: a marker, a unit-looking token (`[Hu`/`[Pi`/`[St` up to the next `]` or the end of
-# the string, whatever is in between), a lone `[`, or a run of text.
-_PARSE_TOKEN = re.compile(r"\[(?:Text|Speech)\]|\[(?:Hu|Pi|St)[^\]]*\]?|\[|[^\[]+")
-_UNIT_TOKEN = re.compile(r"\[(?:Hu|Pi|St)\d+\]")
+_UNIT_PREFIXES = tuple(UNIT_PREFIXES.values())
 
 
-def parse_generation(string: str) -> list[dict[str, str]]:
+def _segment_type(token: UnitStringToken) -> str | None:
+    """The segment a token of a generation goes to, as the official parser splits it; `None` for a marker."""
+    return {"unit": SPEECH, "text": TEXT}.get(token.kind)
+
+
+def parse_generation(string: str) -> list[Segment]:
     """
     Splits a generated string into text and speech segments exactly like the official parser.
 
     `[Text]` / `[Speech]` markers are dropped (they do not end a segment: `"abc[Text]def"` is one text segment);
     anything starting with `[Hu`, `[Pi` or `[St` up to the next `]` is speech; everything else, stray brackets
-    included (`"[abc"`, `"abc[]"`), is text.
+    included (`"[abc"`, `"abc[]"`), is text (see [`UnitStringTokenizer`]).
 
     Returns:
         `[{"type": "text", "text": str} | {"type": "speech", "units": str}, ...]`, consecutive pieces of one type
@@ -46,16 +46,16 @@ def parse_generation(string: str) -> list[dict[str, str]]:
     """
     if not isinstance(string, str):
         raise TypeError(f"parse expects a str, got {type(string).__name__}")
-    segments: list[dict[str, str]] = []
-    for match in _PARSE_TOKEN.finditer(string):
-        piece = match.group(0)
-        if piece in (TEXT_MARKER, SPEECH_MARKER):
+    segments = []
+    for token in tokenize(string):
+        kind = _segment_type(token)
+        if kind is None:
             continue
-        kind, key = ("speech", "units") if piece[1:3] in _UNIT_PREFIXES else ("text", "text")
+        key = "text" if kind == TEXT else "units"
         if segments and segments[-1]["type"] == kind:
-            segments[-1][key] += piece
+            segments[-1][key] += token.text
         else:
-            segments.append({"type": kind, key: piece})
+            segments.append({"type": kind, key: token.text})
     return segments
 
 
@@ -81,16 +81,197 @@ def starts_with_unit_token(string: str) -> bool:
     return False
 
 
+def _start_is_known(string: str) -> bool:
+    """Whether more characters after `string` can no longer change `starts_with_unit_token(string)`."""
+    if string and not string.startswith("["):
+        return True
+    return len(string) > 10 or (len(string) > 4 and "]" in string[4:11])
+
+
 def last_speech_start(prompt: str) -> int | None:
     """Character index where the last run of adjacent unit tokens (`[Hu12][Pi3]...`) of `prompt` starts, `None`
     without unit tokens (the official `find_prompt_last_speech_start_position`)."""
-    tokens = list(_UNIT_TOKEN.finditer(prompt))
-    if not tokens:
-        return None
-    index = len(tokens) - 1
-    while index > 0 and tokens[index - 1].end() == tokens[index].start():
-        index -= 1
-    return tokens[index].start()
+    run_start = found = None
+    position = 0
+    for token in tokenize(prompt):
+        if token.unit is None:
+            run_start = None
+        else:
+            run_start = position if run_start is None else run_start
+            found = run_start
+        position += len(token.text)
+    return found
+
+
+@dataclass
+class SegmentUpdate:
+    """
+    A change to the output of a [`GenerationSplitter`].
+
+    Args:
+        index (`int`): the output segment it changes (0, 1, ...; a dropped speech segment counts too).
+        type (`str`): `"text"` or `"speech"`.
+        delta (`str`): characters added to the segment: text, or unit tokens.
+        context (`str`): speech that continues the prompt: the prompt's last speech run, which the units continue
+            and are vocoded with (on the segment's first update).
+        end (`bool`): the segment is complete.
+        dropped (`bool`): speech that the official rules drop (too short): its only update, with all its units.
+    """
+
+    index: int
+    type: str
+    delta: str = ""
+    context: str = ""
+    end: bool = False
+    dropped: bool = False
+
+
+class GenerationSplitter:
+    """
+    The official decoding rules, applied to a generated continuation as it grows:
+    [`~SpiritLMProcessor.decode_generation`] runs it on a whole continuation, [`SpiritLMStreamer`] as tokens come.
+
+    - `"text"` / `"speech"`: the stripped continuation is one text / speech segment.
+    - `"arbitrary"`: the stripped continuation is split like [`parse_generation`]. Speech after the first segment with
+      fewer than 24 hubert units is dropped (the official threshold, `< 25`, counts one unit too many). When the
+      prompt ends with speech and the continuation starts with speech, the continuation goes on from the prompt's
+      last speech run (not stripped, as official): that run is the first segment's `context`, and the segment is
+      dropped when it adds fewer than 24 hubert units.
+
+    [`~GenerationSplitter.push`] returns the [`SegmentUpdate`]s that no later text can change: a `[` that may open a
+    unit or a marker, and whitespace that may be the end (stripped), wait for what follows or the end.
+
+    Args:
+        prompt (`str`): the decoded prompt.
+        output_modality (`str`): `"text"`, `"speech"` or `"arbitrary"`.
+    """
+
+    def __init__(self, prompt: str, output_modality: str):
+        self.output_modality = check_output_modality(output_modality)
+        self._prompt_tail = None
+        if self.output_modality == ARBITRARY and ends_with_unit_token(prompt):
+            self._prompt_tail = prompt[last_speech_start(prompt) :]
+        self._start: str | None = ""  # the continuation until its start is decided, then None
+        self._continues_prompt = False
+        self._tokenizer = UnitStringTokenizer()
+        self._whitespace = ""  # held back: stripped if it ends the continuation
+        self._index, self._type = -1, None
+        self._context_left = 0  # characters of the prompt's speech still to come
+        self._context = self._units = ""  # of the speech segment, until it is kept
+        self._kept = False
+        self._new_hubert = 0
+        if self.output_modality != ARBITRARY:
+            self._open(self.output_modality)
+
+    def push(self, text: str, final: bool = False) -> list[SegmentUpdate]:
+        """Reads more of the continuation (`final`: its end); returns the updates that became final, one per segment
+        changed."""
+        updates = []
+        if self._start is not None:
+            self._start += text
+            start = self._start.strip()
+            if final or (start and (self._prompt_tail is None or _start_is_known(start))):
+                updates = self._begin(start)
+        else:
+            updates = self._feed(text)
+        if final:
+            if self._continues_prompt:
+                updates += self._read(self._tokenizer.push(self._whitespace))
+            updates += self._read(self._tokenizer.flush()) + self._close()
+        return _merged(updates)
+
+    def _begin(self, start: str) -> list[SegmentUpdate]:
+        """The continuation's start is known: goes on from the prompt's speech, or from the stripped start."""
+        self._continues_prompt = self._prompt_tail is not None and starts_with_unit_token(start)
+        if self._continues_prompt:
+            self._context_left = len(self._prompt_tail)
+            text = self._prompt_tail + self._start
+        else:
+            text = self._start.lstrip()
+        self._start = None
+        return self._feed(text)
+
+    def _feed(self, text: str) -> list[SegmentUpdate]:
+        text = self._whitespace + text
+        body = text.rstrip()
+        self._whitespace = text[len(body) :]
+        return self._read(self._tokenizer.push(body))
+
+    def _read(self, tokens: list[UnitStringToken]) -> list[SegmentUpdate]:
+        updates = []
+        for token in tokens:
+            kind = self.output_modality if self.output_modality != ARBITRARY else _segment_type(token)
+            if kind is None:
+                continue  # markers do not end a segment
+            if kind != self._type:
+                updates += self._close()
+                self._open(kind)
+            if kind == TEXT:
+                updates.append(SegmentUpdate(self._index, TEXT, token.text))
+            else:
+                updates += self._add_speech(token)
+        return updates
+
+    def _open(self, kind: str) -> None:
+        self._index, self._type = self._index + 1, kind
+        self._context = self._units = ""
+        self._new_hubert = 0
+        # The official rules keep any first segment, unless it continues the prompt's speech.
+        self._kept = kind == SPEECH and self._index == 0 and not self._continues_prompt
+
+    def _add_speech(self, token: UnitStringToken) -> list[SegmentUpdate]:
+        units = token.text
+        if self._context_left:
+            taken = units[: self._context_left]
+            self._context += taken
+            self._context_left -= len(taken)
+            units = units[len(taken) :]
+            if not units:
+                return []
+        self._units += units
+        self._new_hubert += token.stream == "hubert"
+        if not self._kept and self._new_hubert < MIN_SPEECH_HUBERT_COUNT - 1:
+            return []
+        update = SegmentUpdate(self._index, SPEECH, self._units, context=self._context if not self._kept else "")
+        self._kept, self._units = True, ""
+        return [update]
+
+    def _close(self) -> list[SegmentUpdate]:
+        """Ends the current segment."""
+        if self._index < 0:
+            return []
+        self._context_left = 0
+        if self._type == SPEECH and not self._kept:
+            return [SegmentUpdate(self._index, SPEECH, self._units, end=True, dropped=True)]
+        return [SegmentUpdate(self._index, self._type, end=True)]
+
+
+def _merged(updates: list[SegmentUpdate]) -> list[SegmentUpdate]:
+    """Joins consecutive additions to one segment into one update."""
+    merged = []
+    for update in updates:
+        last = merged[-1] if merged else None
+        if last is not None and last.index == update.index and not (last.end or update.context or update.dropped):
+            last.delta += update.delta
+            last.end = update.end
+        else:
+            merged.append(update)
+    return merged
+
+
+def can_vocode(units: str, vocoder: PreTrainedModel) -> bool:
+    """Whether `vocoder` can synthesise the unit string `units`: it needs hubert units, and pitch units when it is
+    EXPRESSIVE. Warns when it cannot (the official code would fail): the speech is then returned with empty audio."""
+    parsed = string_to_units(units)
+    needs_pitch = "pitch" in vocoder.config.unit_types
+    if parsed["hubert"] and not (needs_pitch and "pitch" not in parsed):
+        return True
+    missing = "hubert" if not parsed["hubert"] else "pitch"
+    logger.warning(
+        f"generated speech {units[:60]!r} has no {missing} units, which the vocoder needs; returning it with empty "
+        "audio"
+    )
+    return False
 
 
 class SpiritLMAudioKwargs(AudioKwargs, total=False):
@@ -217,7 +398,7 @@ class SpiritLMProcessor(ProcessorMixin):
 
     def __call__(
         self,
-        segments: Sequence[Mapping] | Sequence[Sequence[Mapping]],
+        segments: Sequence[Segment] | Sequence[Sequence[Segment]],
         **kwargs: Unpack[SpiritLMProcessorKwargs],
     ) -> BatchEncoding:
         """
@@ -236,14 +417,14 @@ class SpiritLMProcessor(ProcessorMixin):
         output_kwargs = self._merge_kwargs(
             SpiritLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
         )
-        output_modality = output_kwargs.get("output_modality", "arbitrary")
+        output_modality = output_kwargs.get("output_modality", ARBITRARY)
         sampling_rate = output_kwargs["audio_kwargs"].get("sampling_rate")
         batch = [segments] if not _is_batch_of_prompts(segments) else list(segments)
         prompts = self.build_prompts(batch, output_modality=output_modality, sampling_rate=sampling_rate)
         return self.tokenizer(prompts, **output_kwargs["text_kwargs"])
 
     def build_prompt(
-        self, segments: Sequence[Mapping], output_modality: str = "arbitrary", sampling_rate: int | None = None
+        self, segments: Sequence[Segment], output_modality: str = "arbitrary", sampling_rate: int | None = None
     ) -> str:
         """
         The prompt string of one segment list, identical to the official prompt builder's.
@@ -261,7 +442,7 @@ class SpiritLMProcessor(ProcessorMixin):
 
     def build_prompts(
         self,
-        batch: Sequence[Sequence[Mapping]],
+        batch: Sequence[Sequence[Segment]],
         output_modality: str = "arbitrary",
         sampling_rate: int | None = None,
     ) -> list[str]:
@@ -281,14 +462,14 @@ class SpiritLMProcessor(ProcessorMixin):
             pieces, previous = [], None
             for segment in segments:
                 if segment["type"] != previous:
-                    pieces.append(TEXT_MARKER if segment["type"] == "text" else SPEECH_MARKER)
-                if segment["type"] == "text":
+                    pieces.append(MARKERS[segment["type"]])
+                if segment["type"] == TEXT:
                     pieces.append(segment["text"])
                 else:
                     pieces.append(next(unit_strings) if _needs_speech_tokenizer(segment) else segment["units"])
                 previous = segment["type"]
-            if output_modality != "arbitrary" and previous != output_modality:
-                pieces.append(TEXT_MARKER if output_modality == "text" else SPEECH_MARKER)
+            if output_modality != ARBITRARY and previous != output_modality:
+                pieces.append(MARKERS[output_modality])
             prompts.append("".join(pieces))
         return prompts
 
@@ -329,8 +510,8 @@ class SpiritLMProcessor(ProcessorMixin):
         if query is None:
             return few_shot
         query_prompt = prompts[-1]
-        if output_modality != "arbitrary" and queries[0][-1]["type"] != output_modality:
-            query_prompt += TEXT_MARKER if output_modality == "text" else SPEECH_MARKER
+        if output_modality != ARBITRARY and queries[0][-1]["type"] != output_modality:
+            query_prompt += MARKERS[output_modality]
         return few_shot + query_prompt
 
     def _encode_speech(self, segments: list[tuple[str, Mapping]], sampling_rate: int | None) -> list[str]:
@@ -363,7 +544,7 @@ class SpiritLMProcessor(ProcessorMixin):
             waveforms.append(waveform)
         return self.speech_tokenizer.encode_string(waveforms, sampling_rate=rate)
 
-    def parse(self, generated: str) -> list[dict[str, str]]:
+    def parse(self, generated: str) -> list[Segment]:
         """Splits a generated string into `{"type": "text", "text"}` and `{"type": "speech", "units"}` segments like
         the official parser: markers dropped, stray brackets kept as text. See [`parse_generation`]."""
         return parse_generation(generated)
@@ -375,53 +556,34 @@ class SpiritLMProcessor(ProcessorMixin):
         output_modality: str = "arbitrary",
         vocoder: PreTrainedModel | None = None,
         speaker_id: int | str = 2,
-    ) -> list[dict]:
+    ) -> list[Segment]:
         """
-        Turns a generated continuation of `prompt` into output segments, with the official rules:
-
-        - `"text"`: the stripped continuation is one text segment.
-        - `"speech"`: the stripped continuation is one speech segment.
-        - `"arbitrary"`: the stripped continuation is split with [`~SpiritLMProcessor.parse`]. Speech after the first
-          segment with fewer than 24 hubert units is dropped (the official threshold, `< 25`, counts one unit too
-          many). When the prompt ends with speech and the continuation starts with speech, the prompt's last speech
-          run is vocoded together with the continuation (the continuation may lack the pitch / style context) and
-          the prompt's share of the audio, in proportion of hubert units, is cut off; the segment's `"units"` are
-          the generated units only, and it is dropped when it adds fewer than 24 hubert units.
+        Turns a generated continuation of `prompt` into output segments, with the official rules (see
+        [`GenerationSplitter`]): the stripped continuation is one text segment (`"text"`), one speech segment
+        (`"speech"`), or split with [`~SpiritLMProcessor.parse`] (`"arbitrary"`), where speech after the first segment
+        with fewer than 24 hubert units is dropped. When the prompt ends with speech and the continuation starts with
+        speech, the prompt's last speech run is vocoded together with the continuation (the continuation may lack
+        the pitch / style context) and the prompt's share of the audio, in proportion of hubert units, is cut off;
+        the segment's `"units"` are the generated units only, and it is dropped when it adds fewer than 24 hubert
+        units.
 
         Speech segments are `{"type": "speech", "units": str}`, plus `"audio"` (float32 numpy array) and
         `"sampling_rate"` when a `vocoder` ([`SpiritLMVocoder`]) is given; `speaker_id` picks its speaker.
         """
-        output_modality = check_output_modality(output_modality)
-        new_content = continuation.strip()
-        if output_modality == "text":
-            return [{"type": "text", "text": new_content}]
-        if output_modality == "speech":
-            return [self._speech_segment(new_content, vocoder, speaker_id)]
-
-        prompt_tail = None
-        if ends_with_unit_token(prompt) and starts_with_unit_token(new_content):
-            prompt_tail = prompt[last_speech_start(prompt) :]
-            new_content = prompt_tail + continuation
+        splitter = GenerationSplitter(prompt, output_modality)
+        segments: dict[int, dict] = {}
+        for update in splitter.push(continuation, final=True):
+            if not update.dropped:
+                key = "text" if update.type == TEXT else "units"
+                segment = segments.setdefault(update.index, {"type": update.type, key: "", "context": ""})
+                segment[key] += update.delta
+                segment["context"] += update.context
         outputs = []
-        for index, segment in enumerate(parse_generation(new_content)):
-            if segment["type"] == "text":
-                outputs.append(segment)
-                continue
-            hubert_count = segment["units"].count("[Hu") + 1
-            if index == 0 and prompt_tail is not None:
-                prompt_hubert_count = prompt_tail.count("[Hu")
-                if hubert_count - prompt_hubert_count < MIN_SPEECH_HUBERT_COUNT:
-                    continue
-                speech = self._speech_segment(segment["units"], vocoder, speaker_id)
-                speech["units"] = segment["units"][len(prompt_tail) :]
-                if "audio" in speech:
-                    cut = math.ceil(speech["audio"].size * (prompt_hubert_count / hubert_count))
-                    speech["audio"] = speech["audio"][cut:]
-                outputs.append(speech)
-            elif index > 0 and hubert_count < MIN_SPEECH_HUBERT_COUNT:
-                continue
-            else:
-                outputs.append(self._speech_segment(segment["units"], vocoder, speaker_id))
+        for segment in segments.values():
+            context = segment.pop("context")
+            if segment["type"] == SPEECH:
+                segment = self._speech_segment(segment["units"], vocoder, speaker_id, context)
+            outputs.append(segment)
         return outputs
 
     def post_process_generation(
@@ -432,7 +594,7 @@ class SpiritLMProcessor(ProcessorMixin):
         vocoder: PreTrainedModel | None = None,
         speaker_id: int | str = 2,
         eos_token_id: int | list[int] | None = None,
-    ) -> list[list[dict]]:
+    ) -> list[list[Segment]]:
         """
         Output segments of each row of `model.generate(**inputs)` (see [`~SpiritLMProcessor.decode_generation`]).
 
@@ -488,26 +650,25 @@ class SpiritLMProcessor(ProcessorMixin):
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     @staticmethod
-    def _speech_segment(units: str, vocoder: PreTrainedModel | None, speaker_id: int | str) -> dict:
-        segment = {"type": "speech", "units": units}
+    def _speech_segment(
+        units: str, vocoder: PreTrainedModel | None, speaker_id: int | str, context: str = ""
+    ) -> SpeechSegment:
+        """A speech output segment; `context`: speech of the prompt that `units` continue, vocoded with them and cut
+        off the audio in proportion of hubert units, as official."""
         if vocoder is None:
-            return segment
-        parsed = string_to_units(units)
-        needs_pitch = "pitch" in vocoder.config.unit_types
-        if not parsed["hubert"] or (needs_pitch and "pitch" not in parsed):
-            missing = "hubert" if not parsed["hubert"] else "pitch"
-            logger.warning(
-                f"generated speech {units[:60]!r} has no {missing} units, which the vocoder needs; returning it with "
-                "empty audio"
-            )
-            audio = np.zeros(0, dtype=np.float32)
+            return {"type": "speech", "units": units}
+        if can_vocode(context + units, vocoder):
+            audio = vocoder.decode_string(context + units, speaker_id=speaker_id).cpu().numpy()
+            audio = audio.astype(np.float32, copy=False)
         else:
-            audio = vocoder.decode_string(units, speaker_id=speaker_id).cpu().numpy().astype(np.float32, copy=False)
-        return {"type": "speech", "audio": audio, "sampling_rate": vocoder.config.sampling_rate, "units": units}
+            audio = np.zeros(0, dtype=np.float32)
+        # The official count of the whole speech's hubert units has one too many (`len(units.split("[Hu"))`).
+        cut = math.ceil(audio.size * (context.count("[Hu") / ((context + units).count("[Hu") + 1)))
+        return {"type": "speech", "audio": audio[cut:], "sampling_rate": vocoder.config.sampling_rate, "units": units}
 
 
 def _needs_speech_tokenizer(segment: Mapping) -> bool:
-    return segment["type"] == "speech" and "units" not in segment
+    return segment["type"] == SPEECH and "units" not in segment
 
 
 def _is_batch_of_prompts(segments) -> bool:
@@ -537,9 +698,9 @@ def _check_segments(segments, where: str) -> list[Mapping]:
             raise ValueError(
                 f"{here}: unknown segment type {kind!r}; use one of {', '.join(map(repr, SEGMENT_TYPES))}"
             )
-        if kind == "text" and not isinstance(segment.get("text"), str):
+        if kind == TEXT and not isinstance(segment.get("text"), str):
             raise ValueError(f"{here}: a text segment needs a str 'text', got {type(segment.get('text')).__name__}")
-        if kind == "speech":
+        if kind == SPEECH:
             if ("audio" in segment) == ("units" in segment):
                 raise ValueError(
                     f"{here}: a speech segment needs exactly one of 'audio' (path, array, tensor or Audio dict) and "
@@ -556,4 +717,4 @@ def _check_segments(segments, where: str) -> list[Mapping]:
     return list(segments)
 
 
-__all__ = ["SpiritLMProcessor", "parse_generation"]
+__all__ = ["GenerationSplitter", "SegmentUpdate", "SpiritLMProcessor", "can_vocode", "parse_generation"]

@@ -9,24 +9,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
-from transformers.utils import logging
 
-from .generation import check_output_modality
-from .processing_spiritlm import (
-    MIN_SPEECH_HUBERT_COUNT,
-    ends_with_unit_token,
-    last_speech_start,
-    parse_generation,
-    starts_with_unit_token,
-)
-from .units import MOST_COMMON_STYLES, string_to_units
+from .modalities import TEXT, StreamChunk, check_output_modality
+from .processing_spiritlm import GenerationSplitter, SegmentUpdate, can_vocode
+from .units import UnitStringReader
 from .vocoder import SpiritLMVocoder, _parse_units, _unit_tensor
-
-
-logger = logging.get_logger(__name__)
-
-_UNIT_PREFIXES = ("Hu", "Pi", "St")
-_MARKERS = ("Text]", "Speech]")
 
 
 class _End:
@@ -104,7 +91,7 @@ class SpiritLMStreamer(BaseStreamer):
         timeout: float | None = None,
     ):
         self.output_modality = check_output_modality(output_modality)
-        if vocoder is None and self.output_modality != "text":
+        if vocoder is None and self.output_modality != TEXT:
             raise ValueError(
                 f"output_modality={self.output_modality!r} can produce speech, which needs a vocoder: pass "
                 "vocoder=SpiritLMVocoder.from_pretrained(repo, subfolder='vocoder'), or stream with "
@@ -143,9 +130,10 @@ class SpiritLMStreamer(BaseStreamer):
         self._new_ids: list[int] = []
         self._eos_seen = False
         self._finished = False
-        self._pending: list[dict] = []
-        self._segments: list[dict] = []  # state of each output segment: type, characters sent, decoder
-        self._prompt_tail: str | None = None  # decided once the continuation's start is known (arbitrary only)
+        self._pending: list[StreamChunk] = []
+        self._splitter = GenerationSplitter("", self.output_modality)  # remade with the prompt
+        self._split = ""  # the continuation given to the splitter
+        self._speech: dict | None = None  # the speech segment being vocoded: decoder, context, units
 
     # Generating side (called by `generate`).
 
@@ -183,7 +171,7 @@ class SpiritLMStreamer(BaseStreamer):
     def __iter__(self):
         return self
 
-    def __next__(self) -> dict:
+    def __next__(self) -> StreamChunk:
         while not self._pending:
             if self._finished:
                 raise StopIteration
@@ -198,6 +186,7 @@ class SpiritLMStreamer(BaseStreamer):
             elif item[0] == "prompt":
                 self._prompt_ids = item[1]
                 self._prompt = self._decode(item[1])
+                self._splitter = GenerationSplitter(self._prompt, self.output_modality)
             elif not self._eos_seen:
                 for token in item[1]:
                     if token in self.eos_token_ids:
@@ -212,7 +201,7 @@ class SpiritLMStreamer(BaseStreamer):
 
     def _continuation(self, final: bool) -> str:
         """The generated string, as [`~SpiritLMProcessor.post_process_generation`] takes it from the whole output;
-        unless `final`, without the end that the next tokens may still change."""
+        unless `final`, without the byte-fallback tokens at the end, which the next tokens may still change."""
         new_ids = self._new_ids
         if not final:
             end = len(new_ids)
@@ -220,97 +209,40 @@ class SpiritLMStreamer(BaseStreamer):
                 end -= 1
             new_ids = new_ids[:end]
         whole = self._decode((self._prompt_ids or []) + new_ids)
-        continuation = whole[len(self._prompt) :] if whole.startswith(self._prompt) else self._decode(new_ids)
-        return continuation if final else _stable_prefix(continuation)
-
-    def _content(self, final: bool) -> str | None:
-        """What is split into segments: the stripped continuation (or the prompt's speech + the continuation), cut
-        before what may still change (`None` while the split cannot start yet)."""
-        continuation = self._continuation(final)
-        if self.output_modality != "arbitrary" or not ends_with_unit_token(self._prompt):
-            return continuation.strip() if final else continuation.lstrip()
-        if self._prompt_tail is None:
-            start = continuation.strip()
-            if not (final or _start_is_known(start)):
-                return None
-            self._prompt_tail = (
-                self._prompt[last_speech_start(self._prompt) :] if starts_with_unit_token(start) else ""
-            )
-        if self._prompt_tail:
-            return self._prompt_tail + continuation
-        return continuation.strip() if final else continuation.lstrip()
+        return whole[len(self._prompt) :] if whole.startswith(self._prompt) else self._decode(new_ids)
 
     def _update(self, final: bool) -> None:
-        content = self._content(final)
-        if content is None:
+        """Splits the new part of the continuation into segments as offline, and sends what became final."""
+        continuation = self._continuation(final)
+        updates = self._splitter.push(continuation[len(self._split) :], final=final)
+        self._split = continuation
+        for update in updates:
+            self._send(update)
+
+    def _send(self, update: SegmentUpdate) -> None:
+        if update.type == TEXT:
+            if update.delta:
+                self._pending.append({"type": "text", "text": update.delta})
             return
-        if self.output_modality == "text":
-            segments = [{"type": "text", "text": content}]
-        elif self.output_modality == "speech":
-            segments = [{"type": "speech", "units": content}]
-        else:
-            segments = parse_generation(content)
-        for index, segment in enumerate(segments):
-            if index == len(self._segments):
-                if self._segments:
-                    self._close(self._segments[-1])
-                self._segments.append(self._new_state(index, segment["type"]))
-            state = self._segments[index]
-            if segment["type"] == "text":
-                delta = segment["text"][state["sent"] :]
-                state["sent"] = len(segment["text"])
-                if delta:
-                    self._pending.append({"type": "text", "text": delta})
+        if update.dropped:
+            self._pending.append({"type": "speech", "units": update.delta})
+            return
+        if self._speech is None:
+            decoder = self.vocoder.chunked_decoder(**self._chunking, context=update.context or None)
+            self._speech = {"decoder": decoder, "context": update.context, "units": ""}
+        speech = self._speech
+        if update.delta:
+            speech["units"] += update.delta
+            self._pending += [self._speech_chunk(chunk) for chunk in speech["decoder"].push(update.delta)]
+        if update.end:
+            self._speech = None
+            if can_vocode(speech["context"] + speech["units"], self.vocoder):
+                self._pending += [self._speech_chunk(chunk) for chunk in speech["decoder"].flush()]
             else:
-                self._push_units(state, segment["units"])
-        if final and self._segments:
-            self._close(self._segments[-1])
+                empty = {"audio": np.zeros(0, dtype=np.float32), "sampling_rate": self.vocoder.config.sampling_rate}
+                self._pending.append({"type": "speech", **empty, "units": speech["units"]})
 
-    def _new_state(self, index: int, kind: str) -> dict:
-        state = {"type": kind, "sent": 0, "decoder": None, "minimum": 0, "context": ""}
-        if kind == "speech" and self.output_modality == "arbitrary":
-            if index == 0 and self._prompt_tail:
-                state["context"] = self._prompt_tail
-                state["sent"] = len(self._prompt_tail)
-                state["minimum"] = MIN_SPEECH_HUBERT_COUNT - 1
-            elif index > 0:
-                state["minimum"] = MIN_SPEECH_HUBERT_COUNT - 1
-        return state
-
-    def _push_units(self, state: dict, units: str) -> None:
-        """Feeds the segment's new unit tokens to its decoder, created once the segment is long enough to keep."""
-        state["units"] = units
-        if state["decoder"] is None:
-            if units[len(state["context"]) :].count("[Hu") < state["minimum"]:
-                return
-            state["decoder"] = SpiritLMChunkedDecoder(self.vocoder, **self._chunking, context=state["context"] or None)
-        new = units[state["sent"] :]
-        state["sent"] = len(units)
-        if new:
-            self._pending += [self._speech_chunk(chunk) for chunk in state["decoder"].push(new)]
-
-    def _close(self, state: dict) -> None:
-        """The segment is complete: flush its audio, or send its units alone."""
-        if state["type"] != "speech":
-            return
-        new_units = state.get("units", "")[len(state["context"]) :]
-        if state["decoder"] is None:
-            self._pending.append({"type": "speech", "units": new_units})
-            return
-        parsed = string_to_units(state["units"])
-        needs_pitch = "pitch" in self.vocoder.config.unit_types
-        if not parsed["hubert"] or (needs_pitch and "pitch" not in parsed):
-            missing = "hubert" if not parsed["hubert"] else "pitch"
-            logger.warning(
-                f"generated speech {new_units[:60]!r} has no {missing} units, which the vocoder needs; returning it "
-                "with empty audio"
-            )
-            empty = {"audio": np.zeros(0, dtype=np.float32), "sampling_rate": self.vocoder.config.sampling_rate}
-            self._pending.append({"type": "speech", **empty, "units": new_units})
-            return
-        self._pending += [self._speech_chunk(chunk) for chunk in state["decoder"].flush()]
-
-    def _speech_chunk(self, chunk) -> dict:
+    def _speech_chunk(self, chunk) -> StreamChunk:
         audio = chunk.waveform.cpu().numpy().astype(np.float32, copy=False)
         return {
             "type": "speech",
@@ -422,13 +354,9 @@ class SpiritLMChunkedDecoder:
         self._duration_reach = vocoder.duration_predictor.right_context
         self.generator = generator
         self._text = ""  # every unit token pushed
-        self._parsed = 0  # characters of `_text` parsed into units
-        self._hubert: list[int] = []
-        self._hubert_ends: list[int] = []  # end character of each hubert token in `_text`
-        self._pitch: list[int | None] = []
-        self._style: list[int | None] = []
-        self._pitch_now: int | None = None
-        self._style_now: int | None = None
+        self._parsed = 0  # characters of `_text` read
+        # `_text` read as string_to_units reads it: a row of unit ids per hubert unit, and where each ends in `_text`.
+        self._reader = UnitStringReader(convert=self._unit_id)
         self._durations: list[int] = []  # final durations of the first units
         self._done_units = 0  # units whose samples were returned
         self._done_frames = 0
@@ -437,7 +365,7 @@ class SpiritLMChunkedDecoder:
         if context:
             self._text = context
             self._parse(final=True)
-        self._context_units, self._context_chars = len(self._hubert), len(self._text)
+        self._context_units, self._context_chars = len(self._reader.hubert), len(self._text)
 
     def push(self, units: str) -> list[SpiritLMAudioChunk]:
         """Appends unit tokens (whole tokens, e.g. `"[St3][Pi7][Hu12]"`); returns the chunks that became final
@@ -456,72 +384,53 @@ class SpiritLMChunkedDecoder:
             return []
         self._parse(final=True)
         self._finished = True
-        if not self._hubert:
+        if not self._reader.hubert:
             raise ValueError("the unit string has no hubert units ('[HuN]'): nothing to synthesise")
-        if "pitch" in self.vocoder.config.unit_types and self._pitch_now is None:
+        if "pitch" in self.vocoder.config.unit_types and self._reader.last["pitch"] is None:
             raise ValueError(
                 "the unit string has no pitch units ('[PiN]'), which this EXPRESSIVE vocoder needs; decode hubert-only "
                 "strings with a BASE vocoder"
             )
-        if "style" in self.vocoder.config.unit_types and self._style_now is None:
-            chooser = self.generator if isinstance(self.generator, random.Random) else random
-            if isinstance(self.generator, int):
-                chooser = random.Random(self.generator)
-            self._style = [chooser.choice(MOST_COMMON_STYLES)] * len(self._style)
+        if "style" in self.vocoder.config.unit_types:
+            self._reader.choose_missing_style(self.generator)
         return self._synthesise(final=True)
 
     def _parse(self, final: bool) -> None:
-        """Reads the new unit tokens of `_text` with the lenient rules of [`string_to_units`]."""
-        text = self._text
-        while self._parsed < len(text):
-            start = text.find("[", self._parsed)
-            if start < 0:
-                self._parsed = len(text)
-                break
-            end = text.find("[", start + 1)
-            if end < 0:
-                if not final and "]" not in text[start:]:
-                    break  # a token still being pushed
-                end = len(text)
-            piece = text[start + 1 : end]
-            self._parsed = end
-            if len(piece) <= 2 or not piece[2].isdigit() or piece[:2] not in ("Hu", "Pi", "St"):
-                continue
-            value = _parse_units(piece[2:-1], "hubert" if piece[:2] == "Hu" else "pitch")[0]
-            if piece.startswith("Hu"):
-                _unit_tensor([value], "", "hubert", self.vocoder.config.num_hubert_units)
-                self._hubert.append(value)
-                self._hubert_ends.append(end)
-                self._pitch.append(self._pitch_now)
-                self._style.append(self._style_now)
-            elif piece.startswith("Pi") and self.vocoder.pitch_embedding is not None:
-                _unit_tensor([value], "", "pitch", self.vocoder.config.num_pitch_units)
-                if self._pitch_now is None:  # units before the first pitch unit take it
-                    self._pitch = [value] * len(self._pitch)
-                self._pitch_now = value
-            elif piece.startswith("St") and self.vocoder.style_embedding is not None:
-                _unit_tensor([value], "", "style", self.vocoder.config.num_style_units)
-                if self._style_now is None:
-                    self._style = [value] * len(self._style)
-                self._style_now = value
+        """Reads the new unit tokens of `_text` as [`string_to_units`] does (`final`: `_text` is complete)."""
+        self._reader.push(self._text[self._parsed :])
+        self._parsed = len(self._text)
+        if final:
+            self._reader.flush()
+
+    def _unit_id(self, stream: str, value: str) -> int | str:
+        """A unit read from the string, checked, as an id; the pitch and style units that a BASE vocoder does not
+        take stay as read, as in `decode_string`."""
+        if stream not in self.vocoder.config.unit_types:
+            return value
+        ids = _parse_units(value, stream)
+        if len(ids) != 1:
+            raise ValueError(f"malformed {stream} unit in the unit string ({value!r}); units look like '[Hu12]'")
+        _unit_tensor(ids, "", stream, getattr(self.vocoder.config, f"num_{stream}_units"))
+        return ids[0]
 
     def _ready(self) -> bool:
         """Whether every unit pushed has its pitch and style (EXPRESSIVE: both first units seen)."""
-        unit_types = self.vocoder.config.unit_types
-        return ("pitch" not in unit_types or self._pitch_now is not None) and (
-            "style" not in unit_types or self._style_now is not None
+        unit_types, last = self.vocoder.config.unit_types, self._reader.last
+        return ("pitch" not in unit_types or last["pitch"] is not None) and (
+            "style" not in unit_types or last["style"] is not None
         )
 
     @torch.no_grad()
     def _synthesise(self, final: bool) -> list[SpiritLMAudioChunk]:
         """The chunks that became final. Their boundaries depend only on the unit string, not on how it was pushed:
         `first_chunk_size` hubert units, then `chunk_size` each, the last chunk taking the rest."""
-        if not self._hubert or not (final or self._ready()):
+        hubert = self._reader.hubert
+        if not hubert or not (final or self._ready()):
             return []
-        num_units = len(self._hubert)
+        num_units = len(hubert)
         stable = num_units if final else num_units - self._duration_reach
         if stable > len(self._durations):
-            durations = self.vocoder.predict_durations(self._hubert).tolist()
+            durations = self.vocoder.predict_durations(hubert).tolist()
             self._durations += durations[len(self._durations) : stable]
         ends = np.cumsum(self._durations) if self._durations else np.zeros(0, dtype=np.int64)
         if self._done_units < self._context_units:
@@ -541,7 +450,7 @@ class SpiritLMChunkedDecoder:
             if available - self._done_units < size:
                 break
             end_unit = self._done_units + size
-            chunks.append(self._chunk(ends, end_unit, self._hubert_ends[end_unit - 1]))
+            chunks.append(self._chunk(ends, end_unit, self._reader.ends[end_unit - 1]))
         if final and (num_units > self._done_units or len(self._text) > self._done_chars):
             chunks.append(self._chunk(ends, num_units, len(self._text)))
         return chunks
@@ -562,11 +471,11 @@ class SpiritLMChunkedDecoder:
             durations = self._durations[units]
             durations[0] -= window_start - (int(ends[first_unit - 1]) if first_unit else 0)
             durations[-1] -= int(ends[last_unit - 1]) - window_end
-            unit_types = vocoder.config.unit_types
+            unit_types, reader = vocoder.config.unit_types, self._reader
             audio = vocoder(
-                torch.tensor([self._hubert[units]]),
-                torch.tensor([self._pitch[units]]) if "pitch" in unit_types else None,
-                torch.tensor([self._style[units]]) if "style" in unit_types else None,
+                torch.tensor([reader.hubert[units]]),
+                torch.tensor([reader.pitch[units]]) if "pitch" in unit_types else None,
+                torch.tensor([reader.style[units]]) if "style" in unit_types else None,
                 speaker_id=self.speaker_id,
                 style_id=self.style_id,
                 durations=torch.tensor([durations]),
@@ -576,28 +485,6 @@ class SpiritLMChunkedDecoder:
         chunk = SpiritLMAudioChunk(units=self._text[self._done_chars : chars], waveform=waveform)
         self._done_units, self._done_frames, self._done_chars = end_unit, end_frame, chars
         return chunk
-
-
-def _stable_prefix(text: str) -> str:
-    """`text` without the end that the next tokens may still change: an opening `[` that may become a unit or marker
-    token, trailing whitespace (stripped at the end)."""
-    end = len(text)
-    bracket = text.rfind("[", 0, end)
-    if bracket >= 0:
-        after = text[bracket + 1 : end]
-        if "]" not in after and (
-            any(after.startswith(prefix) or prefix.startswith(after) for prefix in _UNIT_PREFIXES)
-            or any(marker.startswith(after) for marker in _MARKERS)
-        ):
-            end = bracket
-    return text[:end].rstrip()
-
-
-def _start_is_known(text: str) -> bool:
-    """Whether more text can still change `starts_with_unit_token(text)`."""
-    if text and not text.startswith("["):
-        return True
-    return len(text) > 10 or (len(text) > 4 and "]" in text[4:11])
 
 
 __all__ = ["SpiritLMAudioChunk", "SpiritLMChunkedDecoder", "SpiritLMStopOnCancel", "SpiritLMStreamer"]

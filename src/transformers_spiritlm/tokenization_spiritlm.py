@@ -13,10 +13,9 @@ from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerBase, TokenizersBackend
 
 from .configuration_spiritlm import SpiritLMConfig
+from .modalities import SPEECH_MARKER, TEXT_MARKER
 
 
-TEXT_MARKER = "[Text]"
-SPEECH_MARKER = "[Speech]"
 SPIECE_UNDERLINE = "\u2581"
 LLAMA_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
 # Unicode noncharacters, never produced by decoding: mark unit boundaries inside the decoder.

@@ -1,13 +1,18 @@
-"""The SPIRIT LM unit string format, e.g. `"[St71][Pi39][Hu99][Hu49]"` (pure python).
+"""The SPIRIT LM unit string format, e.g. `"[St71][Pi39][Hu99][Hu49]"`, and the grammar of SPIRIT LM strings (pure
+python).
 
-`units_to_string` merges the hubert, pitch and style streams into one string ordered by time; `string_to_units`
-turns a (generated) string back into per-stream units, pre-expanded to one entry per hubert unit. Both give the
-same output as the official functions on the same input, edge cases included.
+[`UnitStringTokenizer`] reads a string, whole or as it is generated, into text, marker and unit tokens: the package
+reads SPIRIT LM strings with it and nothing else. `units_to_string` merges the hubert, pitch and style streams into
+one string ordered by time; `string_to_units` ([`UnitStringReader`] as the string grows) turns a (generated) string
+back into per-stream units, pre-expanded to one entry per hubert unit. Both give the same output as the official
+functions on the same input, edge cases included.
 """
 
 import random
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from .modalities import MARKERS, SPEECH_MARKER, TEXT_MARKER
 
 
 UNIT_PREFIXES = {"hubert": "Hu", "pitch": "Pi", "style": "St"}
@@ -16,8 +21,10 @@ DEFAULT_RATES = {"hubert": 24.99, "pitch": 12.5, "style": 1.0}
 # Styles the official decoder picks from when a string has pitch units but no style unit.
 MOST_COMMON_STYLES = (71, 68, 98)
 
-_STRICT_UNIT = re.compile(r"\[(Hu|Pi|St)(\d+)\]")
-_PREFIX_TO_TYPE = {prefix: unit_type for unit_type, prefix in UNIT_PREFIXES.items()}
+_PREFIX_TO_STREAM = {prefix: stream for stream, prefix in UNIT_PREFIXES.items()}
+# What may follow a "[" that is still to become a unit or a marker token.
+_UNIT_OPENERS = tuple(UNIT_PREFIXES.values())
+_MARKER_OPENERS = tuple(marker[1:] for marker in MARKERS.values())
 
 
 def _as_unit_list(values: str | Sequence[int] | Sequence[str]) -> list[str]:
@@ -26,10 +33,10 @@ def _as_unit_list(values: str | Sequence[int] | Sequence[str]) -> list[str]:
     return [str(int(value)) if not isinstance(value, str) else value for value in values]
 
 
-def _timed_tokens(values: list[str], prefix: str, rate: float, dedup: bool) -> list[tuple[str, float]]:
+def _timed_tokens(values: list[str], prefix: str, rate: float, dedup: bool, offset: int) -> list[tuple[str, float]]:
     timed = []
     previous = None
-    for index, value in enumerate(values):
+    for index, value in enumerate(values, start=offset):
         if not dedup or value != previous:
             timed.append((f"[{prefix}{value}]", index / rate))
         previous = value
@@ -46,6 +53,7 @@ def units_to_string(
     hubert_dedup: bool = True,
     pitch_dedup: bool = True,
     style_dedup: bool = False,
+    offsets: Mapping[str, int] | None = None,
 ) -> str:
     """
     Merges unit streams into one SPIRIT LM unit string, ordered by timestamp (unit index / rate).
@@ -58,6 +66,8 @@ def units_to_string(
         hubert_rate, pitch_rate, style_rate: units per second of each stream (official: 24.99, 12.5, 1).
         hubert_dedup, pitch_dedup, style_dedup: drop consecutive repeats in a stream (official: hubert and pitch yes,
             style no).
+        offsets: index of each stream's first unit in a longer utterance, when `units` are a time span of it: the
+            timestamps count from there (default 0).
 
     Returns:
         The unit string, e.g. `"[St81][Pi13][Hu78][Hu42]"`. At equal timestamps style comes before pitch before
@@ -67,34 +77,249 @@ def units_to_string(
         raise ValueError(f"units must contain a 'hubert' stream; got keys {sorted(units)}")
     has_pitch = "pitch" in units if has_pitch is None else has_pitch
     has_style = "style" in units if has_style is None else has_style
+    offsets = offsets or {}
     timed: list[tuple[str, float]] = []
     if has_style:
-        timed += _timed_tokens(_as_unit_list(units["style"]), "St", style_rate, style_dedup)
+        timed += _timed_tokens(_as_unit_list(units["style"]), "St", style_rate, style_dedup, offsets.get("style", 0))
     if has_pitch:
-        timed += _timed_tokens(_as_unit_list(units["pitch"]), "Pi", pitch_rate, pitch_dedup)
-    timed += _timed_tokens(_as_unit_list(units["hubert"]), "Hu", hubert_rate, hubert_dedup)
+        timed += _timed_tokens(_as_unit_list(units["pitch"]), "Pi", pitch_rate, pitch_dedup, offsets.get("pitch", 0))
+    hubert_offset = offsets.get("hubert", 0)
+    timed += _timed_tokens(_as_unit_list(units["hubert"]), "Hu", hubert_rate, hubert_dedup, hubert_offset)
     # sorted() is stable: ties keep the style, pitch, hubert insertion order.
     return "".join(token for token, _ in sorted(timed, key=lambda item: item[1]))
 
 
+class UnitStringToken(NamedTuple):
+    """
+    One token of a SPIRIT LM string (see [`UnitStringTokenizer`]).
+
+    Args:
+        kind: `"text"`, `"marker"` (`[Text]`, `[Speech]`) or `"unit"` (what the official parser reads as speech).
+        text: its characters; the tokens of a string join into it.
+        stream: for a unit token, `"hubert"`, `"pitch"` or `"style"`; `None` for the characters that an unclosed unit
+            token makes the official parser read as speech, and for other kinds.
+    """
+
+    kind: str
+    text: str
+    stream: str | None = None
+
+    @property
+    def unit(self) -> int | None:
+        """The unit id of a well-formed unit token (`[Hu12]` -> 12), else `None`."""
+        if self.stream is None or not self.text.endswith("]") or not self.text[3:-1].isdecimal():
+            return None
+        return int(self.text[3:-1])
+
+
+class UnitStringTokenizer:
+    """
+    Reads a SPIRIT LM string, whole or piece by piece as it is generated, into [`UnitStringToken`]s, with the grammar
+    of the official parser of generations:
+
+    - `[Text]` and `[Speech]` are `"marker"` tokens;
+    - `[Hu`, `[Pi` and `[St` open a `"unit"` token, which runs to the next `]`. An unclosed one ends before the next
+      `[` (or at the end); the official parser then reads on up to the next `]`: those characters come as `"unit"`
+      tokens with `stream=None` (`[Hu1[x]y` is `[Hu1`, `[x]`, then the text `y`);
+    - everything else is `"text"`: runs without `[`, and a `[` that opens neither a marker nor a unit.
+
+    A token starts at every `[`. [`~UnitStringTokenizer.push`] returns the tokens that no later character can change:
+    text as it comes (one run of text may come as several tokens), a marker or unit once complete. What it holds
+    back, a `[` that may still open a marker or a unit and an unfinished unit, is `pending` until
+    [`~UnitStringTokenizer.flush`] ends the string.
+
+    ```python
+    >>> tokenizer = UnitStringTokenizer()
+    >>> tokenizer.push("Hi[Speech][Hu12][Hu")
+    [UnitStringToken(kind='text', text='Hi', stream=None), UnitStringToken(kind='marker', text='[Speech]', stream=None),
+     UnitStringToken(kind='unit', text='[Hu12]', stream='hubert')]
+    >>> tokenizer.pending
+    '[Hu'
+    ```
+    """
+
+    def __init__(self):
+        self.pending = ""
+        self._in_unit = False  # after an unclosed unit token, until the next "]"
+
+    def push(self, text: str) -> list[UnitStringToken]:
+        """Appends `text`; returns the tokens completed."""
+        self.pending += text
+        return self._read(final=False)
+
+    def flush(self) -> list[UnitStringToken]:
+        """Ends the string: returns the held-back tokens, read as final."""
+        tokens = self._read(final=True)
+        self._in_unit = False
+        return tokens
+
+    def _read(self, final: bool) -> list[UnitStringToken]:
+        tokens = []
+        while self.pending:
+            token = self._next_token(self.pending, final)
+            if token is None:
+                break
+            tokens.append(token)
+            self.pending = self.pending[len(token.text) :]
+        return tokens
+
+    def _next_token(self, text: str, final: bool) -> UnitStringToken | None:
+        """The token at the start of `text`, or `None` while more characters can change it."""
+        end = text.find("[", 1)
+        end = len(text) if end < 0 else end
+        stream = _PREFIX_TO_STREAM.get(text[1:3]) if text.startswith("[") else None
+        if stream is not None:
+            close = text.find("]", 3, end)
+            if close >= 0:
+                self._in_unit = False
+                return UnitStringToken("unit", text[: close + 1], stream)
+            if end == len(text) and not final:
+                return None
+            self._in_unit = True
+            return UnitStringToken("unit", text[:end], stream)
+        if text.startswith("[") and not final and end == len(text):
+            opened = text[1:]
+            openers = _UNIT_OPENERS if self._in_unit else _UNIT_OPENERS + _MARKER_OPENERS
+            if any(opener.startswith(opened) and opener != opened for opener in openers):
+                return None  # may still become a unit or a marker
+        if self._in_unit:
+            close = text.find("]", 0, end)
+            if close >= 0:
+                self._in_unit = False
+                end = close + 1
+            return UnitStringToken("unit", text[:end])
+        for marker in (TEXT_MARKER, SPEECH_MARKER):
+            if text.startswith(marker):
+                return UnitStringToken("marker", marker)
+        return UnitStringToken("text", text[:end])
+
+
+def tokenize(string: str) -> list[UnitStringToken]:
+    """The [`UnitStringToken`]s of a whole string."""
+    tokenizer = UnitStringTokenizer()
+    return tokenizer.push(string) + tokenizer.flush()
+
+
+class UnitStringReader:
+    """
+    [`string_to_units`] on a string that grows: push pieces of a unit string (from a generation, say) and read its
+    units, one row per hubert unit, as they arrive.
+
+    Lenient, as the official parser, which splits the string at every `[`: a piece counts when it starts with `Hu`,
+    `Pi` or `St` and a digit, and its value is the rest of it without the last character: `12` for `[Hu12]`, but
+    `12]a` for `[Hu12]ab[` (text after a unit) and `1` for `[Hu12[` (an unclosed one). Other pieces are skipped.
+    Each hubert unit takes the last pitch and style unit before it; the rows before the first pitch (style) unit
+    take that one.
+
+    Args:
+        duplicate_hubert_for_multiple_pitch: repeat the previous hubert unit for each pitch unit that directly
+            follows a pitch unit (official option).
+        convert: called as `convert(stream, value)` on each value read, e.g. to check it and make it an `int`; the
+            rows hold what it returns. Default: the official strings.
+
+    Attributes:
+        hubert, pitch, style (`list`): one value per hubert unit (`None` while no unit of that stream came).
+        ends (`list[int]`): for each row, the end of the token that made it, in characters pushed.
+        last (`dict`): the last value of each stream, `None` before its first one.
+    """
+
+    def __init__(
+        self, duplicate_hubert_for_multiple_pitch: bool = False, convert: Callable[[str, str], Any] | None = None
+    ):
+        self.duplicate_hubert_for_multiple_pitch = duplicate_hubert_for_multiple_pitch
+        self.convert = convert or (lambda stream, value: value)
+        self.hubert: list = []
+        self.pitch: list = []
+        self.style: list = []
+        self.ends: list[int] = []
+        self.last: dict = dict.fromkeys(UNIT_PREFIXES)
+        self._tokenizer = UnitStringTokenizer()
+        self._position = 0
+        self._previous_is_pitch = False
+        self._piece: str | None = ""  # the piece being read, while it may be a unit
+        self._rows: list[int] | None = None  # the rows that hold its value, once read
+
+    def push(self, text: str) -> None:
+        """Reads the units that `text` completes."""
+        for token in self._tokenizer.push(text):
+            self._read(token)
+
+    def flush(self) -> None:
+        """Ends the string: reads a unit token still open at its end."""
+        for token in self._tokenizer.flush():
+            self._read(token)
+
+    def choose_missing_style(self, generator: random.Random | int | None = None) -> None:
+        """When the string has pitch units but no style unit, gives every row one of the `MOST_COMMON_STYLES` at
+        random, as the official decoder does; `generator` (a `random.Random` or a seed) makes the choice
+        reproducible, `None` uses the global `random` module like the official code."""
+        if self.last["pitch"] is None or self.last["style"] is not None:
+            return
+        chooser = generator if isinstance(generator, random.Random) else random
+        if isinstance(generator, int):
+            chooser = random.Random(generator)
+        self._set("style", str(chooser.choice(MOST_COMMON_STYLES)), [])
+
+    def _read(self, token: UnitStringToken) -> None:
+        self._position += len(token.text)
+        # The official parser splits the string at every "[" and reads each piece, the first one included.
+        if token.text.startswith("["):
+            self._piece, self._rows = token.text[1:], None
+        elif self._piece is not None:
+            self._piece += token.text
+        if self._piece is None:
+            return
+        stream = _PREFIX_TO_STREAM.get(self._piece[:2])
+        if stream is None or len(self._piece) < 3 or not self._piece[2].isdigit():
+            if len(self._piece) >= 3:
+                self._piece = None  # not a unit, whatever follows
+            return
+        if self._rows is None:
+            self._rows = self._add(stream, self._piece[2:-1])
+        else:  # text after the unit, before the next "[": its value runs on
+            self._set(stream, self._piece[2:-1], self._rows)
+
+    def _add(self, stream: str, value: str) -> list[int]:
+        """Reads one unit; returns the rows that hold its value."""
+        rows = []
+        duplicate = self.duplicate_hubert_for_multiple_pitch and self._previous_is_pitch
+        if stream == "hubert" or (stream == "pitch" and duplicate):
+            self.hubert.append(self.last["hubert"])
+            self.pitch.append(self.last["pitch"])
+            self.style.append(self.last["style"])
+            self.ends.append(self._position)
+            rows.append(len(self.hubert) - 1)
+        if stream != "style":
+            self._previous_is_pitch = stream == "pitch"
+        return self._set(stream, value, rows)
+
+    def _set(self, stream: str, value: str, rows: list[int]) -> list[int]:
+        """Gives `rows` and the stream's last value `value`; the first unit of a stream also goes to the rows before
+        it."""
+        value = self.convert(stream, value)
+        column = getattr(self, stream)
+        if self.last[stream] is None:
+            rows = [row for row, old in enumerate(column) if old is None]
+        for row in rows:
+            column[row] = value
+        self.last[stream] = value
+        return rows
+
+
 def _check_strict(string: str, num_units: Mapping[str, int]) -> None:
     position = 0
-    for match in _STRICT_UNIT.finditer(string):
-        if match.start() != position:
-            break
-        unit_type = _PREFIX_TO_TYPE[match.group(1)]
-        value = int(match.group(2))
-        if value >= num_units[unit_type]:
+    for token in tokenize(string):
+        if token.unit is None:
             raise ValueError(
-                f"unit {match.group(0)!r} at character {match.start()} is out of range: {unit_type} units go from 0 "
-                f"to {num_units[unit_type] - 1}"
+                f"malformed unit string at character {position}: {string[position : position + 20]!r}; expected "
+                "only '[HuN]', '[PiN]' and '[StN]' tokens (pass strict=False for the official lenient parsing)"
             )
-        position = match.end()
-    if position != len(string):
-        raise ValueError(
-            f"malformed unit string at character {position}: {string[position : position + 20]!r}; expected only "
-            "'[HuN]', '[PiN]' and '[StN]' tokens (pass strict=False for the official lenient parsing)"
-        )
+        if token.unit >= num_units[token.stream]:
+            raise ValueError(
+                f"unit {token.text!r} at character {position} is out of range: {token.stream} units go from 0 to "
+                f"{num_units[token.stream] - 1}"
+            )
+        position += len(token.text)
 
 
 def string_to_units(
@@ -134,49 +359,24 @@ def string_to_units(
         raise TypeError(f"string_to_units expects a str, got {type(string).__name__}")
     if strict:
         _check_strict(string, {**DEFAULT_NUM_UNITS, **(num_units or {})})
-    hubert: list[str | None] = []
-    pitch: list[str | None] = []
-    style: list[str | None] = []
-    previous_hubert = first_hubert = None
-    previous_pitch = first_pitch = None
-    previous_style = first_style = None
-    previous_is_pitch = False
-    for piece in string.split("["):
-        if len(piece) <= 2 or not piece[2].isdigit():
-            continue
-        value = piece[2:-1]
-        if piece.startswith("Hu"):
-            hubert.append(value)
-            pitch.append(previous_pitch)
-            style.append(previous_style)
-            previous_is_pitch = False
-            previous_hubert = value
-            if first_hubert is None:
-                first_hubert = value
-        elif piece.startswith("St"):
-            if previous_style is None:
-                first_style = value
-            previous_style = value
-        elif piece.startswith("Pi"):
-            if duplicate_hubert_for_multiple_pitch and previous_is_pitch:
-                hubert.append(previous_hubert)
-                pitch.append(value)
-                style.append(previous_style)
-            if previous_pitch is None:
-                first_pitch = value
-            previous_pitch = value
-            previous_is_pitch = True
-    if first_pitch is not None and first_style is None:
-        chooser = generator if isinstance(generator, random.Random) else random
-        if isinstance(generator, int):
-            chooser = random.Random(generator)
-        first_style = str(chooser.choice(MOST_COMMON_STYLES))
-    units = {"hubert": " ".join(first_hubert if value is None else value for value in hubert)}
-    if first_pitch is not None:
-        units["pitch"] = " ".join(first_pitch if value is None else value for value in pitch)
-    if first_style is not None:
-        units["style"] = " ".join(first_style if value is None else value for value in style)
+    reader = UnitStringReader(duplicate_hubert_for_multiple_pitch)
+    reader.push(string)
+    reader.flush()
+    reader.choose_missing_style(generator)
+    units = {"hubert": " ".join(reader.hubert)}
+    for stream in ("pitch", "style"):
+        if reader.last[stream] is not None:
+            units[stream] = " ".join(getattr(reader, stream))
     return units
 
 
-__all__ = ["units_to_string", "string_to_units", "MOST_COMMON_STYLES"]
+__all__ = [
+    "MOST_COMMON_STYLES",
+    "UNIT_PREFIXES",
+    "UnitStringReader",
+    "UnitStringToken",
+    "UnitStringTokenizer",
+    "string_to_units",
+    "tokenize",
+    "units_to_string",
+]

@@ -25,6 +25,7 @@ from transformers import Pipeline, pipeline
 from transformers.utils import logging
 
 from .audio import check_sampling_rate, read_audio_file, read_audio_info
+from .modalities import OUTPUT_MODALITIES, SPEECH
 
 
 logger = logging.get_logger(__name__)
@@ -35,7 +36,6 @@ DEFAULT_MAX_UPLOAD_MB = 20.0
 # SPIRIT LM's 4,096 positions. The pipeline refuses whatever still does not fit.
 DEFAULT_MAX_AUDIO_SECONDS = 60.0
 DEFAULT_MAX_TEXT_CHARS = 10_000
-OUTPUT_MODALITIES = ("speech", "text", "arbitrary")
 PROMPT_ORDERS = ("speech, then text", "text, then speech")
 
 
@@ -114,9 +114,9 @@ def build_app(
                 )
                 text_in = gr.Textbox(label="Written question", lines=2, elem_id="question-text")
                 order = gr.Radio(list(PROMPT_ORDERS), value=PROMPT_ORDERS[0], label="Prompt order", elem_id="order")
-                modality = gr.Radio(
-                    list(OUTPUT_MODALITIES), value="speech", label="Answer as", elem_id="output-modality"
-                )
+                # The default answer, speech, comes first.
+                answer_modalities = sorted(OUTPUT_MODALITIES, key=lambda output_modality: output_modality != SPEECH)
+                modality = gr.Radio(answer_modalities, value=SPEECH, label="Answer as", elem_id="output-modality")
                 speaker = gr.Dropdown(_speaker_choices(pipe), value=_default_speaker(pipe), label="Voice")
                 with gr.Accordion("Sampling", open=False):
                     sample = gr.Checkbox(value=True, label="Sample (off: greedy)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..modalities import OUTPUT_MODALITIES
 from ..units import string_to_units
 from .common import add_device_argument, describe_segment, load_pipeline, write_wav
 
@@ -176,7 +177,7 @@ def add_parser(commands) -> None:
     generate.add_argument(
         "--output-modality",
         default="arbitrary",
-        choices=("text", "speech", "arbitrary"),
+        choices=OUTPUT_MODALITIES,
         help="what to generate; 'arbitrary' lets the model switch (default: %(default)s)",
     )
     generate.add_argument(

@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..generation import check_context_length
-from ..tokenization_spiritlm import SPEECH_MARKER, TEXT_MARKER
+from ..modalities import MARKERS, SEGMENT_TYPES, SPEECH, SPEECH_MARKER, TEXT, TEXT_MARKER
 from ..units import units_to_string
 
 
@@ -20,7 +20,7 @@ def _last_modality(string: str, previous: str | None) -> str | None:
     text, speech = string.rfind(TEXT_MARKER), string.rfind(SPEECH_MARKER)
     if text == speech == -1:
         return previous
-    return "text" if text > speech else "speech"
+    return TEXT if text > speech else SPEECH
 
 
 def _speech_string(segment: Mapping, speech_tokenizer) -> str:
@@ -58,11 +58,11 @@ def render_segments(item, speech_tokenizer=None, previous_modality: str | None =
     modality = previous_modality
     for index, segment in enumerate(segments):
         kind = segment.get("type") if isinstance(segment, Mapping) else None
-        if kind not in ("text", "speech"):
+        if kind not in SEGMENT_TYPES:
             raise ValueError(f"segment #{index} must be a dict with 'type' 'text' or 'speech', got {segment!r}")
         if kind != modality:
-            pieces.append(TEXT_MARKER if kind == "text" else SPEECH_MARKER)
-        pieces.append(segment["text"] if kind == "text" else _speech_string(segment, speech_tokenizer))
+            pieces.append(MARKERS[kind])
+        pieces.append(segment["text"] if kind == TEXT else _speech_string(segment, speech_tokenizer))
         modality = kind
     return "".join(pieces)
 

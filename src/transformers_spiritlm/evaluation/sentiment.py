@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..audio import resample
+from ..modalities import SEGMENT_TYPES
 
 
 SENTIMENTS = ("negative", "neutral", "positive")
@@ -32,7 +33,7 @@ class SentimentClassifier:
     """
 
     def __init__(self, model, preprocessor, modality: str, label_map: Mapping[str, str] | None = None):
-        if modality not in ("text", "speech"):
+        if modality not in SEGMENT_TYPES:
             raise ValueError(f"modality must be 'text' or 'speech', got {modality!r}")
         self.model, self.preprocessor, self.modality = model.eval(), preprocessor, modality
         table = dict(EXPRESSO_EMOTION_TO_SENTIMENT if modality == "speech" and label_map is None else {})
