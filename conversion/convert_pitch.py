@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import yaml
 
+from transformers_spiritlm.conversion import ConversionError
 from transformers_spiritlm.speech_tokenizer.fcpe import FCPEConfig
 from transformers_spiritlm.speech_tokenizer.pitch import PitchUnitEncoder, PitchUnitEncoderConfig
 
@@ -32,10 +33,6 @@ from transformers_spiritlm.speech_tokenizer.pitch import PitchUnitEncoder, Pitch
 FCPE_ASSET = "torchfcpe/assets/fcpe_c_v001.pt"
 FCPE_DOWNLOAD_HINT = "get it with `pip download torchfcpe==0.0.4 --no-deps -d DIR` and pass --fcpe-checkpoint DIR"
 VQVAE_FEATURES = ("f0_interp,vuv", "f0,vuv", "norm_f0_interp,vuv", "norm_f0,vuv")
-
-
-class ConversionError(ValueError):
-    """A missing, unreadable or unsupported official file; the message says which and what to do."""
 
 
 def _torch_load(source, name: str) -> dict:

@@ -194,7 +194,7 @@ def test_conversion_errors_are_one_line_and_clear(checkpoint, tmp_path):
 
 
 def test_cli_writes_config_and_safetensors(checkpoint, converted, tmp_path):
-    main(["--checkpoints-dir", str(checkpoint), "--output-dir", str(tmp_path)])
+    assert main(["--checkpoints-dir", str(checkpoint), "--output-dir", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "config.json").read_text()) == converted[1]
     assert load_file(str(tmp_path / "model.safetensors")).keys() == converted[0].keys()
     with pytest.raises(SystemExit, match="error: no style encoder folder"):

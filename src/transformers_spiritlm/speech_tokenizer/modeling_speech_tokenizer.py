@@ -71,7 +71,6 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     """
 
     config: SpiritLMSpeechTokenizerConfig
-    config_class = SpiritLMSpeechTokenizerConfig
     base_model_prefix = "speech_tokenizer"
     main_input_name = "input_values"
     input_modalities = "audio"
