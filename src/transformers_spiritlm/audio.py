@@ -13,7 +13,9 @@ same filter taps that keeps memory and work proportional to the output.
 import io
 import math
 import os
+import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -261,6 +263,30 @@ def read_audio_file(path: str | os.PathLike | io.BytesIO) -> tuple[torch.Tensor,
     return torch.from_numpy(data.T.copy()), sampling_rate
 
 
+def wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:
+    """`audio` (float samples, clipped to [-1, 1]) as the bytes of a 16-bit PCM WAV file."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sampling_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -> None:
+    """
+    Writes `audio` (float samples, clipped to [-1, 1]) to `path` as 16-bit PCM: WAV, or the format its suffix names
+    if libsndfile writes it. The samples go to a temporary file beside `path`, renamed over it once complete, so
+    `path` never holds a partial file. Creates the missing parent folders.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # soundfile creates the file (usual permissions) and reads the format from the kept suffix.
+    staging = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    try:
+        soundfile.write(staging, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 def check_sampling_rate(sampling_rate, source: str) -> int:
     """`sampling_rate` as an int; a `TypeError` / `ValueError` naming `source` unless it is a whole number of Hz from
     `MIN_SAMPLING_RATE` to `MAX_SAMPLING_RATE`."""
@@ -401,4 +427,6 @@ __all__ = [
     "read_audio_info",
     "resample",
     "to_float_waveform",
+    "wav_bytes",
+    "write_wav",
 ]
