@@ -238,3 +238,15 @@ def test_write_wav_replaces_the_file_only_once_complete(tmp_path):
             write(output, np.zeros((2, 2, 2), np.float32), 16000)
         assert output.read_bytes() == b"kept"  # a failed write leaves the old file and no temporary one
         assert [path.name for path in output.parent.iterdir()] == ["out.wav"]
+
+
+def test_check_waveform_batch_gives_one_message_for_every_model():
+    waveform, mask = audio_module.check_waveform_batch(torch.zeros(5), "Model", torch.ones(5))
+    assert waveform.shape == (1, 5) and mask.shape == (1, 5)
+    with pytest.raises(TypeError, match=r"^Model expects a float torch.Tensor of samples in \[-1, 1\], got list; x$"):
+        audio_module.check_waveform_batch([0.0], "Model", hint="; x")
+    with pytest.raises(TypeError, match=r"got dtype torch.int16; divide int16 PCM by 32768 \(`audio / 32768`\)$"):
+        audio_module.check_waveform_batch(torch.zeros(5, dtype=torch.int16), "Model")
+    for shape in ((1, 2, 5), (0, 5)):
+        with pytest.raises(ValueError, match=rf"got shape \({shape[0]}, .*average the channels to mono first$"):
+            audio_module.check_waveform_batch(torch.zeros(shape), "Model")

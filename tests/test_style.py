@@ -119,7 +119,7 @@ def test_short_and_bad_input_raise_clear_errors(encoder):
             encoder(broken)
     with pytest.raises(TypeError, match="divide int16 PCM by 32768"):
         encoder((audio * 32767).to(torch.int16))
-    with pytest.raises(ValueError, match="average channels to mono"):
+    with pytest.raises(ValueError, match="average the channels to mono"):
         encoder(audio.reshape(1, 2, -1))
     with pytest.raises(ValueError, match="right-padded"):
         encoder(audio[None], attention_mask=torch.ones(1, len(audio)).index_fill(1, torch.tensor([5]), 0))

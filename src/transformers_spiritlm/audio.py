@@ -263,6 +263,34 @@ def read_audio_file(path: str | os.PathLike | io.BytesIO) -> tuple[torch.Tensor,
     return torch.from_numpy(data.T.copy()), sampling_rate
 
 
+def check_waveform_batch(
+    input_values: torch.Tensor, caller: str, attention_mask: torch.Tensor | None = None, hint: str = ""
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """
+    Checks the float waveforms a model's forward takes: `(samples,)` or `(batch_size, samples)`, mono, in [-1, 1].
+    Returns them as `(batch_size, samples)`, with a one-row `attention_mask` reshaped alike. `hint` ends the type
+    errors (where else to pass other audio).
+    """
+    if not isinstance(input_values, torch.Tensor):
+        raise TypeError(
+            f"{caller} expects a float torch.Tensor of samples in [-1, 1], got {type(input_values).__name__}{hint}"
+        )
+    if not input_values.is_floating_point():
+        raise TypeError(
+            f"{caller} expects a float tensor of samples in [-1, 1], got dtype {input_values.dtype}; divide int16 PCM "
+            f"by 32768 (`audio / 32768`){hint}"
+        )
+    if input_values.dim() == 1:
+        input_values = input_values[None]
+        attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
+    if input_values.dim() != 2 or input_values.shape[0] == 0:
+        raise ValueError(
+            f"{caller} expects a (samples,) or (batch_size, samples) mono waveform with batch_size >= 1, got shape "
+            f"{tuple(input_values.shape)}; average the channels to mono first"
+        )
+    return input_values, attention_mask
+
+
 def wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:
     """`audio` (float samples, clipped to [-1, 1]) as the bytes of a 16-bit PCM WAV file."""
     buffer = io.BytesIO()
@@ -420,6 +448,7 @@ __all__ = [
     "MIN_SAMPLING_RATE",
     "AudioInput",
     "check_sampling_rate",
+    "check_waveform_batch",
     "is_audio_batch",
     "load_audio",
     "prepare_audio",

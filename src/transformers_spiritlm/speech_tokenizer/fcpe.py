@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..audio import check_waveform_batch
 from ..configuration_spiritlm import FCPEConfig
 
 
@@ -273,20 +274,7 @@ def check_waveforms(
     input_values: torch.Tensor, lengths: torch.Tensor | None, caller: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate a right-padded batch of float waveforms; return it as `(batch, samples)` with `(batch,)` lengths."""
-    if not isinstance(input_values, torch.Tensor):
-        raise TypeError(f"{caller} expects a torch.Tensor waveform, got {type(input_values).__name__}")
-    if not input_values.is_floating_point():
-        raise TypeError(
-            f"{caller} expects a float waveform in [-1, 1], got dtype {input_values.dtype}; "
-            "convert int16 PCM with `audio / 32768`"
-        )
-    if input_values.ndim == 1:
-        input_values = input_values[None]
-    if input_values.ndim != 2:
-        raise ValueError(
-            f"{caller} expects a (samples,) or (batch, samples) mono waveform, got shape {tuple(input_values.shape)}; "
-            "average the channels first"
-        )
+    input_values, _ = check_waveform_batch(input_values, caller)
     if lengths is None:
         lengths = torch.full((input_values.shape[0],), input_values.shape[1], dtype=torch.long)
     lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()

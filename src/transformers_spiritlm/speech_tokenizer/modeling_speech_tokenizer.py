@@ -7,7 +7,7 @@ import torch
 from transformers import HubertModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ..audio import AudioInput, is_audio_batch, prepare_audio
+from ..audio import AudioInput, check_waveform_batch, is_audio_batch, prepare_audio
 from ..configuration_spiritlm import SpiritLMSpeechTokenizerConfig
 from ..modeling_spiritlm import SpiritLMLoadingMixin
 from ..units import units_to_string
@@ -241,19 +241,9 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     def _check_inputs(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.LongTensor]:
-        if not isinstance(input_values, torch.Tensor) or not input_values.is_floating_point():
-            raise TypeError(
-                "input_values must be a float tensor of 16 kHz samples in [-1, 1]; use encode_units for paths, "
-                "arrays or int PCM"
-            )
-        if input_values.dim() == 1:
-            input_values = input_values[None]
-            attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
-        if input_values.dim() != 2:
-            raise ValueError(
-                f"input_values must be (batch_size, samples), got shape {tuple(input_values.shape)}; "
-                "average channels to mono first"
-            )
+        input_values, attention_mask = check_waveform_batch(
+            input_values, type(self).__name__, attention_mask, "; use encode_units for paths, arrays or int PCM"
+        )
         input_values = input_values.to(self.device)
         positions = torch.arange(input_values.shape[1], device=self.device)
         if attention_mask is None:
