@@ -11,8 +11,8 @@ from ..audio import AudioInput, check_waveform_batch, is_audio_batch, prepare_au
 from ..configuration_spiritlm import SpiritLMSpeechTokenizerConfig
 from ..modeling_spiritlm import SpiritLMLoadingMixin
 from ..units import units_to_string
-from .hubert import HubertUnitQuantizer, fill_blank_units, hubert_layer_features
-from .pitch import PitchUnitEncoder
+from .hubert import SpiritLMHubertUnitQuantizer, fill_blank_units, hubert_layer_features
+from .pitch import SpiritLMPitchUnitEncoder
 from .style import SpiritLMStyleEncoder
 
 
@@ -49,8 +49,8 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     SPIRIT LM speech tokenizer: audio → 25 Hz HuBERT units (BASE), + 12.5 Hz pitch and 1 Hz style units (EXPRESSIVE),
     the units of the official `SpiritLMTokenizer` on the same weights. A stock `HubertModel` (`hubert.*`) computes
     the layer-11 features, an MLP (`quantizer.*`) picks a unit per frame. With `config.pitch_config`, a
-    [`PitchUnitEncoder`] (`pitch_encoder.*`: FCPE F0 + VQ-VAE encoder, always float32) adds the pitch units; with
-    `config.style_config`, a [`SpiritLMStyleEncoder`] (`style_encoder.*`) the style units. Each encoder gets the
+    [`SpiritLMPitchUnitEncoder`] (`pitch_encoder.*`: FCPE F0 + VQ-VAE encoder, always float32) adds the pitch units;
+    with `config.style_config`, a [`SpiritLMStyleEncoder`] (`style_encoder.*`) the style units. Each encoder gets the
     raw 16 kHz chunk and normalises it itself, as the official ones do.
 
     Long audio is encoded like the official code: in consecutive chunks of `config.max_chunk_samples` (100 s), each
@@ -82,10 +82,10 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     def __init__(self, config: SpiritLMSpeechTokenizerConfig):
         super().__init__(config)
         self.hubert = HubertModel(config.hubert_config)
-        self.quantizer = HubertUnitQuantizer(
+        self.quantizer = SpiritLMHubertUnitQuantizer(
             config.hubert_config.hidden_size, list(config.quantizer_hidden_sizes), config.num_hubert_units
         )
-        self.pitch_encoder = None if config.pitch_config is None else PitchUnitEncoder(config.pitch_config)
+        self.pitch_encoder = None if config.pitch_config is None else SpiritLMPitchUnitEncoder(config.pitch_config)
         self.style_encoder = None if config.style_config is None else SpiritLMStyleEncoder(config.style_config)
         if self.pitch_encoder is not None and self.pitch_encoder.config.sampling_rate != config.sampling_rate:
             raise ValueError(
