@@ -241,8 +241,10 @@ def test_write_wav_replaces_the_file_only_once_complete(tmp_path):
 
 
 def test_check_waveform_batch_gives_one_message_for_every_model():
-    waveform, mask = audio_module.check_waveform_batch(torch.zeros(5), "Model", torch.ones(5))
-    assert waveform.shape == (1, 5) and mask.shape == (1, 5)
+    waveform, lengths = audio_module.check_waveform_batch(torch.zeros(5), "Model", torch.tensor([1, 1, 1, 0, 0]))
+    assert waveform.shape == (1, 5) and lengths.tolist() == [3]
+    with pytest.raises(ValueError, match="attention_mask must be right-padded"):
+        audio_module.check_waveform_batch(torch.zeros(5), "Model", torch.tensor([0, 1, 1, 1, 1]))
     with pytest.raises(TypeError, match=r"^Model expects a float torch.Tensor of samples in \[-1, 1\], got list; x$"):
         audio_module.check_waveform_batch([0.0], "Model", hint="; x")
     with pytest.raises(TypeError, match=r"got dtype torch.int16; divide int16 PCM by 32768 \(`audio / 32768`\)$"):

@@ -264,12 +264,17 @@ def read_audio_file(path: str | os.PathLike | io.BytesIO) -> tuple[torch.Tensor,
 
 
 def check_waveform_batch(
-    input_values: torch.Tensor, caller: str, attention_mask: torch.Tensor | None = None, hint: str = ""
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+    input_values: torch.Tensor,
+    caller: str,
+    attention_mask: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    hint: str = "",
+) -> tuple[torch.Tensor, torch.LongTensor]:
     """
-    Checks the float waveforms a model's forward takes: `(samples,)` or `(batch_size, samples)`, mono, in [-1, 1].
-    Returns them as `(batch_size, samples)`, with a one-row `attention_mask` reshaped alike. `hint` ends the type
-    errors (where else to pass other audio).
+    Checks the float waveforms a model's forward takes: `(samples,)` or `(batch_size, samples)`, mono, in [-1, 1],
+    with an optional right-padded `attention_mask` of the same shape. Returns them as `(batch_size, samples)` on
+    `device` (default: where they are) with the `(batch_size,)` lengths the mask gives. `hint` ends the type errors
+    (where else to pass other audio).
     """
     if not isinstance(input_values, torch.Tensor):
         raise TypeError(
@@ -288,7 +293,20 @@ def check_waveform_batch(
             f"{caller} expects a (samples,) or (batch_size, samples) mono waveform with batch_size >= 1, got shape "
             f"{tuple(input_values.shape)}; average the channels to mono first"
         )
-    return input_values, attention_mask
+    input_values = input_values.to(device or input_values.device)
+    if attention_mask is None:
+        return input_values, torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
+    if attention_mask.shape != input_values.shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_values {tuple(input_values.shape)}"
+        )
+    attention_mask = attention_mask.to(input_values.device).bool()
+    lengths = attention_mask.sum(-1)
+    if not torch.equal(
+        attention_mask, torch.arange(input_values.shape[1], device=input_values.device) < lengths[:, None]
+    ):
+        raise ValueError("attention_mask must be right-padded: ones for the samples, then zeros")
+    return input_values, lengths
 
 
 def wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:

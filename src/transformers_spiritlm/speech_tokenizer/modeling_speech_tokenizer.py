@@ -241,22 +241,14 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     def _check_inputs(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.LongTensor]:
-        input_values, attention_mask = check_waveform_batch(
-            input_values, type(self).__name__, attention_mask, "; use encode_units for paths, arrays or int PCM"
+        input_values, lengths = check_waveform_batch(
+            input_values,
+            type(self).__name__,
+            attention_mask,
+            self.device,
+            "; use encode_units for paths, arrays or int PCM",
         )
-        input_values = input_values.to(self.device)
         positions = torch.arange(input_values.shape[1], device=self.device)
-        if attention_mask is None:
-            lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=self.device)
-        else:
-            if attention_mask.shape != input_values.shape:
-                raise ValueError(
-                    f"attention_mask has shape {tuple(attention_mask.shape)} but input_values {tuple(input_values.shape)}"
-                )
-            attention_mask = attention_mask.to(self.device).bool()
-            lengths = attention_mask.sum(-1)
-            if not torch.equal(attention_mask, positions < lengths[:, None]):
-                raise ValueError("attention_mask must be right-padded: ones for the samples, then zeros")
         too_short = (lengths < self.config.receptive_field).nonzero().flatten().tolist()
         if too_short:
             raise ValueError(

@@ -158,20 +158,10 @@ class SpiritLMStyleEncoder(nn.Module):
     def _check_inputs(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        input_values, attention_mask = check_waveform_batch(input_values, type(self).__name__, attention_mask)
-        input_values = input_values.to(self.projector.weight.device)
+        input_values, lengths = check_waveform_batch(
+            input_values, type(self).__name__, attention_mask, self.projector.weight.device
+        )
         positions = torch.arange(input_values.shape[1], device=input_values.device)
-        if attention_mask is None:
-            lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
-        else:
-            if attention_mask.shape != input_values.shape:
-                raise ValueError(
-                    f"attention_mask has shape {tuple(attention_mask.shape)}, input_values {tuple(input_values.shape)}"
-                )
-            attention_mask = attention_mask.to(input_values.device)
-            lengths = attention_mask.long().sum(-1)
-            if not torch.equal(attention_mask.bool(), positions < lengths[:, None]):
-                raise ValueError("attention_mask must be right-padded: ones for the samples, then zeros")
         too_short = (lengths < self.min_input_length).nonzero().flatten().tolist()
         if too_short:
             raise ValueError(
