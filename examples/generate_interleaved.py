@@ -9,7 +9,6 @@ segments and vocode the speech.
 """
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -67,4 +66,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()  # returns 0; errors raise (tests run this script in-process)
