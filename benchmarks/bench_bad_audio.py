@@ -84,7 +84,7 @@ def write_files(folder: Path) -> dict[str, Path]:
     return {"one_hz": one_hz, "hour": hour, "coprime": coprime}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before-src", required=True, help="the src/ folder of the code to compare against")
     parser.add_argument("--timeout", type=float, default=60, help="seconds after which a call is killed")
@@ -140,7 +140,8 @@ def main() -> None:
     common.print_table(
         ["input", "file", "code", "call", "seconds", "RSS before the call", "peak RSS", "outcome"], rows
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -68,7 +68,7 @@ def write_checkpoint(directory: Path, size_gb: float) -> int:
     return (directory / "pytorch_model.bin").stat().st_size
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-gb", type=float, default=1.0)
     parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"], choices=["bfloat16", "float32"])
@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.write_only:
         write_checkpoint(Path(args.write_only), args.size_gb)
-        return
+        return 0
     common.print_header(
         "language model conversion: peak RSS / checkpoint size (target < 1.5)",
         notes=["bfloat16 pytorch_model.bin, Llama-2 widths, fewer layers; peak = the converter process's VmHWM"],
@@ -106,7 +106,8 @@ def main() -> None:
             )  # fmt: skip
             shutil.rmtree(converted)
     common.print_table(["output dtype", "checkpoint GB", "output GB", "seconds", "peak RSS GB", "peak / size"], rows)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,6 +18,7 @@ model of the same vocabulary on one thread, where the forward pass costs almost 
 
 import argparse
 import statistics
+import sys
 import time
 
 import common
@@ -289,7 +290,7 @@ def _repeat(function, times: int):
     return repeated
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=2, help="decoder layers (the 7B model has 32)")
     parser.add_argument("--new-tokens", type=int, default=33)
@@ -326,7 +327,8 @@ def main() -> None:
         benchmark_decoding(args, dtype, peaks[dtype], bandwidths[dtype], model)
     del model
     benchmark_constraint_cost(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -276,7 +276,7 @@ def agreement(units: list[dict], reference: list[dict], stream: str) -> float:
     return same / max(total, 1)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", choices=("base", "expressive"), default="expressive")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported); one warm-up first")
@@ -291,7 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.official_worker:
         official_worker(*args.official_worker)
-        return
+        return 0
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import common
@@ -471,7 +471,8 @@ def main() -> None:
         official.close()
         if temporary is not None:
             temporary.cleanup()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -374,7 +374,7 @@ def section_compile(setup: Setup, args) -> None:
     )
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=2, help="decoder layers (the 7B model has 32)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds")
@@ -406,7 +406,8 @@ def main() -> None:
     if "compile" in args.sections:
         section_compile(setup, args)
     sys.stdout.flush()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,6 +14,7 @@ outputs independent of batching, up to float rounding of padded batches).
 
 import argparse
 import statistics
+import sys
 import tempfile
 
 import common
@@ -25,7 +26,7 @@ from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenize
 from transformers_spiritlm.testing.classifiers import build_tiny_text_classifier
 
 
-def main():
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--items", type=int, default=16)
@@ -75,7 +76,8 @@ def main():
             "-" if not key[1] else ("yes" if results[key] == reference else "no"),
         ])  # fmt: skip
     common.print_table(["variant", "wall s", "CPU s", "items/s", f"wall / {baseline}", "same records"], rows_out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

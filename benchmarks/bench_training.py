@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 
 import common
@@ -117,7 +118,7 @@ def throughput(config, padded: dict, packed: dict, real_tokens: int, repeats: in
     common.print_table(headers, rows)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=1, help="decoder layers of the throughput model")
     parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="sequence lengths")
@@ -162,7 +163,8 @@ def main() -> None:
             for checkpointing, (peak, kept, loss) in results.items()
         ]
         common.print_table(["checkpointing", "kept by forward MiB", "peak RSS GiB", "loss"], rows)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -220,7 +220,7 @@ def bench_variant(variant: str, args, common, peaks, work: Path) -> None:
     sys.stdout.flush()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", nargs="+", choices=("base", "expressive"), default=["base", "expressive"])
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported); one warm-up first")
@@ -233,7 +233,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.official_worker:
         official_worker(*args.official_worker)
-        return
+        return 0
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import common
@@ -248,7 +248,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         for variant in args.variants:
             bench_variant(variant, args, common, peaks, Path(directory))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -32,6 +32,7 @@ from transformers import GenerationConfig, LlamaConfig
 from transformers.utils.hub import convert_file_size_to_int
 
 from transformers_spiritlm.configuration_spiritlm import VARIANTS, SpiritLMConfig
+from transformers_spiritlm.conversion import ConversionError
 from transformers_spiritlm.modeling_spiritlm import SpiritLMForCausalLM
 
 
@@ -45,7 +46,7 @@ _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 _MADV_DONTNEED = 4
 
 
-class LMConversionError(ValueError):
+class LMConversionError(ConversionError):
     """The official language model files are unreadable or inconsistent."""
 
 
@@ -269,7 +270,7 @@ def convert_lm(
     return config
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input-dir", required=True, help="official spiritlm_model/spirit-lm-{variant}-7b folder")
     parser.add_argument("--variant", required=True, choices=VARIANTS)
@@ -283,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     convert_lm(
         args.input_dir, args.output_dir, args.variant, args.text_vocab_size, args.dtype, args.max_shard_size, True
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Convert the official pitch tokenizer (F0 VQ-VAE + FCPE weights) into a [`PitchUnitEncoder`] state dict + config.
+"""Convert the official pitch tokenizer (F0 VQ-VAE + FCPE weights) into a [`SpiritLMPitchUnitEncoder`] state dict +
+config.
 
 Inputs:
 - `speech_tokenizer/vqvae_f0_quantizer/{config.yaml,model.pt}` of the official checkpoints;
@@ -25,17 +26,14 @@ import numpy as np
 import torch
 import yaml
 
+from transformers_spiritlm.conversion import ConversionError
 from transformers_spiritlm.speech_tokenizer.fcpe import FCPEConfig
-from transformers_spiritlm.speech_tokenizer.pitch import PitchUnitEncoder, PitchUnitEncoderConfig
+from transformers_spiritlm.speech_tokenizer.pitch import PitchUnitEncoderConfig, SpiritLMPitchUnitEncoder
 
 
 FCPE_ASSET = "torchfcpe/assets/fcpe_c_v001.pt"
 FCPE_DOWNLOAD_HINT = "get it with `pip download torchfcpe==0.0.4 --no-deps -d DIR` and pass --fcpe-checkpoint DIR"
 VQVAE_FEATURES = ("f0_interp,vuv", "f0,vuv", "norm_f0_interp,vuv", "norm_f0,vuv")
-
-
-class ConversionError(ValueError):
-    """A missing, unreadable or unsupported official file; the message says which and what to do."""
 
 
 def _torch_load(source, name: str) -> dict:
@@ -114,7 +112,7 @@ _FCPE_DROPPED = re.compile(r"net\.encoder_layers\.\d+\.norm\.(weight|bias)|gauss
 
 
 def convert_fcpe(checkpoint: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """torchfcpe checkpoint dict → ([`FCPEF0Extractor`] state dict, [`FCPEConfig`] dict)."""
+    """torchfcpe checkpoint dict → ([`SpiritLMFCPEF0Extractor`] state dict, [`FCPEConfig`] dict)."""
     if "model" not in checkpoint or "config_dict" not in checkpoint:
         raise ConversionError("the FCPE checkpoint lacks its 'model' or 'config_dict' entry; is it fcpe_c_v001.pt?")
     settings = checkpoint["config_dict"]
@@ -225,7 +223,7 @@ def vqvae_config_to_pitch_kwargs(config: dict, name: str = "config.yaml") -> dic
 
 
 def convert_vqvae_state_dict(weights: dict[str, torch.Tensor], num_down_blocks: int) -> dict[str, torch.Tensor]:
-    """Official VQVAE state dict → [`PitchUnitEncoder`] `encoder.*` / `codebook.codebook` (decoder and other
+    """Official VQVAE state dict → [`SpiritLMPitchUnitEncoder`] `encoder.*` / `codebook.codebook` (decoder and other
     levels dropped)."""
     state_dict = {}
     for key, value in weights.items():
@@ -246,10 +244,10 @@ def convert_vqvae_state_dict(weights: dict[str, torch.Tensor], num_down_blocks: 
 def convert_pitch(
     vqvae_dir: str | Path, fcpe_checkpoint: str | Path | dict | None = None
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Official `vqvae_f0_quantizer/` + FCPE weights → ([`PitchUnitEncoder`] state dict, its config dict).
+    """Official `vqvae_f0_quantizer/` + FCPE weights → ([`SpiritLMPitchUnitEncoder`] state dict, its config dict).
 
     `fcpe_checkpoint` is anything [`load_fcpe_checkpoint`] accepts, or an already loaded torchfcpe checkpoint dict.
-    The result is checked by loading it into a [`PitchUnitEncoder`] (all keys, all shapes).
+    The result is checked by loading it into a [`SpiritLMPitchUnitEncoder`] (all keys, all shapes).
     """
     vqvae_dir = Path(vqvae_dir)
     if not vqvae_dir.is_dir():
@@ -270,7 +268,7 @@ def convert_pitch(
         config = PitchUnitEncoderConfig(fcpe=fcpe_config, **kwargs)
     except ValueError as error:
         raise ConversionError(f"{config_path}: {error}") from None
-    model = PitchUnitEncoder(config)
+    model = SpiritLMPitchUnitEncoder(config)
     state_dict = convert_vqvae_state_dict(checkpoint["model"], len(model.encoder.down_blocks))
     state_dict.update({f"fcpe.{key}": value for key, value in fcpe_state.items()})
     # Derived tables are stored too, so a loaded model never depends on recomputing them.

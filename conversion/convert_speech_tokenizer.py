@@ -30,6 +30,7 @@ from transformers_spiritlm.configuration_spiritlm import (
     VARIANTS,
     SpiritLMSpeechTokenizerConfig,
 )
+from transformers_spiritlm.conversion import ConversionError
 from transformers_spiritlm.conversion.convert_pitch import convert_pitch
 from transformers_spiritlm.conversion.convert_style import convert_style
 from transformers_spiritlm.speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer
@@ -79,10 +80,6 @@ WEIGHT_NORM_RENAMES = {
     "weight_g": "parametrizations.weight.original0",
     "weight_v": "parametrizations.weight.original1",
 }
-
-
-class ConversionError(ValueError):
-    """A missing, unreadable or unsupported official file; the message says which and what to do."""
 
 
 def parse_conv_feature_layers(expression: str) -> list[tuple[int, int, int]]:
@@ -294,7 +291,7 @@ def convert_speech_tokenizer(
     return model
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints-dir", required=True, help="the official checkpoints/ folder")
     parser.add_argument("--output-dir", required=True, help="writes speech_tokenizer/ into this folder")
@@ -308,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import Wav2Vec2Config
 
+from transformers_spiritlm.conversion import ConversionError
 from transformers_spiritlm.speech_tokenizer.style import SpiritLMStyleEncoder
 
 
@@ -49,10 +50,6 @@ OFFICIAL_POOL_SIZE = 50
 UNUSED_KEYS = ("_float_tensor", "layer_weights", "wav2vec2.masked_spec_embed")
 # transformers 4.x checkpoints name the positional conv weight norm as torch.nn.utils.weight_norm did.
 LEGACY_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
-
-
-class ConversionError(ValueError):
-    """A missing, unreadable or unsupported official file; the message says which and what to do."""
 
 
 def convert_style_config(official: Mapping) -> dict:
@@ -143,7 +140,7 @@ def convert_style(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return convert_style_state_dict(official_state, config), config
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints-dir", required=True, help="official checkpoints/ or its style folder")
     parser.add_argument("--output-dir", required=True, help="writes config.json and model.safetensors here")
@@ -156,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(state_dict, str(output / "model.safetensors"))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

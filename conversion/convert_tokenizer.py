@@ -15,6 +15,7 @@ converter's self-check.
 import argparse
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2
 
 from transformers_spiritlm.configuration_spiritlm import VARIANTS
+from transformers_spiritlm.conversion import ConversionError
 from transformers_spiritlm.tokenization_spiritlm import (
     LLAMA_SPECIAL_TOKENS,
     SPIECE_UNDERLINE,
@@ -36,7 +38,7 @@ _PIECE = sentencepiece_model_pb2.ModelProto.SentencePiece
 _BPE = sentencepiece_model_pb2.TrainerSpec.BPE
 
 
-class TokenizerConversionError(ValueError):
+class TokenizerConversionError(ConversionError):
     """The official tokenizer files are unreadable or do not follow the official SPIRIT LM layout."""
 
 
@@ -304,7 +306,7 @@ def pieces_encoded_differently(tokenizer, official: OfficialTokenizer) -> list[s
     return [piece for piece, text, ids in zip(pieces, texts, fast) if ids != reference.encode(text)]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input-dir", required=True, help="official spiritlm_model/spirit-lm-{variant}-7b folder")
     parser.add_argument("--variant", required=True, choices=VARIANTS)
@@ -313,7 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer, official = convert_tokenizer(args.input_dir, args.variant)
     tokenizer.save_pretrained(args.output_dir)
     print(f"converted {len(official.unit_tokens)} unit tokens after {official.text_vocab_size} text pieces")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

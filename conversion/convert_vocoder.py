@@ -11,6 +11,7 @@ here, so inference needs none; `generator.pt` is read with `torch.load(..., weig
 import argparse
 import json
 import pickle
+import sys
 from pathlib import Path
 
 import torch
@@ -193,7 +194,7 @@ def convert_vocoder(
     return model
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input-dir", required=True, help="official hifigan_spiritlm_base/ or ..._expressive_w2v2/")
     parser.add_argument("--output-dir", required=True, help="where to write config.json and model.safetensors")
@@ -201,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     convert_vocoder(args.input_dir, args.output_dir, args.default_style_id)
     print(f"saved vocoder to {args.output_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

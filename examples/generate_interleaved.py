@@ -22,7 +22,7 @@ from transformers_spiritlm.cli import DEMO_PROMPT_WAV
 from transformers_spiritlm.testing import build_tiny_repo
 
 
-def main():
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", help="converted SPIRIT LM repo (default: a tiny random one)")
     parser.add_argument("--audio", default=str(DEMO_PROMPT_WAV), help="spoken prompt")
@@ -62,7 +62,8 @@ def main():
             path = output_dir / f"prompt{index}-{number}.wav"
             soundfile.write(path, segment["audio"], segment["sampling_rate"])
             print(f"prompt {index}: speech {segment['units'][:60]}... -> {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    main()  # returns 0; errors raise (tests run this script in-process)

@@ -220,3 +220,35 @@ def test_prepare_audio_resamples_then_averages_channels(caplog):
 def test_is_audio_batch():
     assert is_audio_batch(["a.wav", "b.wav"]) and is_audio_batch([np.zeros(3)]) and is_audio_batch([])
     assert not is_audio_batch([0.0, 0.1]) and not is_audio_batch(np.zeros((2, 3))) and not is_audio_batch("a.wav")
+
+
+def test_write_wav_replaces_the_file_only_once_complete(tmp_path):
+    from transformers_spiritlm.cli import write_wav as cli_write_wav
+
+    output = tmp_path / "answers" / "out.wav"
+    audio_module.write_wav(output, np.array([0.5, -2.0, 2.0], np.float32), 16000)  # clipped to [-1, 1]
+    samples, rate = soundfile.read(output, dtype="int16")
+    assert rate == 16000 and samples.tolist() == [16384, -32768, 32767]
+    assert soundfile.info(output).subtype == "PCM_16"
+    assert audio_module.wav_bytes(np.array([0.5, -2.0, 2.0], np.float32), 16000) == output.read_bytes()
+
+    output.write_bytes(b"kept")
+    for write in (audio_module.write_wav, cli_write_wav):
+        with pytest.raises(ValueError, match="too many dimensions"):
+            write(output, np.zeros((2, 2, 2), np.float32), 16000)
+        assert output.read_bytes() == b"kept"  # a failed write leaves the old file and no temporary one
+        assert [path.name for path in output.parent.iterdir()] == ["out.wav"]
+
+
+def test_check_waveform_batch_gives_one_message_for_every_model():
+    waveform, lengths = audio_module.check_waveform_batch(torch.zeros(5), "Model", torch.tensor([1, 1, 1, 0, 0]))
+    assert waveform.shape == (1, 5) and lengths.tolist() == [3]
+    with pytest.raises(ValueError, match="attention_mask must be right-padded"):
+        audio_module.check_waveform_batch(torch.zeros(5), "Model", torch.tensor([0, 1, 1, 1, 1]))
+    with pytest.raises(TypeError, match=r"^Model expects a float torch.Tensor of samples in \[-1, 1\], got list; x$"):
+        audio_module.check_waveform_batch([0.0], "Model", hint="; x")
+    with pytest.raises(TypeError, match=r"got dtype torch.int16; divide int16 PCM by 32768 \(`audio / 32768`\)$"):
+        audio_module.check_waveform_batch(torch.zeros(5, dtype=torch.int16), "Model")
+    for shape in ((1, 2, 5), (0, 5)):
+        with pytest.raises(ValueError, match=rf"got shape \({shape[0]}, .*average the channels to mono first$"):
+            audio_module.check_waveform_batch(torch.zeros(shape), "Model")

@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM, SpiritLMProcessor, SpiritLMVocoder
+from transformers_spiritlm.conversion import ConversionError, convert_pitch, convert_speech_tokenizer, convert_style
 from transformers_spiritlm.conversion.convert_lm import LMConversionError, convert_lm
 from transformers_spiritlm.conversion.convert_spiritlm_to_hf import main
 from transformers_spiritlm.conversion.convert_tokenizer import (
@@ -394,3 +395,11 @@ def test_broken_official_files_are_one_line_errors(official_trees, tmp_path, cap
     assert "Traceback" not in error
     assert re.fullmatch(message + r"[^\n]*", error.rstrip("\n").split("\n")[-1]), error
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints"]
+
+
+def test_one_conversion_error_for_every_converter():
+    # one class, importable under the old names; the LM and tokenizer errors are kinds of it
+    assert convert_pitch.ConversionError is convert_style.ConversionError is ConversionError
+    assert convert_speech_tokenizer.ConversionError is ConversionError
+    assert issubclass(LMConversionError, ConversionError) and issubclass(TokenizerConversionError, ConversionError)
+    assert issubclass(ConversionError, ValueError)

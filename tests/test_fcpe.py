@@ -17,7 +17,7 @@ from transformers_spiritlm.conversion.convert_pitch import (
     convert_fcpe,
     load_fcpe_checkpoint,
 )
-from transformers_spiritlm.speech_tokenizer.fcpe import FCPEConfig, FCPEF0Extractor, slaney_mel_filter_bank
+from transformers_spiritlm.speech_tokenizer.fcpe import FCPEConfig, SpiritLMFCPEF0Extractor, slaney_mel_filter_bank
 from transformers_spiritlm.testing.official_pitch import (
     random_fcpe_checkpoint,
 )
@@ -38,21 +38,21 @@ def read(name: str) -> torch.Tensor:
     return torch.from_numpy(audio)
 
 
-def extractor_from(checkpoint: dict, **overrides) -> FCPEF0Extractor:
+def extractor_from(checkpoint: dict, **overrides) -> SpiritLMFCPEF0Extractor:
     state_dict, config = convert_fcpe(checkpoint)
-    model = FCPEF0Extractor({**config, **overrides})
+    model = SpiritLMFCPEF0Extractor({**config, **overrides})
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     assert set(missing) == {"mel.mel_filters", "mel.window"} and not unexpected
     return model.eval()
 
 
 @pytest.fixture(scope="module")
-def real_fcpe(fcpe_checkpoint) -> FCPEF0Extractor:
+def real_fcpe(fcpe_checkpoint) -> SpiritLMFCPEF0Extractor:
     return extractor_from(fcpe_checkpoint)
 
 
 @pytest.fixture(scope="module")
-def tiny_fcpe() -> FCPEF0Extractor:
+def tiny_fcpe() -> SpiritLMFCPEF0Extractor:
     return extractor_from(random_fcpe_checkpoint(seed=0))
 
 
@@ -122,11 +122,13 @@ def test_silence_has_no_voiced_frame_and_zero_f0(real_fcpe):
 def test_interpolation_of_unvoiced_frames():
     f0 = torch.tensor([0.0, 100.0, 40.0, 0.0, 130.0, 0.0])
     unvoiced = f0 < 50
-    out = FCPEF0Extractor.interpolate_unvoiced(f0, unvoiced)
+    out = SpiritLMFCPEF0Extractor.interpolate_unvoiced(f0, unvoiced)
     assert torch.equal(out, torch.tensor([100.0, 100.0, 110.0, 120.0, 130.0, 130.0]))
-    single = FCPEF0Extractor.interpolate_unvoiced(torch.tensor([0.0, 0.0, 90.0, 0.0]), torch.tensor([1, 1, 0, 1]) == 1)
+    single = SpiritLMFCPEF0Extractor.interpolate_unvoiced(
+        torch.tensor([0.0, 0.0, 90.0, 0.0]), torch.tensor([1, 1, 0, 1]) == 1
+    )
     assert torch.equal(single, torch.full((4,), 90.0))
-    silent = FCPEF0Extractor.interpolate_unvoiced(torch.full((3,), 20.0), torch.ones(3, dtype=torch.bool))
+    silent = SpiritLMFCPEF0Extractor.interpolate_unvoiced(torch.full((3,), 20.0), torch.ones(3, dtype=torch.bool))
     assert torch.equal(silent, torch.zeros(3))
 
 
@@ -159,7 +161,7 @@ def test_nan_in_padding_is_ignored(tiny_fcpe):
 def test_state_dict_safetensors_round_trip(tiny_fcpe, tmp_path):
     save_file(tiny_fcpe.state_dict(), str(tmp_path / "fcpe.safetensors"))
     (tmp_path / "config.json").write_text(json.dumps(tiny_fcpe.config.to_dict()))
-    reloaded = FCPEF0Extractor(json.loads((tmp_path / "config.json").read_text()))
+    reloaded = SpiritLMFCPEF0Extractor(json.loads((tmp_path / "config.json").read_text()))
     reloaded.load_state_dict(load_file(str(tmp_path / "fcpe.safetensors")))
     wave = read("speech_2s_16k")
     for got, expected in zip(reloaded(wave), tiny_fcpe(wave)):

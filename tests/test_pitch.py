@@ -20,9 +20,9 @@ from transformers_spiritlm.conversion.convert_pitch import (
 )
 from transformers_spiritlm.speech_tokenizer.pitch import (
     YAAPT_INSTALL_HINT,
-    PitchUnitEncoder,
     PitchUnitEncoderConfig,
-    YAAPTF0Extractor,
+    SpiritLMPitchUnitEncoder,
+    SpiritLMYAAPTF0Extractor,
 )
 from transformers_spiritlm.testing.official_pitch import (
     random_fcpe_checkpoint,
@@ -67,17 +67,17 @@ def converted(vqvae_dir, fcpe_checkpoint) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def encoder(converted) -> PitchUnitEncoder:
+def encoder(converted) -> SpiritLMPitchUnitEncoder:
     state_dict, config = converted
-    model = PitchUnitEncoder(config)
+    model = SpiritLMPitchUnitEncoder(config)
     model.load_state_dict(state_dict)
     return model.eval()
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder(vqvae_dir) -> PitchUnitEncoder:
+def tiny_encoder(vqvae_dir) -> SpiritLMPitchUnitEncoder:
     state_dict, config = convert_pitch(vqvae_dir, random_fcpe_checkpoint(seed=0))
-    model = PitchUnitEncoder(config)
+    model = SpiritLMPitchUnitEncoder(config)
     model.load_state_dict(state_dict)
     return model.eval()
 
@@ -155,7 +155,7 @@ def test_state_dict_safetensors_round_trip(encoder, tmp_path, vqvae_dir, fcpe_ch
     torch.save(fcpe_checkpoint, tmp_path / "fcpe_c_v001.pt")
     args = ["--vqvae-dir", str(vqvae_dir), "--fcpe-checkpoint", str(tmp_path), "--output-dir", str(tmp_path)]
     assert main(args) == 0
-    reloaded = PitchUnitEncoder(json.loads((tmp_path / "config.json").read_text()))
+    reloaded = SpiritLMPitchUnitEncoder(json.loads((tmp_path / "config.json").read_text()))
     reloaded.load_state_dict(load_file(str(tmp_path / "model.safetensors")))
     for key, value in encoder.state_dict().items():
         assert torch.equal(reloaded.state_dict()[key], value), key
@@ -257,7 +257,7 @@ def test_yaapt_install_hint(monkeypatch, tiny_encoder):
     monkeypatch.setitem(sys.modules, "amfm_decompy.basic_tools", None)
     monkeypatch.setitem(sys.modules, "amfm_decompy.pYAAPT", None)
     with pytest.raises(ImportError, match=r"pip install 'transformers-spiritlm\[yaapt\]'"):
-        YAAPTF0Extractor()
+        SpiritLMYAAPTF0Extractor()
     monkeypatch.setattr(tiny_encoder, "_yaapt", None)
     with pytest.raises(ImportError) as info:
         tiny_encoder.encode(read("speech_2s_16k")[:4000], f0_extractor="yaapt")
@@ -272,3 +272,12 @@ def test_yaapt_matches_official(tiny_encoder, yaapt_installed):
     np.testing.assert_allclose(f0[0].numpy(), recorded["f0"], rtol=1e-12)
     assert np.array_equal(voiced[0].numpy(), recorded["vuv"])
     assert tiny_encoder.encode(wave, f0_extractor="yaapt") == [recorded["units"].tolist()]
+
+
+def test_modules_carry_the_spiritlm_prefix_and_keep_their_old_names():
+    from transformers_spiritlm.speech_tokenizer import fcpe, hubert, pitch
+
+    assert pitch.PitchUnitEncoder is pitch.SpiritLMPitchUnitEncoder
+    assert pitch.YAAPTF0Extractor is pitch.SpiritLMYAAPTF0Extractor
+    assert fcpe.FCPEF0Extractor is fcpe.SpiritLMFCPEF0Extractor
+    assert hubert.HubertUnitQuantizer is hubert.SpiritLMHubertUnitQuantizer

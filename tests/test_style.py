@@ -119,7 +119,7 @@ def test_short_and_bad_input_raise_clear_errors(encoder):
             encoder(broken)
     with pytest.raises(TypeError, match="divide int16 PCM by 32768"):
         encoder((audio * 32767).to(torch.int16))
-    with pytest.raises(ValueError, match="average channels to mono"):
+    with pytest.raises(ValueError, match="average the channels to mono"):
         encoder(audio.reshape(1, 2, -1))
     with pytest.raises(ValueError, match="right-padded"):
         encoder(audio[None], attention_mask=torch.ones(1, len(audio)).index_fill(1, torch.tensor([5]), 0))
@@ -194,7 +194,7 @@ def test_conversion_errors_are_one_line_and_clear(checkpoint, tmp_path):
 
 
 def test_cli_writes_config_and_safetensors(checkpoint, converted, tmp_path):
-    main(["--checkpoints-dir", str(checkpoint), "--output-dir", str(tmp_path)])
+    assert main(["--checkpoints-dir", str(checkpoint), "--output-dir", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "config.json").read_text()) == converted[1]
     assert load_file(str(tmp_path / "model.safetensors")).keys() == converted[0].keys()
     with pytest.raises(SystemExit, match="error: no style encoder folder"):

@@ -13,7 +13,9 @@ same filter taps that keeps memory and work proportional to the output.
 import io
 import math
 import os
+import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -261,6 +263,76 @@ def read_audio_file(path: str | os.PathLike | io.BytesIO) -> tuple[torch.Tensor,
     return torch.from_numpy(data.T.copy()), sampling_rate
 
 
+def check_waveform_batch(
+    input_values: torch.Tensor,
+    caller: str,
+    attention_mask: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    hint: str = "",
+) -> tuple[torch.Tensor, torch.LongTensor]:
+    """
+    Checks the float waveforms a model's forward takes: `(samples,)` or `(batch_size, samples)`, mono, in [-1, 1],
+    with an optional right-padded `attention_mask` of the same shape. Returns them as `(batch_size, samples)` on
+    `device` (default: where they are) with the `(batch_size,)` lengths the mask gives. `hint` ends the type errors
+    (where else to pass other audio).
+    """
+    if not isinstance(input_values, torch.Tensor):
+        raise TypeError(
+            f"{caller} expects a float torch.Tensor of samples in [-1, 1], got {type(input_values).__name__}{hint}"
+        )
+    if not input_values.is_floating_point():
+        raise TypeError(
+            f"{caller} expects a float tensor of samples in [-1, 1], got dtype {input_values.dtype}; divide int16 PCM "
+            f"by 32768 (`audio / 32768`){hint}"
+        )
+    if input_values.dim() == 1:
+        input_values = input_values[None]
+        attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
+    if input_values.dim() != 2 or input_values.shape[0] == 0:
+        raise ValueError(
+            f"{caller} expects a (samples,) or (batch_size, samples) mono waveform with batch_size >= 1, got shape "
+            f"{tuple(input_values.shape)}; average the channels to mono first"
+        )
+    input_values = input_values.to(device or input_values.device)
+    if attention_mask is None:
+        return input_values, torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
+    if attention_mask.shape != input_values.shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_values {tuple(input_values.shape)}"
+        )
+    attention_mask = attention_mask.to(input_values.device).bool()
+    lengths = attention_mask.sum(-1)
+    if not torch.equal(
+        attention_mask, torch.arange(input_values.shape[1], device=input_values.device) < lengths[:, None]
+    ):
+        raise ValueError("attention_mask must be right-padded: ones for the samples, then zeros")
+    return input_values, lengths
+
+
+def wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:
+    """`audio` (float samples, clipped to [-1, 1]) as the bytes of a 16-bit PCM WAV file."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sampling_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int) -> None:
+    """
+    Writes `audio` (float samples, clipped to [-1, 1]) to `path` as 16-bit PCM: WAV, or the format its suffix names
+    if libsndfile writes it. The samples go to a temporary file beside `path`, renamed over it once complete, so
+    `path` never holds a partial file. Creates the missing parent folders.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # soundfile creates the file (usual permissions) and reads the format from the kept suffix.
+    staging = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    try:
+        soundfile.write(staging, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 def check_sampling_rate(sampling_rate, source: str) -> int:
     """`sampling_rate` as an int; a `TypeError` / `ValueError` naming `source` unless it is a whole number of Hz from
     `MIN_SAMPLING_RATE` to `MAX_SAMPLING_RATE`."""
@@ -394,6 +466,7 @@ __all__ = [
     "MIN_SAMPLING_RATE",
     "AudioInput",
     "check_sampling_rate",
+    "check_waveform_batch",
     "is_audio_batch",
     "load_audio",
     "prepare_audio",
@@ -401,4 +474,6 @@ __all__ = [
     "read_audio_info",
     "resample",
     "to_float_waveform",
+    "wav_bytes",
+    "write_wav",
 ]

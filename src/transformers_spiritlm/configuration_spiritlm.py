@@ -335,7 +335,7 @@ class _SpiritLMSubConfig(PreTrainedConfig):
 @strict
 class FCPEConfig(_SpiritLMSubConfig):
     r"""
-    Configuration of [`FCPEF0Extractor`]: the FCPE network (defaults: the bundled `fcpe_c_v001` model) and the
+    Configuration of [`SpiritLMFCPEF0Extractor`]: the FCPE network (defaults: the bundled `fcpe_c_v001` model) and the
     inference settings of the official SPIRIT LM call. The `fcpe` sub-config of [`PitchUnitEncoderConfig`].
 
     sampling_rate (`int`, defaults to 16000): sampling rate of the input audio (no resampling is done here).
@@ -399,9 +399,9 @@ class FCPEConfig(_SpiritLMSubConfig):
 @strict
 class PitchUnitEncoderConfig(_SpiritLMSubConfig):
     r"""
-    Configuration of [`PitchUnitEncoder`], the `pitch_config` of [`SpiritLMSpeechTokenizerConfig`]. The VQ-VAE fields
-    are level 0 of the official `vqvae_f0_quantizer/config.yaml` (`encoder_params`, `vq_params`), under the same
-    names.
+    Configuration of [`SpiritLMPitchUnitEncoder`], the `pitch_config` of [`SpiritLMSpeechTokenizerConfig`]. The
+    VQ-VAE fields are level 0 of the official `vqvae_f0_quantizer/config.yaml` (`encoder_params`, `vq_params`), under
+    the same names.
 
     sampling_rate (`int`, defaults to 16000), hop_length (`int`, defaults to 80): input rate and samples per F0 value.
     f0_extractor (`str`, defaults to `"fcpe"`): `"fcpe"` (built in) or `"yaapt"` (needs the `yaapt` extra).

@@ -30,15 +30,11 @@ class SpiritLMLoadingMixin:
 class SpiritLMPreTrainedModel(SpiritLMLoadingMixin, LlamaPreTrainedModel):
     """Class-level facts shared by the SPIRIT LM models (LLaMA's, with the SPIRIT LM config)."""
 
-    config_class = SpiritLMConfig
     config: SpiritLMConfig
 
 
 class SpiritLMModel(SpiritLMPreTrainedModel, LlamaModel):
     """The bare SPIRIT LM decoder, outputting hidden states (identical to [`~transformers.LlamaModel`])."""
-
-    def __init__(self, config: SpiritLMConfig):
-        super().__init__(config)
 
 
 class SpiritLMForCausalLM(SpiritLMPreTrainedModel, LlamaForCausalLM, GenerationMixin):

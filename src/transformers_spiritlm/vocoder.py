@@ -136,7 +136,6 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
     """
 
     config: SpiritLMVocoderConfig
-    config_class = SpiritLMVocoderConfig
     main_input_name = "hubert"
     base_model_prefix = "vocoder"
 

@@ -9,7 +9,6 @@ build_app("path/or/hub-id/of/a/converted/spiritlm-repo").launch()
 ```
 """
 
-import io
 import os
 import shutil
 import tempfile
@@ -20,11 +19,10 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import soundfile
 from transformers import Pipeline, pipeline
 from transformers.utils import logging
 
-from .audio import check_sampling_rate, read_audio_file, read_audio_info
+from .audio import check_sampling_rate, read_audio_file, read_audio_info, wav_bytes, write_wav
 from .modalities import OUTPUT_MODALITIES, SPEECH
 
 
@@ -242,12 +240,6 @@ def _prompt_segments(
     return segments if order == PROMPT_ORDERS[0] else segments[::-1]
 
 
-def _wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sampling_rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
 def _stream_answer(
     pipe: Pipeline, segments: list[dict], output_modality: str, kwargs: dict, answers_dir: Path, stream_audio: bool
 ) -> Iterator[tuple]:
@@ -262,7 +254,7 @@ def _stream_answer(
             for chunk in chunks:
                 answer.add(chunk)
                 voiced = stream_audio and len(chunk.get("audio", ())) > 0
-                audio = _wav_bytes(chunk["audio"], chunk["sampling_rate"]) if voiced else None
+                audio = wav_bytes(chunk["audio"], chunk["sampling_rate"]) if voiced else None
                 yield answer.transcript, audio, answer.units, None
     except (ValueError, TypeError) as error:  # bad settings or prompt content, found by the library
         raise _refuse(f"Could not answer: {error}") from None
@@ -270,7 +262,7 @@ def _stream_answer(
         yield answer.transcript or "(no answer generated)", None, answer.units, None
         return
     wav_path = answers_dir / f"answer-{uuid.uuid4().hex[:12]}.wav"
-    soundfile.write(wav_path, np.clip(np.concatenate(answer.audio), -1, 1), answer.sampling_rate, subtype="PCM_16")
+    write_wav(wav_path, np.concatenate(answer.audio), answer.sampling_rate)
     try:
         # Gradio copies the file into its own cache (cleaned hourly and at shutdown) before it resumes or closes the
         # generator, which it does also when the client has gone.

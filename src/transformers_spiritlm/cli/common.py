@@ -146,10 +146,10 @@ def set_verbosity(verbose: bool) -> None:
 
 
 def write_wav(path: Path, audio: np.ndarray, sampling_rate: int) -> None:
-    import soundfile
+    """[`transformers_spiritlm.audio.write_wav`], imported when called (the parser imports no torch)."""
+    from ..audio import write_wav
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16")
+    write_wav(path, audio, sampling_rate)
 
 
 def load_pipeline(repo: str, device: str):

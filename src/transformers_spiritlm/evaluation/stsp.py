@@ -8,13 +8,12 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-import soundfile
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.utils import logging
 
+from .. import audio
 from ..generation import SpiritLMModalityLogitsProcessor, check_context_length
 from .manifest import audio_path, read_jsonl, split_direction, where
 from .sentiment import EMOTION_TO_SENTIMENT
@@ -315,9 +314,7 @@ def predict_stsp(
                     record["pred"] = classifier(output["audio"], output["sampling_rate"])
                     if wav_dir is not None:
                         path = wav_dir / _wav_name(row["id"])
-                        soundfile.write(
-                            path, np.clip(output["audio"], -1, 1), output["sampling_rate"], subtype="PCM_16"
-                        )
+                        audio.write_wav(path, output["audio"], output["sampling_rate"])
                         record["generation"] = str(path)
                 yield record
             bar.update(len(batch))

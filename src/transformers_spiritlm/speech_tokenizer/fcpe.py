@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..audio import check_waveform_batch
 from ..configuration_spiritlm import FCPEConfig
 
 
@@ -71,7 +72,7 @@ def _frame_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
 
 
-class FCPEMelExtractor(nn.Module):
+class SpiritLMFCPEMelExtractor(nn.Module):
     """Log-mel front end of FCPE: `(batch, samples)` waveform → `(batch, samples // mel_hop_length + 1, num_mel_bins)`.
 
     The STFT is uncentred but each waveform is padded by `(win_length - mel_hop_length) // 2` samples on the left
@@ -125,7 +126,7 @@ class FCPEMelExtractor(nn.Module):
         return mel * _frame_mask(num_frames, max_frames)[:, :, None]
 
 
-class FCPEConvModule(nn.Module):
+class SpiritLMFCPEConvModule(nn.Module):
     """Conformer convolution block: LayerNorm → pointwise conv + GLU → depthwise conv → SiLU → pointwise conv."""
 
     def __init__(self, config: FCPEConfig):
@@ -159,7 +160,7 @@ class FCPEConvModule(nn.Module):
         return F.linear(F.silu(hidden_states), self.pointwise_out.weight[..., 0], self.pointwise_out.bias)
 
 
-class FCPEF0Extractor(nn.Module):
+class SpiritLMFCPEF0Extractor(nn.Module):
     """FCPE F0 extractor: 16 kHz waveforms → pitch in Hz and voicing, one value per `hop_length` samples.
 
     State dict (safetensors-ready): `mel.mel_filters`, `mel.window` (derived, stored so loading never depends on
@@ -171,11 +172,11 @@ class FCPEF0Extractor(nn.Module):
         super().__init__()
         config = FCPEConfig.from_dict(config) if isinstance(config, dict) else (config or FCPEConfig())
         self.config = config
-        self.mel = FCPEMelExtractor(config)
+        self.mel = SpiritLMFCPEMelExtractor(config)
         self.input_conv = nn.Conv1d(config.num_mel_bins, config.hidden_size, 3, padding=1)
         self.input_norm = nn.GroupNorm(config.num_norm_groups, config.hidden_size)
         self.input_proj = nn.Conv1d(config.hidden_size, config.hidden_size, 3, padding=1)
-        self.layers = nn.ModuleList(FCPEConvModule(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(SpiritLMFCPEConvModule(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(config.hidden_size)
         self.output_proj = nn.Linear(config.hidden_size, config.num_cent_bins)
         cent_range = 1200.0 * torch.log2(torch.tensor([config.cent_f0_min, config.cent_f0_max]) / 10.0)
@@ -244,7 +245,7 @@ class FCPEF0Extractor(nn.Module):
             `(f0, voiced, f0_lengths)`: `f0` float `(batch, frames)` in Hz, `voiced` bool `(batch, frames)`,
             `f0_lengths` long `(batch,)` = `lengths // hop_length + 1`. Values past a waveform's length are 0/False.
         """
-        input_values, lengths = check_waveforms(input_values, lengths, "FCPEF0Extractor")
+        input_values, lengths = check_waveforms(input_values, lengths, "SpiritLMFCPEF0Extractor")
         input_values = input_values.to(self.cent_table.device, self.output_proj.weight.dtype)
         lengths = lengths.to(self.cent_table.device)
 
@@ -273,20 +274,7 @@ def check_waveforms(
     input_values: torch.Tensor, lengths: torch.Tensor | None, caller: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate a right-padded batch of float waveforms; return it as `(batch, samples)` with `(batch,)` lengths."""
-    if not isinstance(input_values, torch.Tensor):
-        raise TypeError(f"{caller} expects a torch.Tensor waveform, got {type(input_values).__name__}")
-    if not input_values.is_floating_point():
-        raise TypeError(
-            f"{caller} expects a float waveform in [-1, 1], got dtype {input_values.dtype}; "
-            "convert int16 PCM with `audio / 32768`"
-        )
-    if input_values.ndim == 1:
-        input_values = input_values[None]
-    if input_values.ndim != 2:
-        raise ValueError(
-            f"{caller} expects a (samples,) or (batch, samples) mono waveform, got shape {tuple(input_values.shape)}; "
-            "average the channels first"
-        )
+    input_values, _ = check_waveform_batch(input_values, caller)
     if lengths is None:
         lengths = torch.full((input_values.shape[0],), input_values.shape[1], dtype=torch.long)
     lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
@@ -301,3 +289,7 @@ def check_waveforms(
     if not bool(torch.isfinite(input_values[valid]).all()):
         raise ValueError(f"{caller}: the waveform contains NaN or infinite samples; clean or drop this audio")
     return input_values, lengths
+
+
+# The name before the SpiritLM prefix (#21), kept importable.
+FCPEF0Extractor = SpiritLMFCPEF0Extractor

@@ -27,7 +27,7 @@ MAX_BLANK_FILL_STEPS = 10_000
 FIRST_LAYER_CHANNEL_SLICE = 64
 
 
-class HubertUnitQuantizer(nn.Module):
+class SpiritLMHubertUnitQuantizer(nn.Module):
     """
     The official linear quantizer: an MLP (leaky ReLU between layers) from HuBERT features to `num_units` logits, the
     last being the CTC blank.
@@ -154,8 +154,12 @@ def hubert_layer_features(
     return features, frame_lengths
 
 
+# The name before the SpiritLM prefix (#21), kept importable.
+HubertUnitQuantizer = SpiritLMHubertUnitQuantizer
+
 __all__ = [
     "HubertUnitQuantizer",
+    "SpiritLMHubertUnitQuantizer",
     "conv_output_lengths",
     "fill_blank_units",
     "group_norm_conv_features",

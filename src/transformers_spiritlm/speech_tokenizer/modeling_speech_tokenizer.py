@@ -7,12 +7,12 @@ import torch
 from transformers import HubertModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ..audio import AudioInput, is_audio_batch, prepare_audio
+from ..audio import AudioInput, check_waveform_batch, is_audio_batch, prepare_audio
 from ..configuration_spiritlm import SpiritLMSpeechTokenizerConfig
 from ..modeling_spiritlm import SpiritLMLoadingMixin
 from ..units import units_to_string
-from .hubert import HubertUnitQuantizer, fill_blank_units, hubert_layer_features
-from .pitch import PitchUnitEncoder
+from .hubert import SpiritLMHubertUnitQuantizer, fill_blank_units, hubert_layer_features
+from .pitch import SpiritLMPitchUnitEncoder
 from .style import SpiritLMStyleEncoder
 
 
@@ -49,8 +49,8 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     SPIRIT LM speech tokenizer: audio → 25 Hz HuBERT units (BASE), + 12.5 Hz pitch and 1 Hz style units (EXPRESSIVE),
     the units of the official `SpiritLMTokenizer` on the same weights. A stock `HubertModel` (`hubert.*`) computes
     the layer-11 features, an MLP (`quantizer.*`) picks a unit per frame. With `config.pitch_config`, a
-    [`PitchUnitEncoder`] (`pitch_encoder.*`: FCPE F0 + VQ-VAE encoder, always float32) adds the pitch units; with
-    `config.style_config`, a [`SpiritLMStyleEncoder`] (`style_encoder.*`) the style units. Each encoder gets the
+    [`SpiritLMPitchUnitEncoder`] (`pitch_encoder.*`: FCPE F0 + VQ-VAE encoder, always float32) adds the pitch units;
+    with `config.style_config`, a [`SpiritLMStyleEncoder`] (`style_encoder.*`) the style units. Each encoder gets the
     raw 16 kHz chunk and normalises it itself, as the official ones do.
 
     Long audio is encoded like the official code: in consecutive chunks of `config.max_chunk_samples` (100 s), each
@@ -71,7 +71,6 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     """
 
     config: SpiritLMSpeechTokenizerConfig
-    config_class = SpiritLMSpeechTokenizerConfig
     base_model_prefix = "speech_tokenizer"
     main_input_name = "input_values"
     input_modalities = "audio"
@@ -83,10 +82,10 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     def __init__(self, config: SpiritLMSpeechTokenizerConfig):
         super().__init__(config)
         self.hubert = HubertModel(config.hubert_config)
-        self.quantizer = HubertUnitQuantizer(
+        self.quantizer = SpiritLMHubertUnitQuantizer(
             config.hubert_config.hidden_size, list(config.quantizer_hidden_sizes), config.num_hubert_units
         )
-        self.pitch_encoder = None if config.pitch_config is None else PitchUnitEncoder(config.pitch_config)
+        self.pitch_encoder = None if config.pitch_config is None else SpiritLMPitchUnitEncoder(config.pitch_config)
         self.style_encoder = None if config.style_config is None else SpiritLMStyleEncoder(config.style_config)
         if self.pitch_encoder is not None and self.pitch_encoder.config.sampling_rate != config.sampling_rate:
             raise ValueError(
@@ -242,32 +241,14 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     def _check_inputs(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.LongTensor]:
-        if not isinstance(input_values, torch.Tensor) or not input_values.is_floating_point():
-            raise TypeError(
-                "input_values must be a float tensor of 16 kHz samples in [-1, 1]; use encode_units for paths, "
-                "arrays or int PCM"
-            )
-        if input_values.dim() == 1:
-            input_values = input_values[None]
-            attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
-        if input_values.dim() != 2:
-            raise ValueError(
-                f"input_values must be (batch_size, samples), got shape {tuple(input_values.shape)}; "
-                "average channels to mono first"
-            )
-        input_values = input_values.to(self.device)
+        input_values, lengths = check_waveform_batch(
+            input_values,
+            type(self).__name__,
+            attention_mask,
+            self.device,
+            "; use encode_units for paths, arrays or int PCM",
+        )
         positions = torch.arange(input_values.shape[1], device=self.device)
-        if attention_mask is None:
-            lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=self.device)
-        else:
-            if attention_mask.shape != input_values.shape:
-                raise ValueError(
-                    f"attention_mask has shape {tuple(attention_mask.shape)} but input_values {tuple(input_values.shape)}"
-                )
-            attention_mask = attention_mask.to(self.device).bool()
-            lengths = attention_mask.sum(-1)
-            if not torch.equal(attention_mask, positions < lengths[:, None]):
-                raise ValueError("attention_mask must be right-padded: ones for the samples, then zeros")
         too_short = (lengths < self.config.receptive_field).nonzero().flatten().tolist()
         if too_short:
             raise ValueError(

@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput
 
 from ..configuration_spiritlm import F0_EXTRACTORS, PitchUnitEncoderConfig
 from ..extras import install_hint
-from .fcpe import FCPEF0Extractor, check_waveforms
+from .fcpe import SpiritLMFCPEF0Extractor, check_waveforms
 
 
 YAAPT_INSTALL_HINT = (
@@ -48,7 +48,7 @@ def _mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     return (torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None])[:, None, :]
 
 
-class F0ResidualBlock(nn.Module):
+class SpiritLMF0ResidualBlock(nn.Module):
     """ReLU → dilated kernel-3 conv → ReLU → 1x1 conv, added back (scaled) to the input."""
 
     def __init__(self, channels: int, hidden_channels: int, dilation: int, scale: float):
@@ -62,7 +62,7 @@ class F0ResidualBlock(nn.Module):
         return hidden_states + self.scale * residual
 
 
-class F0DownsamplingBlock(nn.Module):
+class SpiritLMF0DownsamplingBlock(nn.Module):
     """A strided convolution followed by a stack of dilated residual blocks."""
 
     def __init__(self, config: PitchUnitEncoderConfig, in_channels: int, stride: int, int_form: bool):
@@ -77,7 +77,9 @@ class F0DownsamplingBlock(nn.Module):
         scale = 1.0 / math.sqrt(config.depth) if config.res_scale else 1.0
         cycle = config.dilation_cycle
         self.res_blocks = nn.ModuleList(
-            F0ResidualBlock(config.width, hidden, config.dilation_growth_rate ** (i % cycle if cycle else i), scale)
+            SpiritLMF0ResidualBlock(
+                config.width, hidden, config.dilation_growth_rate ** (i % cycle if cycle else i), scale
+            )
             for i in range(config.depth)
         )
 
@@ -94,7 +96,7 @@ class F0DownsamplingBlock(nn.Module):
         return hidden_states, lengths
 
 
-class F0VQVAEEncoder(nn.Module):
+class SpiritLMF0VQVAEEncoder(nn.Module):
     """Level-0 encoder of the F0 VQ-VAE: `(batch, 2, frames)` (F0, voicing) → `(batch, output_emb_width, frames//16)`.
 
     Every convolution sees zeros past each sequence's length, so a padded batch equals one sequence at a time.
@@ -106,7 +108,7 @@ class F0VQVAEEncoder(nn.Module):
         int_form = not isinstance(config.stride_t, list)
         for stride, count in config.strided_convolutions_spec():
             for _ in range(count):
-                blocks.append(F0DownsamplingBlock(config, in_channels, stride, int_form))
+                blocks.append(SpiritLMF0DownsamplingBlock(config, in_channels, stride, int_form))
                 in_channels = config.width
         self.down_blocks = nn.ModuleList(blocks)
         # The official int-valued form with down_t == 0 has no layer at all.
@@ -127,7 +129,7 @@ class F0VQVAEEncoder(nn.Module):
         return hidden_states, lengths
 
 
-class F0Codebook(nn.Module):
+class SpiritLMF0Codebook(nn.Module):
     """Nearest-codeword lookup of the VQ-VAE bottleneck: `(batch, channels, units)` → `(batch, units)` code ids.
 
     A `2 * emb_width`-channel input is first folded by adding its two halves, as the official bottleneck does.
@@ -153,7 +155,7 @@ class F0Codebook(nn.Module):
         return torch.min(distance, dim=-1).indices.view(batch, length)
 
 
-class YAAPTF0Extractor(nn.Module):
+class SpiritLMYAAPTF0Extractor(nn.Module):
     """YAAPT F0 (amfm-decompy's pYAAPT) with the official settings: 20 ms frames every `hop_length` samples,
     `nccf_thresh1=0.25`, 25 ms TDA frames, on peak-normalised audio; unvoiced frames linearly interpolated.
     Runs on CPU in numpy, one waveform at a time. Raises `ImportError` with the install command without the extra.
@@ -200,8 +202,8 @@ class YAAPTF0Extractor(nn.Module):
     def forward(
         self, input_values: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Same inputs and outputs as [`FCPEF0Extractor.forward`]; `f0` is float64 on the input's device."""
-        input_values, lengths = check_waveforms(input_values, lengths, "YAAPTF0Extractor")
+        """Same inputs and outputs as [`SpiritLMFCPEF0Extractor.forward`]; `f0` is float64 on the input's device."""
+        input_values, lengths = check_waveforms(input_values, lengths, "SpiritLMYAAPTF0Extractor")
         tracks = [self.track(row[:length].float().cpu().numpy()) for row, length in zip(input_values, lengths)]
         f0_lengths = torch.tensor([len(f0) for f0, _ in tracks], dtype=torch.long)
         f0 = torch.zeros(len(tracks), int(f0_lengths.max()), dtype=torch.float64)
@@ -212,14 +214,14 @@ class YAAPTF0Extractor(nn.Module):
         return f0.to(input_values.device), voiced.to(input_values.device), f0_lengths
 
 
-class PitchUnitEncoder(nn.Module):
+class SpiritLMPitchUnitEncoder(nn.Module):
     """Expressive pitch tokenizer: 16 kHz mono waveforms → pitch units (`l_bins` = 64 codes, 12.5 Hz).
 
-    State dict (safetensors-ready): `fcpe.*` ([`FCPEF0Extractor`]), `encoder.*` ([`F0VQVAEEncoder`]) and
-    `codebook.codebook` (`(l_bins, emb_width)`).
+    State dict (safetensors-ready): `fcpe.*` ([`SpiritLMFCPEF0Extractor`]), `encoder.*` ([`SpiritLMF0VQVAEEncoder`])
+    and `codebook.codebook` (`(l_bins, emb_width)`).
 
     ```python
-    >>> encoder = PitchUnitEncoder(config_dict)          # then load_state_dict(converted weights)
+    >>> encoder = SpiritLMPitchUnitEncoder(config_dict)          # then load_state_dict(converted weights)
     >>> out = encoder(waveforms, lengths)                # (batch, samples) raw float32 audio at 16 kHz
     >>> out.units[0, : out.unit_lengths[0]].tolist()
     >>> encoder.encode([wave_a, wave_b])                 # list of 1-D arrays/tensors -> list of unit lists
@@ -231,9 +233,9 @@ class PitchUnitEncoder(nn.Module):
         if isinstance(config, dict):
             config = PitchUnitEncoderConfig.from_dict(config)
         self.config = config or PitchUnitEncoderConfig()
-        self.fcpe = FCPEF0Extractor(self.config.fcpe)
-        self.encoder = F0VQVAEEncoder(self.config)
-        self.codebook = F0Codebook(self.config)
+        self.fcpe = SpiritLMFCPEF0Extractor(self.config.fcpe)
+        self.encoder = SpiritLMF0VQVAEEncoder(self.config)
+        self.codebook = SpiritLMF0Codebook(self.config)
         self._yaapt = None
 
     def num_units(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -249,7 +251,7 @@ class PitchUnitEncoder(nn.Module):
             return self.fcpe(input_values, lengths)
         if f0_extractor == "yaapt":
             if self._yaapt is None:
-                self._yaapt = YAAPTF0Extractor(self.config.sampling_rate, self.config.hop_length)
+                self._yaapt = SpiritLMYAAPTF0Extractor(self.config.sampling_rate, self.config.hop_length)
             return self._yaapt(input_values, lengths)
         raise ValueError(f"unknown f0_extractor {f0_extractor!r}; use one of {', '.join(F0_EXTRACTORS)}")
 
@@ -313,3 +315,8 @@ class PitchUnitEncoder(nn.Module):
         batch = nn.utils.rnn.pad_sequence(tensors, batch_first=True)
         output = self(batch.to(self.codebook.codebook.device), lengths, f0_extractor)
         return [row[:length].tolist() for row, length in zip(output.units, output.unit_lengths.tolist())]
+
+
+# Names before the SpiritLM prefix (#21), kept importable.
+PitchUnitEncoder = SpiritLMPitchUnitEncoder
+YAAPTF0Extractor = SpiritLMYAAPTF0Extractor

@@ -15,6 +15,7 @@ from torch import nn
 from transformers import Wav2Vec2Model
 from transformers.utils import ModelOutput
 
+from ..audio import check_waveform_batch
 from ..configuration_spiritlm import SpiritLMStyleEncoderConfig
 from .hubert import group_norm_conv_features
 
@@ -157,34 +158,10 @@ class SpiritLMStyleEncoder(nn.Module):
     def _check_inputs(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(input_values, torch.Tensor):
-            raise TypeError(f"input_values must be a torch.Tensor, got {type(input_values).__name__}")
-        if not input_values.is_floating_point():
-            raise TypeError(
-                f"input_values must be a float waveform in [-1, 1], got {input_values.dtype}; "
-                "divide int16 PCM by 32768"
-            )
-        input_values = input_values.to(self.projector.weight.device)
-        if input_values.dim() == 1:
-            input_values = input_values[None]
-            attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
-        if input_values.dim() != 2 or input_values.shape[0] == 0:
-            raise ValueError(
-                f"input_values must have shape (batch_size, num_samples) with batch_size >= 1, got "
-                f"{tuple(input_values.shape)}; average channels to mono first"
-            )
+        input_values, lengths = check_waveform_batch(
+            input_values, type(self).__name__, attention_mask, self.projector.weight.device
+        )
         positions = torch.arange(input_values.shape[1], device=input_values.device)
-        if attention_mask is None:
-            lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
-        else:
-            if attention_mask.shape != input_values.shape:
-                raise ValueError(
-                    f"attention_mask has shape {tuple(attention_mask.shape)}, input_values {tuple(input_values.shape)}"
-                )
-            attention_mask = attention_mask.to(input_values.device)
-            lengths = attention_mask.long().sum(-1)
-            if not torch.equal(attention_mask.bool(), positions < lengths[:, None]):
-                raise ValueError("attention_mask must be right-padded: ones for the samples, then zeros")
         too_short = (lengths < self.min_input_length).nonzero().flatten().tolist()
         if too_short:
             raise ValueError(
