@@ -245,14 +245,14 @@ def test_answer_is_the_librarys_streamed_in_pieces(client, pipe):
 def test_the_app_refuses_uploads_over_its_own_limit(pipe, bad_files):
     """`build_app(max_upload_mb=...)` has its own check, for a Space launched without `max_file_size`."""
     gradio = pytest.importorskip("gradio")
-    from transformers_spiritlm.web import PROMPT_ORDERS, _prompt_segments
+    from transformers_spiritlm.web import PROMPT_ORDERS, prompt_segments
 
     with pytest.raises(gradio.Error) as error:
-        _prompt_segments(pipe, str(bad_files["oversize"]), "", PROMPT_ORDERS[0], max_upload_bytes=2**20)
+        prompt_segments(pipe, str(bad_files["oversize"]), "", PROMPT_ORDERS[0], max_upload_bytes=2**20)
     assert (
         error.value.message == "The audio long.wav is 1.2 MB; this server takes at most 1 MB. Upload a shorter clip."
     )
-    segments = _prompt_segments(pipe, str(DEMO_PROMPT_WAV), "Answer:", PROMPT_ORDERS[1], max_upload_bytes=2**20)
+    segments = prompt_segments(pipe, str(DEMO_PROMPT_WAV), "Answer:", PROMPT_ORDERS[1], max_upload_bytes=2**20)
     assert [segment["type"] for segment in segments] == ["text", "speech"]
     assert segments[1]["sampling_rate"] == 16000 and segments[1]["audio"].shape[0] == 1
 
@@ -297,10 +297,10 @@ def test_the_page_refuses_long_audio_and_impossible_rates_from_the_header(local_
     }
     for path, message in expected.items():
         with pytest.raises(gradio.Error) as error:
-            web._prompt_segments(local_pipe, str(path), "", PROMPT_ORDER, max_upload_bytes=2**20, max_audio_seconds=60)
+            web.prompt_segments(local_pipe, str(path), "", PROMPT_ORDER, max_upload_bytes=2**20, max_audio_seconds=60)
         assert error.value.message == message
     with pytest.raises(gradio.Error) as error:
-        web._prompt_segments(local_pipe, None, "x" * 10_001, PROMPT_ORDER, max_upload_bytes=2**20)
+        web.prompt_segments(local_pipe, None, "x" * 10_001, PROMPT_ORDER, max_upload_bytes=2**20)
     assert error.value.message == (
         "The written question has 10001 characters; this server takes at most 10000. Shorten it."
     )

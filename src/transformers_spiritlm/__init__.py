@@ -50,7 +50,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
 
 
-def _register_auto_classes() -> None:
+def register_auto_classes() -> None:
     """Registers the SPIRIT LM configs, models, feature extractor and processor with the transformers Auto classes,
     and the `"spirit-lm"` pipeline. Importing the package does it; calling it again changes nothing."""
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor
@@ -77,6 +77,6 @@ def _register_auto_classes() -> None:
 
 # Imported by the `spiritlm` console script, whose `main` registers once the arguments parsed.
 if "transformers_spiritlm_cli" not in sys.modules:
-    _register_auto_classes()
+    register_auto_classes()
 
 __all__ = sorted(_PUBLIC)

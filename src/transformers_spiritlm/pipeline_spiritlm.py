@@ -234,7 +234,7 @@ class SpiritLMPipeline(Pipeline):
             try:
                 self.forward(model_inputs, **forward_params)
             except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
-                streamer._fail(error)
+                streamer.fail(error)
 
         return _iterate_in_thread(streamer, threading.Thread(target=generate, name="spiritlm-stream", daemon=True))
 

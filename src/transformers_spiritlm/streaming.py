@@ -13,7 +13,7 @@ from transformers.generation.streamers import BaseStreamer
 from .modalities import TEXT, StreamChunk, check_output_modality
 from .processing_spiritlm import GenerationSplitter, SegmentUpdate, can_vocode
 from .units import UnitStringReader
-from .vocoder import SpiritLMVocoder, _parse_units, _unit_tensor
+from .vocoder import SpiritLMVocoder, parse_unit_values, unit_ids_tensor
 
 
 class _End:
@@ -162,8 +162,9 @@ class SpiritLMStreamer(BaseStreamer):
         criteria, which [`~SpiritLMPipeline.stream`] adds)."""
         self.cancelled = True
 
-    def _fail(self, error: BaseException) -> None:
-        """Makes the iterator raise `error` (an exception of the generating thread)."""
+    def fail(self, error: BaseException) -> None:
+        """Makes the iterator raise `error`: how the thread that runs `generate` hands its exception to the consumer
+        ([`~SpiritLMPipeline.stream`] does it)."""
         self._queue.put(_Failure(error))
 
     # Iterating side.
@@ -407,10 +408,10 @@ class SpiritLMChunkedDecoder:
         take stay as read, as in `decode_string`."""
         if stream not in self.vocoder.config.unit_types:
             return value
-        ids = _parse_units(value, stream)
+        ids = parse_unit_values(value, stream)
         if len(ids) != 1:
             raise ValueError(f"malformed {stream} unit in the unit string ({value!r}); units look like '[Hu12]'")
-        _unit_tensor(ids, "", stream, getattr(self.vocoder.config, f"num_{stream}_units"))
+        unit_ids_tensor(ids, "", stream, getattr(self.vocoder.config, f"num_{stream}_units"))
         return ids[0]
 
     def _ready(self) -> bool:

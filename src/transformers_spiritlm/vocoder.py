@@ -351,9 +351,9 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
                     f"{where} has no pitch units ('[PiN]'), which this EXPRESSIVE vocoder needs; decode hubert-only "
                     "strings with a BASE vocoder"
                 )
-            hubert.append(_parse_units(units["hubert"], "hubert"))
-            pitch.append(_parse_units(units["pitch"], "pitch") if self.pitch_embedding is not None else None)
-            style.append(_parse_units(units["style"], "style") if self.style_embedding is not None else None)
+            hubert.append(parse_unit_values(units["hubert"], "hubert"))
+            pitch.append(parse_unit_values(units["pitch"], "pitch") if self.pitch_embedding is not None else None)
+            style.append(parse_unit_values(units["style"], "style") if self.style_embedding is not None else None)
         if isinstance(unit_string, str):
             return self.decode_units(hubert[0], pitch[0], style[0], speaker_id=speaker_id)
         return self.decode_units(
@@ -406,7 +406,7 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
         official duration predictor gives them."""
         if self.duration_predictor is None:
             raise ValueError("this vocoder has no duration predictor; pass dur_pred=False")
-        hubert = _unit_tensor(hubert, "", "hubert", self.config.num_hubert_units)
+        hubert = unit_ids_tensor(hubert, "", "hubert", self.config.num_hubert_units)
         return self.duration_predictor.durations(self.hubert_embedding(hubert.to(self.device)))
 
     def embed_units(
@@ -425,7 +425,7 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
         `speaker_id` and `style_id` are as in [`~SpiritLMVocoder.forward`].
         """
         config = self.config
-        hubert = _unit_tensor(hubert, "", "hubert", config.num_hubert_units)
+        hubert = unit_ids_tensor(hubert, "", "hubert", config.num_hubert_units)
         pitch = _optional_units(pitch, "", "pitch", config.num_pitch_units)
         style = _optional_units(style, "", "style", config.num_style_units)
         for stream, units in (("pitch", pitch), ("style", style)):
@@ -557,7 +557,7 @@ def _prepare_item(config: SpiritLMVocoderConfig, where: str, hubert, pitch, styl
     Checks one item of `decode_units` and brings it to the form of `forward`: `(hubert, pitch, style, speaker, style
     index, dur_pred)`, units as 1-D CPU tensors with pitch and style at the hubert rate. `where` prefixes errors.
     """
-    hubert = _unit_tensor(hubert, where, "hubert", config.num_hubert_units)
+    hubert = unit_ids_tensor(hubert, where, "hubert", config.num_hubert_units)
     pitch = _optional_units(pitch, where, "pitch", config.num_pitch_units)
     style = _optional_units(style, where, "style", config.num_style_units)
     num_units = len(hubert)
@@ -576,14 +576,15 @@ def _pad(sequences: Sequence[torch.Tensor]) -> torch.Tensor:
     return nn.utils.rnn.pad_sequence(list(sequences), batch_first=True)
 
 
-def _parse_units(values: str, stream: str) -> list[int]:
+def parse_unit_values(values: str, stream: str) -> list[int]:
+    """The unit ids of a space-separated `stream` (`"hubert"`, `"pitch"`, `"style"`) string, or a `ValueError`."""
     try:
         return [int(value) for value in values.split()]
     except ValueError as error:
         raise ValueError(f"malformed {stream} unit in the unit string ({error}); units look like '[Hu12]'") from None
 
 
-def _unit_tensor(values, where: str, stream: str, num_units: int) -> torch.LongTensor:
+def unit_ids_tensor(values, where: str, stream: str, num_units: int) -> torch.LongTensor:
     """Validates one unit sequence (list, space-separated string, 1-D tensor or array) -> CPU LongTensor."""
     if isinstance(values, str):
         try:
@@ -622,14 +623,14 @@ def _unit_tensor(values, where: str, stream: str, num_units: int) -> torch.LongT
 
 
 def _optional_units(values, where: str, stream: str, num_units: int | None) -> torch.LongTensor | None:
-    """A pitch or style sequence checked like [`_unit_tensor`], `None` for a vocoder that takes none."""
+    """A pitch or style sequence checked like [`unit_ids_tensor`], `None` for a vocoder that takes none."""
     if num_units is None:
         if values is not None:
             raise ValueError(f"{where}this vocoder takes no {stream} units; drop `{stream}`")
         return None
     if values is None:
         raise ValueError(f"{where}this EXPRESSIVE vocoder needs `{stream}` units (hubert, pitch and style units)")
-    return _unit_tensor(values, where, stream, num_units)
+    return unit_ids_tensor(values, where, stream, num_units)
 
 
 def _check_unit_batch(
@@ -753,4 +754,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["SpiritLMVocoder", "SpiritLMVocoderOutput", "load_vocoder"]
+__all__ = ["SpiritLMVocoder", "SpiritLMVocoderOutput", "load_vocoder", "parse_unit_values", "unit_ids_tensor"]

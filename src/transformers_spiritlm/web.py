@@ -87,7 +87,7 @@ def build_app(
     }
 
     def answer(audio_path, text, order, output_modality, speaker_id, temperature, top_p, max_new_tokens, seed, sample):
-        segments = _prompt_segments(pipe, audio_path, text, order, **limits)
+        segments = prompt_segments(pipe, audio_path, text, order, **limits)
         kwargs = {"max_new_tokens": int(max_new_tokens), "do_sample": bool(sample)}
         if sample:
             kwargs.update(temperature=float(temperature), top_p=float(top_p))
@@ -179,7 +179,7 @@ def _refuse(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def _prompt_segments(
+def prompt_segments(
     pipe: Pipeline,
     audio_path,
     text,

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__, _register_auto_classes
+from .. import __version__, register_auto_classes
 from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize
 from .common import check_device, check_repo, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["convert"]:
         # Everything after `convert`, --help included, belongs to the conversion script's own parser.
-        _register_auto_classes()
+        register_auto_classes()
         return convert.run_convert(argv[1:])
     args = build_parser().parse_args(argv)
     try:
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "device" in args:
             args.device = args.device or default_device()
             check_device(args.device)
-        _register_auto_classes()
+        register_auto_classes()
         set_verbosity(args.verbose)
         return args.handler(args)
     except (OSError, ValueError) as error:  # bad input: files, repos, values; bugs keep their traceback

@@ -21,7 +21,7 @@ DEMO_PROMPT_TEXT = "What is the capital of France?"
 _DEMO_MARKER = "demo-complete.txt"
 
 
-def _demo_repo(cache_dir: Path) -> Path:
+def demo_repo(cache_dir: Path) -> Path:
     """The tiny random expressive repo of the demo, built once in the cache."""
     from ..testing import build_tiny_repo
 
@@ -49,7 +49,7 @@ def run_demo(args) -> int:
         with tempfile.TemporaryDirectory(prefix="spiritlm-demo-") as directory:
             print(f"Building a tiny random-weight SPIRIT LM (expressive) in {directory} (removed at the end) ...")
             return _run_demo(args, build_tiny_repo(Path(directory) / "tiny-expressive"))
-    return _run_demo(args, args.repo or _demo_repo(Path(args.cache_dir)))
+    return _run_demo(args, args.repo or demo_repo(Path(args.cache_dir)))
 
 
 def _run_demo(args, repo: str | Path) -> int:

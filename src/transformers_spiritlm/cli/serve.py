@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..extras import install_hint
 from .common import add_device_argument, default_cache_dir
-from .demo import _demo_repo
+from .demo import demo_repo
 
 
 def run_serve(args) -> int:
@@ -27,7 +27,7 @@ def run_serve(args) -> int:
             raise
         print(f"spiritlm serve: error: the web page needs the [web] extra: {install_hint('web')}", file=sys.stderr)
         return 2
-    repo = args.repo or _demo_repo(Path(args.cache_dir))
+    repo = args.repo or demo_repo(Path(args.cache_dir))
     print(f"Loading model, processor (with speech tokenizer) and vocoder from {repo} ...")
     description = None
     if args.repo is None:
