@@ -32,7 +32,7 @@ from transformers import GenerationConfig, LlamaConfig
 from transformers.utils.hub import convert_file_size_to_int
 
 from transformers_spiritlm.configuration_spiritlm import VARIANTS, SpiritLMConfig
-from transformers_spiritlm.conversion import ConversionError
+from transformers_spiritlm.conversion import ConversionError, read_json
 from transformers_spiritlm.modeling_spiritlm import SpiritLMForCausalLM
 
 
@@ -51,12 +51,7 @@ class LMConversionError(ConversionError):
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"official language model file not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise LMConversionError(f"{path} is not valid JSON ({error})") from None
+    return read_json(path, "language model", LMConversionError)
 
 
 def convert_lm_config(

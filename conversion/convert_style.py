@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import Wav2Vec2Config
 
-from transformers_spiritlm.conversion import ConversionError
+from transformers_spiritlm.conversion import ConversionError, read_json
 from transformers_spiritlm.speech_tokenizer.style import SpiritLMStyleEncoder
 
 
@@ -118,10 +118,7 @@ def load_official_style_encoder(path: str | Path) -> tuple[dict, dict[str, torch
     for file in (config_file, weights_file):
         if not file.is_file():
             raise FileNotFoundError(f"missing official style encoder file {file}")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConversionError(f"{config_file} is not valid JSON: {error}") from None
+    config = read_json(config_file, "style encoder")
     if not isinstance(config, dict):
         raise ConversionError(f"{config_file} holds a JSON {type(config).__name__}, expected an object")
     try:

@@ -13,7 +13,6 @@ converter's self-check.
 """
 
 import argparse
-import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2
 
 from transformers_spiritlm.configuration_spiritlm import VARIANTS
-from transformers_spiritlm.conversion import ConversionError
+from transformers_spiritlm.conversion import ConversionError, read_json
 from transformers_spiritlm.tokenization_spiritlm import (
     LLAMA_SPECIAL_TOKENS,
     SPIECE_UNDERLINE,
@@ -66,12 +65,7 @@ class OfficialTokenizer:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"official tokenizer file not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TokenizerConversionError(f"{path} is not valid JSON ({error})") from None
+    return read_json(path, "tokenizer", TokenizerConversionError)
 
 
 def _read_proto(path: Path) -> sentencepiece_model_pb2.ModelProto:

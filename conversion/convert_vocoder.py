@@ -9,7 +9,6 @@ here, so inference needs none; `generator.pt` is read with `torch.load(..., weig
 """
 
 import argparse
-import json
 import pickle
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 
 from transformers_spiritlm.configuration_spiritlm import SpiritLMVocoderConfig
+from transformers_spiritlm.conversion import read_json
 from transformers_spiritlm.vocoder import SpiritLMVocoder
 
 
@@ -147,10 +147,7 @@ def load_official_vocoder(src_dir: str | Path, default_style_id: int | None = No
     for path in (config_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"official vocoder file not found: {path}")
-    try:
-        official = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{config_path} is not valid JSON ({error})") from None
+    official = read_json(config_path, "vocoder", ValueError)
     try:
         checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:  # not a / truncated file
