@@ -14,6 +14,7 @@ from transformers_spiritlm import SpiritLMPipeline, SpiritLMProcessor, SpiritLMV
 from transformers_spiritlm.modalities import Segment
 from transformers_spiritlm.pipeline_spiritlm import Prompt, PromptAndSegments
 from transformers_spiritlm.processing_spiritlm import parse_generation
+from transformers_spiritlm.testing import build_tiny_repo
 
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -176,3 +177,21 @@ def test_low_level_example_runs(tiny_repo, tmp_path, monkeypatch, capsys):
     runpy.run_path(str(script), run_name="__main__")
     printed = capsys.readouterr().out
     assert printed.count("prompt ") == 2 and len(list(tmp_path.glob("prompt*.wav"))) == 2
+
+
+@pytest.fixture(scope="module")
+def lm_only_repo(tmp_path_factory):
+    return build_tiny_repo(tmp_path_factory.mktemp("usability") / "tiny", speech_tokenizer=False, vocoder=False)
+
+
+def test_str_prompt_naming_an_audio_file_warns_once(lm_only_repo, monkeypatch, caplog):
+    monkeypatch.chdir(AUDIO)
+    pipe = pipeline("spirit-lm", model=str(lm_only_repo))
+    caplog.clear()
+    for _ in range(2):
+        pipe("speech_2s_16k.wav", output_modality="text", max_new_tokens=1, do_sample=False)
+    pipe("missing.wav is not a file", output_modality="text", max_new_tokens=1, do_sample=False)
+    assert [record.getMessage() for record in caplog.records] == [
+        "the text prompt 'speech_2s_16k.wav' names an audio file; a str is always text. To use the file as speech, "
+        "pass Path('speech_2s_16k.wav') or {'type': 'speech', 'audio': 'speech_2s_16k.wav'}"
+    ]
