@@ -8,12 +8,14 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 import torch
-from transformers import AutoModelForCausalLM, AutoProcessor
+from transformers import AutoModelForCausalLM, AutoProcessor, pipeline
 from transformers.utils import logging
 
+import transformers_spiritlm
 from transformers_spiritlm import SpiritLMForCausalLM, SpiritLMSpeechTokenizer, SpiritLMVocoder, evaluation
 from transformers_spiritlm.cli import eval as cli_eval
 from transformers_spiritlm.cli import find_audio_files, main
@@ -372,3 +374,66 @@ def test_convert_help_shows_the_defaults(capsys):
     assert "[--dtype {bfloat16,float16,float32}]" in help_text
     assert "float16 for GPUs without bfloat16 (T4, V100)" in help_text
     assert "(default: bfloat16)" in help_text and "(default: 5GB)" in help_text
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`spiritlm ARGS` in this process: exit status, stdout, stderr."""
+    try:
+        code = main([str(arg) for arg in args])
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_version(capsys):
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"transformers-spiritlm {transformers_spiritlm.__version__}"
+
+
+def test_cli_tokenize_to_stdout(tiny_base_repo, capsys):
+    code, out, err = run_cli(capsys, "tokenize", AUDIO / "speech_2s_16k.wav", "--repo", tiny_base_repo, "--quiet",
+                             "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    (line,) = out.splitlines()
+    expected = SpiritLMSpeechTokenizer.from_pretrained(tiny_base_repo, subfolder="speech_tokenizer").encode_units(
+        AUDIO / "speech_2s_16k.wav"
+    )
+    assert json.loads(line) == {
+        "audio": str(AUDIO / "speech_2s_16k.wav"),
+        **expected,
+        "string": units_to_string(expected),
+    }
+
+
+def test_cli_generate_sampling_flags_reach_generate(tiny_base_repo, tmp_path, capsys):
+    args = ["generate", "--repo", tiny_base_repo, "--text", "one two", "--output-modality", "text"]
+    args += ["--max-new-tokens", "8", "--temperature", "0.7", "--top-p", "0.9", "--seed", "4", "--device", "cpu"]
+    first, second = run_cli(capsys, *args, "-o", tmp_path / "a.wav"), run_cli(capsys, *args, "-o", tmp_path / "b.wav")
+    assert first[0] == 0, first[2]
+    piped = pipeline("spirit-lm", model=str(tiny_base_repo))
+    (expected,) = piped("one two", output_modality="text", max_new_tokens=8, do_sample=True, temperature=0.7,
+                        top_p=0.9, seed=4)  # fmt: skip
+    assert first[1] == second[1] == f"text:   {expected['text']!r}\n"
+    greedy = run_cli(capsys, *args[:9], "--greedy", "--device", "cpu", "-o", tmp_path / "c.wav")
+    (expected_greedy,) = piped("one two", output_modality="text", max_new_tokens=8, do_sample=False)
+    assert greedy[0] == 0, greedy[2]
+    assert greedy[1] == f"text:   {expected_greedy['text']!r}\n" and expected_greedy != expected
+
+
+def test_cli_resynthesize_speaker_id(tiny_base_repo, tmp_path, capsys):
+    import soundfile
+
+    for speaker in (0, 3):
+        code, _, err = run_cli(capsys, "resynthesize", AUDIO / "speech_2s_16k.wav", "--repo", tiny_base_repo,
+                               "--speaker-id", speaker, "-o", tmp_path / f"speaker{speaker}.wav")  # fmt: skip
+        assert code == 0, err
+    speech_tokenizer = SpiritLMSpeechTokenizer.from_pretrained(tiny_base_repo, subfolder="speech_tokenizer")
+    vocoder = SpiritLMVocoder.from_pretrained(tiny_base_repo, subfolder="vocoder")
+    units = speech_tokenizer.encode_units(AUDIO / "speech_2s_16k.wav")
+    for speaker in (0, 3):
+        audio, rate = soundfile.read(tmp_path / f"speaker{speaker}.wav", dtype="float32")
+        # Frame-rate units as they are (no duration prediction), the command's default.
+        expected = vocoder.decode_units(**units, speaker_id=speaker, dur_pred=False).numpy()
+        assert rate == 16000
+        np.testing.assert_allclose(audio, expected, atol=1 / 2**15)

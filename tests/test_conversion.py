@@ -12,6 +12,7 @@ import pytest
 import sentencepiece
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -22,10 +23,16 @@ from transformers import (
     pipeline,
 )
 
-from transformers_spiritlm import SpiritLMConfig, SpiritLMForCausalLM, SpiritLMProcessor, SpiritLMVocoder
+from transformers_spiritlm import (
+    SpiritLMConfig,
+    SpiritLMForCausalLM,
+    SpiritLMProcessor,
+    SpiritLMSpeechTokenizer,
+    SpiritLMVocoder,
+)
 from transformers_spiritlm.conversion import ConversionError, convert_pitch, convert_speech_tokenizer, convert_style
 from transformers_spiritlm.conversion.convert_lm import LMConversionError, convert_lm
-from transformers_spiritlm.conversion.convert_spiritlm_to_hf import main
+from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spiritlm_to_hf, main, self_check
 from transformers_spiritlm.conversion.convert_tokenizer import (
     SlowTokenizerReference,
     TokenizerConversionError,
@@ -403,3 +410,80 @@ def test_one_conversion_error_for_every_converter():
     assert convert_speech_tokenizer.ConversionError is ConversionError
     assert issubclass(LMConversionError, ConversionError) and issubclass(TokenizerConversionError, ConversionError)
     assert issubclass(ConversionError, ValueError)
+
+
+@pytest.fixture(scope="module")
+def official_base(tmp_path_factory) -> Path:
+    return write_official_checkpoints(
+        tmp_path_factory.mktemp("official"), variants=("base",), sentencepiece_model=TEXT_MODEL
+    )
+
+
+@pytest.fixture(scope="module")
+def bfloat16_repo(official_base, tmp_path_factory) -> Path:
+    return convert_spiritlm_to_hf(
+        official_base, "base", tmp_path_factory.mktemp("bf16") / "repo", dtype="bfloat16", log=lambda line: None
+    )
+
+
+def test_bfloat16_conversion_rounds_the_language_model_only(official_base, bfloat16_repo):
+    official = json.loads((official_base / "spiritlm_model" / "spirit-lm-base-7b" / "config.json").read_text())
+    expected = official_lm_state_dict(official)
+    converted = load_file(bfloat16_repo / "model.safetensors")
+    assert {tensor.dtype for tensor in converted.values()} == {torch.bfloat16}
+    for name, tensor in converted.items():
+        torch.testing.assert_close(tensor, expected[name].to(torch.bfloat16), rtol=0, atol=0)
+    assert json.loads((bfloat16_repo / "config.json").read_text())["dtype"] == "bfloat16"
+    for part in ("speech_tokenizer", "vocoder"):
+        assert {tensor.dtype for tensor in load_file(bfloat16_repo / part / "model.safetensors").values()} == {
+            torch.float32
+        }
+
+
+def _official_tokenizer(official_base):
+    return convert_tokenizer(official_base / "spiritlm_model" / "spirit-lm-base-7b", "base")[1]
+
+
+def test_self_check_passes_on_a_good_repo(official_base, bfloat16_repo):
+    rows = self_check(bfloat16_repo, _official_tokenizer(official_base), "base")
+    assert [row[0] for row in rows] == [
+        "config",
+        "tokenizer",
+        "tokenizer",
+        "language model",
+        "speech tokenizer",
+        "vocoder",
+    ]
+
+
+def test_self_check_failures(official_base, bfloat16_repo, tmp_path, monkeypatch):
+    official_tokenizer = _official_tokenizer(official_base)
+    with pytest.raises(RuntimeError, match=r"self-check: config.json reloads as SpiritLMConfig \('base'\)"):
+        self_check(bfloat16_repo, official_tokenizer, "expressive")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SlowTokenizerReference, "encode", lambda self, text: [1, 2, 3])
+        with pytest.raises(
+            RuntimeError, match=r"self-check: tokenizer ids \[1, .*\] differ from the official .*\[1, 2, 3\]"
+        ):
+            self_check(bfloat16_repo, official_tokenizer, "base")
+
+    broken = tmp_path / "nan-lm"
+    shutil.copytree(bfloat16_repo, broken)
+    weights = load_file(broken / "model.safetensors")
+    weights["lm_head.weight"][:] = float("nan")
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(
+        RuntimeError, match=r"self-check: LM forward gave logits of shape \(1, \d+, \d+\) with non-finite"
+    ):
+        self_check(broken, official_tokenizer, "base")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SpiritLMSpeechTokenizer, "encode_units", lambda self, *args, **kwargs: {"hubert": []})
+        with pytest.raises(RuntimeError, match=r"self-check: 1 s of audio gave unit streams \['hubert'\], expected"):
+            self_check(bfloat16_repo, official_tokenizer, "base")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SpiritLMVocoder, "decode_string", lambda self, *args, **kwargs: torch.full((4,), float("nan")))
+        with pytest.raises(RuntimeError, match=r"self-check: the vocoder gave a waveform of shape \(4,\)"):
+            self_check(bfloat16_repo, official_tokenizer, "base")

@@ -1,3 +1,4 @@
+import logging
 import random
 import re
 import runpy
@@ -8,13 +9,13 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from transformers import pipeline, set_seed
+from transformers import GenerationConfig, pipeline, set_seed
 
 from transformers_spiritlm import SpiritLMPipeline, SpiritLMProcessor, SpiritLMVocoder
 from transformers_spiritlm.modalities import Segment
 from transformers_spiritlm.pipeline_spiritlm import Prompt, PromptAndSegments
 from transformers_spiritlm.processing_spiritlm import parse_generation
-from transformers_spiritlm.testing import build_tiny_repo
+from transformers_spiritlm.testing import build_tiny_repo, tiny_vocoder
 
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -195,3 +196,82 @@ def test_str_prompt_naming_an_audio_file_warns_once(lm_only_repo, monkeypatch, c
         "the text prompt 'speech_2s_16k.wav' names an audio file; a str is always text. To use the file as speech, "
         "pass Path('speech_2s_16k.wav') or {'type': 'speech', 'audio': 'speech_2s_16k.wav'}"
     ]
+
+
+@pytest.fixture(scope="module")
+def base_pipe(tiny_base_repo):
+    return pipeline("spirit-lm", model=str(tiny_base_repo))
+
+
+def greedy_continuation(pipe, prompt: str, max_new_tokens: int, **kwargs) -> list[int]:
+    """New ids of plain `generate` (no output-modality constraint) on `prompt`."""
+    inputs = pipe.tokenizer(prompt, return_tensors="pt")
+    ids = pipe.model.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pipe.tokenizer.pad_token_id, **kwargs
+    )
+    return ids[0, inputs.input_ids.shape[1] :].tolist()
+
+
+def continuation_text(pipe, prompt: str, new_ids: list[int]) -> str:
+    """The official continuation: the decoded whole minus the decoded prompt, stripped."""
+    prompt_ids = pipe.tokenizer(prompt).input_ids
+    whole = pipe.processor.decode_text(prompt_ids + new_ids)
+    return whole[len(pipe.processor.decode_text(prompt_ids)) :].strip()
+
+
+def test_force_output_modality_false_lifts_the_constraint(base_pipe):
+    kwargs = {"output_modality": "text", "max_new_tokens": 12, "do_sample": False, "return_prompt": True}
+    free = base_pipe("one two", force_output_modality=False, **kwargs)
+    forced = base_pipe("one two", **kwargs)
+    assert free["prompt"] == forced["prompt"] == "[Text]one two"
+    new_ids = greedy_continuation(base_pipe, free["prompt"], 12)
+    assert free["segments"] == [{"type": "text", "text": continuation_text(base_pipe, free["prompt"], new_ids)}]
+    # The free model writes unit tokens here, which the constraint forbids.
+    assert "[Hu" in free["segments"][0]["text"] and "[Hu" not in forced["segments"][0]["text"]
+
+
+def test_eos_token_id_and_generation_config_reach_post_processing(base_pipe):
+    new_ids = greedy_continuation(base_pipe, "[Text]one two", 12)
+    stop = new_ids[4]
+    expected = [
+        {"type": "text", "text": continuation_text(base_pipe, "[Text]one two", new_ids[: new_ids.index(stop)])}
+    ]
+    kwargs = {"output_modality": "text", "force_output_modality": False, "do_sample": False}
+    assert base_pipe("one two", eos_token_id=stop, max_new_tokens=12, **kwargs) == expected
+    config = GenerationConfig(eos_token_id=stop, max_new_tokens=12, pad_token_id=base_pipe.tokenizer.pad_token_id)
+    assert base_pipe("one two", generation_config=config, **kwargs) == expected
+
+
+def test_default_max_new_tokens_is_200(base_pipe, monkeypatch):
+    lengths = []
+    generate = base_pipe.model.generate
+
+    def spy(*args, **kwargs):
+        sequences = generate(*args, **kwargs)
+        lengths.append(sequences.shape[1] - kwargs["input_ids"].shape[1])
+        return sequences
+
+    monkeypatch.setattr(base_pipe.model, "generate", spy)
+    # No end-of-sequence id to stop at: the length is the default one.
+    base_pipe("hi", output_modality="speech", do_sample=False, eos_token_id=[])
+    assert lengths == [200]
+
+
+def test_repo_without_vocoder_returns_units_and_warns(tmp_path, caplog):
+    repo = build_tiny_repo(tmp_path / "repo", variant="base", vocoder=False)
+    with caplog.at_level(logging.WARNING, logger="transformers_spiritlm"):
+        no_vocoder = pipeline("spirit-lm", model=str(repo))
+    assert no_vocoder.vocoder is None
+    assert f"no vocoder found in '{repo}' (expected a vocoder/ folder)" in caplog.text
+    (segment,) = no_vocoder("hi", output_modality="speech", max_new_tokens=10, do_sample=False)
+    assert set(segment) == {"type", "units"} and parse_generation(segment["units"]) == [segment | {"type": "speech"}]
+
+
+def test_vocoder_argument_replaces_the_repo_vocoder(tiny_base_repo, tmp_path):
+    other = tiny_vocoder("base", seed=5)
+    other.save_pretrained(tmp_path / "other")
+    for vocoder in (other, tmp_path / "other"):
+        custom = pipeline("spirit-lm", model=str(tiny_base_repo), vocoder=vocoder)
+        (segment,) = custom("hi", output_modality="speech", max_new_tokens=30, do_sample=False, seed=0)
+        expected = other.decode_string(segment["units"], speaker_id=2).numpy()
+        np.testing.assert_array_equal(segment["audio"], expected)

@@ -1,13 +1,14 @@
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from transformers import AutoProcessor
+from transformers import AutoProcessor, pipeline
 
-from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor
+from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor, SpiritLMVocoder
 from transformers_spiritlm.conversion.convert_vocoder import load_official_vocoder
 from transformers_spiritlm.processing_spiritlm import (
     GenerationSplitter,
@@ -283,3 +284,48 @@ def test_output_modality_typo_is_a_clear_error(processor):
         processor([{"type": "text", "text": "hi"}], output_modality="speach")
     with pytest.raises(ValueError, match="use one of 'text', 'speech', 'arbitrary'"):
         processor.decode_generation("[Text]", "hi", "txt")
+
+
+def test_speech_without_hubert_or_pitch_units_gets_empty_audio(tiny_repo, caplog):
+    processor = SpiritLMProcessor.from_pretrained(tiny_repo, load_speech_tokenizer=False)
+    vocoder = SpiritLMVocoder.from_pretrained(tiny_repo, subfolder="vocoder")
+    with caplog.at_level(logging.WARNING, logger="transformers_spiritlm"):
+        (no_pitch,) = processor.decode_generation("[Text]a[Speech]", "[Hu3][Hu5]", "speech", vocoder=vocoder)
+        (no_hubert,) = processor.decode_generation("[Text]a[Speech]", "[St3][Pi2]", "speech", vocoder=vocoder)
+    assert (
+        no_pitch["units"] == "[Hu3][Hu5]" and no_pitch["audio"].shape == (0,) and no_pitch["audio"].dtype == np.float32
+    )
+    assert no_hubert["units"] == "[St3][Pi2]" and no_hubert["audio"].shape == (0,)
+    assert no_pitch["sampling_rate"] == no_hubert["sampling_rate"] == 16000
+    assert "generated speech '[Hu3][Hu5]' has no pitch units" in caplog.text
+    assert "generated speech '[St3][Pi2]' has no hubert units" in caplog.text
+
+
+def test_post_process_generation_stops_at_the_given_eos(tiny_base_repo):
+    processor = SpiritLMProcessor.from_pretrained(tiny_base_repo, load_speech_tokenizer=False)
+    text = processor.tokenizer("[Text]one two three four", return_tensors="pt")
+    prompt_length = 3
+    sequences, mask = text.input_ids, text.attention_mask[:, :prompt_length]
+    stop = int(sequences[0, prompt_length + 1])
+    (segments,) = processor.post_process_generation(sequences, mask, "text", eos_token_id=stop)
+    whole = processor.decode_text(sequences[0, : prompt_length + 1])
+    assert segments == [
+        {"type": "text", "text": whole[len(processor.decode_text(sequences[0, :prompt_length])) :].strip()}
+    ]
+    (all_of_it,) = processor.post_process_generation(sequences, mask, "text", eos_token_id=[-5])
+    assert all_of_it[0]["text"].endswith("four")
+
+
+def test_processor_dtype_and_device_map_are_the_language_model_s(tiny_base_repo):
+    processor = SpiritLMProcessor.from_pretrained(tiny_base_repo, dtype=torch.bfloat16, device_map="cpu")
+    assert processor.speech_tokenizer.dtype == torch.float32 and processor.speech_tokenizer.device.type == "cpu"
+    bf16 = SpiritLMProcessor.from_pretrained(tiny_base_repo, speech_tokenizer_dtype=torch.bfloat16)
+    assert bf16.speech_tokenizer.dtype == torch.bfloat16
+    piped = pipeline("spirit-lm", model=str(tiny_base_repo), dtype=torch.bfloat16, vocoder_dtype="bfloat16")
+    assert (piped.model.dtype, piped.processor.speech_tokenizer.dtype, piped.vocoder.dtype) == (
+        torch.bfloat16,
+        torch.float32,
+        torch.bfloat16,
+    )
+    with pytest.raises(ValueError, match="unknown dtype 'half-ish'; use a torch.dtype or its name"):
+        pipeline("spirit-lm", model=str(tiny_base_repo), vocoder_dtype="half-ish")
