@@ -18,7 +18,6 @@ from transformers_spiritlm.processing_spiritlm import (
     parse_generation,
     starts_with_unit_token,
 )
-from transformers_spiritlm.testing import build_tiny_repo
 from transformers_spiritlm.testing.official_vocoder import OFFICIAL_VOCODER_DIRS, write_official_vocoders
 
 
@@ -26,11 +25,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "processing"
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 OFFICIAL = json.loads((FIXTURES / "official_processing.json").read_text())
 TYPES = {"t": "text", "s": "speech"}
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), variant="expressive")
 
 
 @pytest.fixture(scope="module")
