@@ -1,6 +1,6 @@
-"""Fixtures shared by the test modules: tiny converted repos (built once per session), the real FCPE weights, the
-official-format HuBERT checkpoints (and the speech tokenizer converted from them) and the pitch-unit agreement
-check.
+"""Fixtures shared by the test modules: tiny converted repos (built once per session), the tiny LM's tokenizer, the
+real FCPE weights, the official-format HuBERT checkpoints (and the speech tokenizer converted from them) and the
+pitch-unit agreement check.
 
 A missing prerequisite (the FCPE download, an optional extra) skips the tests that need it on a developer machine, but
 fails them under CI (`CI` set to anything but "", "0" or "false"), so that a CI run cannot pass by skipping.
@@ -14,7 +14,7 @@ import pytest
 
 from transformers_spiritlm.conversion.convert_pitch import load_fcpe_checkpoint
 from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
-from transformers_spiritlm.testing import build_tiny_repo
+from transformers_spiritlm.testing import build_tiny_repo, tiny_lm_config, tiny_spiritlm_tokenizer
 from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
 from transformers_spiritlm.testing.official_pitch import FCPE_DOWNLOAD_COMMAND, find_fcpe_checkpoint
 
@@ -68,6 +68,13 @@ def tiny_repo(tmp_path_factory) -> Path:
 def tiny_base_repo(tmp_path_factory) -> Path:
     """A converted BASE repo with random weights (`build_tiny_repo`, seed 0). Read-only: copy it to modify."""
     return build_tiny_repo(tmp_path_factory.mktemp("tiny-base"), variant="base")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The SPIRIT LM tokenizer of `tiny_lm_config()` (`tiny_spiritlm_tokenizer`). Read-only. The speech tokenizer
+    modules override the name with their own speech tokenizer."""
+    return tiny_spiritlm_tokenizer(tiny_lm_config())
 
 
 @pytest.fixture(scope="session")

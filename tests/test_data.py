@@ -19,7 +19,7 @@ from transformers_spiritlm.data import (
     parse_word_alignments,
     tokenize_sequences,
 )
-from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer, tiny_text_tokenizer
+from transformers_spiritlm.testing import tiny_lm_config, tiny_text_tokenizer
 from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer
 
 
@@ -198,11 +198,6 @@ def test_build_sequences_on_a_dataset_is_independent_of_batching():
         build_sequences(datasets.Dataset.from_dict({"units": [FRAME_UNITS], "words": [[]]}), kinds=("text",))
     with pytest.raises(ValueError, match=r"dataset has no column\(s\) \['words'\]"):
         build_sequences(datasets.Dataset.from_dict({"units": [FRAME_UNITS]}), kinds=("interleaved",))
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_spiritlm_tokenizer(tiny_lm_config())
 
 
 def test_collator_pads_masks_and_labels(tokenizer):

@@ -7,17 +7,12 @@ import torch
 from transformers_spiritlm import SpiritLMForCausalLM, units_to_string
 from transformers_spiritlm.data import SpiritLMDataCollator
 from transformers_spiritlm.evaluation import minimal_pair_accuracy, render_segments, score_continuations
-from transformers_spiritlm.testing import tiny_lm_config, tiny_spiritlm_tokenizer
+from transformers_spiritlm.testing import tiny_lm_config
 
 
 SPEECH_UNITS = [17, 250, 3, 98, 401, 77, 12, 305, 150, 44, 9, 480, 233, 61, 120, 7, 356, 88, 199, 26]
 SPEECH = "[Speech]" + "".join(f"[Hu{unit}]" for unit in SPEECH_UNITS)
 TEXT = "[Text]the quick brown fox jumps over the lazy dog"
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_spiritlm_tokenizer(tiny_lm_config())
 
 
 @pytest.fixture(scope="module")
