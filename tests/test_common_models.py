@@ -134,10 +134,16 @@ def test_device(repo, component):
         assert {buffer.device for buffer in model.buffers()} <= {torch.device("cpu")}
 
 
-def test_missing_folder_is_named(component, tmp_path):
+def test_missing_folder_is_named(component, tmp_path, monkeypatch):
     missing = tmp_path / "no-such-repo"
-    with pytest.raises(OSError, match=re.escape(str(missing))):
+    message = (
+        f"cannot load {component.model_class.__name__}: {re.escape(str(missing))} is not a folder; check the path"
+    )
+    with pytest.raises(FileNotFoundError, match=f"^{message}$"):
         component.model_class.from_pretrained(missing, subfolder=component.subfolder)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"\./no-such-repo is not a folder"):
+        component.model_class.from_pretrained("./no-such-repo", subfolder=component.subfolder)
 
 
 def test_config_of_another_model_is_refused(tiny_repo, component, tmp_path):

@@ -10,11 +10,16 @@ from .configuration_spiritlm import SpiritLMConfig
 
 
 class SpiritLMLoadingMixin:
-    """`from_pretrained` that reports a truncated or corrupt safetensors file as an `OSError` naming the folder (the
-    safetensors error names neither). Mixed into every SPIRIT LM model: LM, speech tokenizer and vocoder."""
+    """`from_pretrained` that reports a path that is no folder as a `FileNotFoundError` (not as a malformed Hub repo
+    id), and a truncated or corrupt safetensors file as an `OSError` naming the folder (the safetensors error names
+    neither). Mixed into every SPIRIT LM model: LM, speech tokenizer and vocoder."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        path = os.fspath(pretrained_model_name_or_path)
+        # Absolute, `./`, `../` and `~` paths are never Hub repo ids: the Hub would only reject them as malformed ids.
+        if (os.path.isabs(path) or path.startswith((".", "~"))) and not os.path.isdir(os.path.expanduser(path)):
+            raise FileNotFoundError(f"cannot load {cls.__name__}: {path} is not a folder; check the path")
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
