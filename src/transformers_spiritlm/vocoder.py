@@ -340,27 +340,25 @@ class SpiritLMVocoder(SpiritLMLoadingMixin, PreTrainedModel):
                 "decode_string expects a unit string or a non-empty list of unit strings, got "
                 f"{type(unit_string).__name__}"
             )
+        takes_pitch, takes_style = "pitch" in self.config.unit_types, "style" in self.config.unit_types
         hubert, pitch, style = [], [], []
         for index, string in enumerate(strings):
             where = "unit string" if isinstance(unit_string, str) else f"unit string {index}"
             units = string_to_units(string, generator=generator)
             if not units["hubert"]:
                 raise ValueError(f"{where} has no hubert units ('[HuN]'): nothing to synthesise")
-            if self.pitch_embedding is not None and "pitch" not in units:
+            if takes_pitch and "pitch" not in units:
                 raise ValueError(
                     f"{where} has no pitch units ('[PiN]'), which this EXPRESSIVE vocoder needs; decode hubert-only "
                     "strings with a BASE vocoder"
                 )
             hubert.append(parse_unit_values(units["hubert"], "hubert"))
-            pitch.append(parse_unit_values(units["pitch"], "pitch") if self.pitch_embedding is not None else None)
-            style.append(parse_unit_values(units["style"], "style") if self.style_embedding is not None else None)
+            pitch.append(parse_unit_values(units["pitch"], "pitch") if takes_pitch else None)
+            style.append(parse_unit_values(units["style"], "style") if takes_style else None)
         if isinstance(unit_string, str):
             return self.decode_units(hubert[0], pitch[0], style[0], speaker_id=speaker_id)
         return self.decode_units(
-            hubert,
-            None if self.pitch_embedding is None else pitch,
-            None if self.style_embedding is None else style,
-            speaker_id=speaker_id,
+            hubert, pitch if takes_pitch else None, style if takes_style else None, speaker_id=speaker_id
         )
 
     def chunked_decoder(self, **kwargs) -> "SpiritLMChunkedDecoder":
