@@ -1,7 +1,7 @@
 """Speech tokenizer throughput, ours vs the official code: seconds of audio tokenized per second, full-size weights.
 
 Both sides tokenize the same 8 espeak-ng clips (~41 s of 22.05 kHz speech, resampled to 16 kHz by each side) from
-their files, with random full-size weights written in the official file formats by our `testing/official_*.py`
+their files, with random full-size weights written in the official file formats by our `tools/official_formats/official_*.py`
 writers (mHuBERT-base 25 Hz + its 500-unit quantizer; for EXPRESSIVE a wav2vec2-base-sized style encoder and the
 F0 VQ-VAE) and the real FCPE weights of the torchfcpe wheel; ours converts them with `conversion/`. The official
 `SpiritLMTokenizer` runs in its own environment (`--official-python`, see tools/official_reference/) in a
@@ -31,7 +31,7 @@ import torch
 
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))  # the official child imports our torch-only checkpoint writers from here
+sys.path.insert(0, str(REPO / "tools" / "official_formats"))  # our torch-only official-format writers
 OFFICIAL_REFERENCE = REPO / "tools" / "official_reference"
 THREADS = 2
 
@@ -75,9 +75,9 @@ def write_clips(directory: Path) -> list[Path]:
 
 def write_official_checkpoints(directory: Path, variant: str) -> Path:
     """Full-size random official-format checkpoints under `directory/speech_tokenizer/`."""
-    from transformers_spiritlm.testing.official_hubert import FULL_HUBERT, write_official_hubert_checkpoints
-    from transformers_spiritlm.testing.official_pitch import tiny_official_vqvae_f0_config, write_official_vqvae_f0
-    from transformers_spiritlm.testing.official_style import tiny_official_style_config, write_official_style_encoder
+    from official_hubert import FULL_HUBERT, write_official_hubert_checkpoints
+    from official_pitch import tiny_official_vqvae_f0_config, write_official_vqvae_f0
+    from official_style import tiny_official_style_config, write_official_style_encoder
 
     write_official_hubert_checkpoints(directory, **FULL_HUBERT)
     if variant == "expressive":
@@ -295,10 +295,10 @@ def main() -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import common
+    from official_pitch import FCPE_DOWNLOAD_COMMAND, find_fcpe_checkpoint
 
     from transformers_spiritlm.audio import prepare_audio
     from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
-    from transformers_spiritlm.testing.official_pitch import FCPE_DOWNLOAD_COMMAND, find_fcpe_checkpoint
 
     common.set_threads(THREADS)
     temporary = None

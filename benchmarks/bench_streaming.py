@@ -57,8 +57,9 @@ def layout_tokenizer(config):
 
 
 def full_size_vocoder():
+    from official_vocoder import write_official_vocoder
+
     from transformers_spiritlm.conversion.convert_vocoder import load_official_vocoder
-    from transformers_spiritlm.testing.official_vocoder import write_official_vocoder
 
     with tempfile.TemporaryDirectory() as directory:
         return load_official_vocoder(write_official_vocoder(directory, "expressive", **FULL_SIZE)).eval()

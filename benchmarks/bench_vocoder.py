@@ -3,7 +3,7 @@
 Both sides synthesise the same 8 unit sequences (41.6 s of audio, the lengths of `bench_speech_tokenizer.py`'s
 clips; random units at their own rates: hubert 25 Hz, and for EXPRESSIVE pitch 12.5 Hz and style 1 Hz, resynthesis
 mode, no duration prediction) one at a time, from the same official-format checkpoint with full-size random weights
-(512 initial channels, resblock kernels 3/7/11, 128-dim embeddings), written by `testing/official_vocoder.py`; ours
+(512 initial channels, resblock kernels 3/7/11, 128-dim embeddings), written by `tools/official_formats/official_vocoder.py`; ours
 converts it with `conversion/convert_vocoder.py` and loads it with `from_pretrained` in float32 and in bfloat16
 (`dtype=torch.bfloat16`). The official `HifiGANVocoder` runs in its own environment (`--official-python`) in a child
 process that stays loaded; variants run interleaved (official, ours float32, ours bfloat16, then rotated), 2 torch
@@ -30,7 +30,7 @@ import torch
 
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))  # the official child imports our torch-only checkpoint writer from here
+sys.path.insert(0, str(REPO / "tools" / "official_formats"))  # our torch-only official-format writers
 THREADS = 2
 ANSWER = "@@answer "
 # Lengths (s) of the 8 espeak-ng clips of bench_speech_tokenizer.py.
@@ -141,10 +141,10 @@ def snr_db(signal: np.ndarray, reference: np.ndarray) -> float:
 
 def bench_variant(variant: str, args, common, peaks, work: Path) -> None:
     from bench_speech_tokenizer import count_flops, raise_peaks
+    from official_vocoder import write_official_vocoder
 
     from transformers_spiritlm import SpiritLMVocoder
     from transformers_spiritlm.conversion.convert_vocoder import load_official_vocoder
-    from transformers_spiritlm.testing.official_vocoder import write_official_vocoder
 
     checkpoint_dir = write_official_vocoder(work / "official" / variant, variant, **FULL_SIZE)
     converted = work / "converted" / variant

@@ -52,7 +52,7 @@ from transformers_spiritlm.conversion.convert_tokenizer import (
     convert_tokenizer,
     pieces_encoded_differently,
 )
-from transformers_spiritlm.conversion.remote_code import add_auto_map
+from transformers_spiritlm.remote_code import add_auto_map
 
 
 LM_DIRS = {"base": "spirit-lm-base-7b", "expressive": "spirit-lm-expressive-7b"}

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from official_hubert import write_official_hubert_checkpoints
+from official_pitch import FCPE_DOWNLOAD_COMMAND, find_fcpe_checkpoint
 
 from transformers_spiritlm.conversion.convert_pitch import load_fcpe_checkpoint
 from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.testing import build_tiny_repo, tiny_lm_config, tiny_spiritlm_tokenizer
-from transformers_spiritlm.testing.official_hubert import write_official_hubert_checkpoints
-from transformers_spiritlm.testing.official_pitch import FCPE_DOWNLOAD_COMMAND, find_fcpe_checkpoint
 
 
 PITCH_AGREEMENT = 0.995

@@ -29,6 +29,7 @@ import pytest
 import safetensors.torch
 import soundfile
 import torch
+from official_vocoder import write_official_vocoder
 from transformers import AutoModel, pipeline
 
 from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMSpeechTokenizer, SpiritLMVocoder
@@ -39,7 +40,6 @@ from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spir
 from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder
 from transformers_spiritlm.evaluation import predict_stsp, score_continuations
 from transformers_spiritlm.testing import tiny_vocoder
-from transformers_spiritlm.testing.official_vocoder import write_official_vocoder
 from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer
 from transformers_spiritlm.units import units_to_string
 

@@ -11,6 +11,13 @@ import numpy as np
 import pytest
 import sentencepiece
 import torch
+from official_checkpoints import write_official_checkpoints, write_official_fcpe
+from official_hubert import weights_digest
+from official_lm import (
+    official_lm_state_dict,
+    write_official_lm,
+    write_official_tokenizer,
+)
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import (
@@ -37,13 +44,6 @@ from transformers_spiritlm.conversion.convert_tokenizer import (
     SlowTokenizerReference,
     TokenizerConversionError,
     convert_tokenizer,
-)
-from transformers_spiritlm.testing.official_checkpoints import write_official_checkpoints, write_official_fcpe
-from transformers_spiritlm.testing.official_hubert import weights_digest
-from transformers_spiritlm.testing.official_lm import (
-    official_lm_state_dict,
-    write_official_lm,
-    write_official_tokenizer,
 )
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 import torch
+from official_lm import write_official_lm, write_official_tokenizer
 from sentencepiece import sentencepiece_model_pb2
 from transformers import AutoModelForCausalLM
 
 from transformers_spiritlm.conversion.convert_lm import convert_lm
 from transformers_spiritlm.conversion.convert_tokenizer import SlowTokenizerReference, convert_tokenizer
-from transformers_spiritlm.testing.official_lm import write_official_lm, write_official_tokenizer
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from official_hubert import weights_digest, write_official_hubert_checkpoints
+from official_pitch import write_official_vqvae_f0
+from official_style import write_official_style_encoder
+from official_vocoder import write_official_vocoders
 from transformers import pipeline
 
 from transformers_spiritlm import SpiritLMModalityLogitsProcessor
 from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spiritlm_to_hf
 from transformers_spiritlm.processing_spiritlm import parse_generation
 from transformers_spiritlm.testing import official_lm
-from transformers_spiritlm.testing.official_hubert import weights_digest, write_official_hubert_checkpoints
-from transformers_spiritlm.testing.official_pitch import write_official_vqvae_f0
-from transformers_spiritlm.testing.official_style import write_official_style_encoder
-from transformers_spiritlm.testing.official_vocoder import write_official_vocoders
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from official_pitch import (
+    random_fcpe_checkpoint,
+)
 from safetensors.torch import load_file, save_file
 
 from transformers_spiritlm.conversion.convert_pitch import (
@@ -18,9 +21,6 @@ from transformers_spiritlm.conversion.convert_pitch import (
     load_fcpe_checkpoint,
 )
 from transformers_spiritlm.speech_tokenizer.fcpe import FCPEConfig, SpiritLMFCPEF0Extractor, slaney_mel_filter_bank
-from transformers_spiritlm.testing.official_pitch import (
-    random_fcpe_checkpoint,
-)
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,6 +10,11 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from official_pitch import (
+    random_fcpe_checkpoint,
+    tiny_official_vqvae_f0_config,
+    write_official_vqvae_f0,
+)
 from safetensors.torch import load_file
 
 from transformers_spiritlm.conversion.convert_pitch import (
@@ -23,11 +28,6 @@ from transformers_spiritlm.speech_tokenizer.pitch import (
     PitchUnitEncoderConfig,
     SpiritLMPitchUnitEncoder,
     SpiritLMYAAPTF0Extractor,
-)
-from transformers_spiritlm.testing.official_pitch import (
-    random_fcpe_checkpoint,
-    tiny_official_vqvae_f0_config,
-    write_official_vqvae_f0,
 )
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from official_vocoder import OFFICIAL_VOCODER_DIRS, write_official_vocoders
 from transformers import AutoProcessor, pipeline
 
 from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMProcessor, SpiritLMVocoder
@@ -18,7 +19,6 @@ from transformers_spiritlm.processing_spiritlm import (
     parse_generation,
     starts_with_unit_token,
 )
-from transformers_spiritlm.testing.official_vocoder import OFFICIAL_VOCODER_DIRS, write_official_vocoders
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "processing"

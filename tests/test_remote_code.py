@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from transformers_spiritlm.conversion.remote_code import REMOTE_CODE_FILE
+from transformers_spiritlm.remote_code import REMOTE_CODE_FILE
 from transformers_spiritlm.testing import build_tiny_repo
 
 

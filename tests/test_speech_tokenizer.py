@@ -8,6 +8,13 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from official_hubert import (
+    HUBERT_RELATIVE_PATH,
+    QUANTIZER_RELATIVE_PATH,
+    assert_recorded_weights,
+    official_hubert_checkpoint,
+    write_official_hubert_checkpoints,
+)
 from transformers import AutoConfig, AutoModel
 
 from transformers_spiritlm import SpiritLMFeatureExtractor, SpiritLMSpeechTokenizer, SpiritLMSpeechTokenizerConfig
@@ -22,13 +29,6 @@ from transformers_spiritlm.conversion.convert_speech_tokenizer import (
     main as convert_main,
 )
 from transformers_spiritlm.speech_tokenizer.hubert import fill_blank_units
-from transformers_spiritlm.testing.official_hubert import (
-    HUBERT_RELATIVE_PATH,
-    QUANTIZER_RELATIVE_PATH,
-    assert_recorded_weights,
-    official_hubert_checkpoint,
-    write_official_hubert_checkpoints,
-)
 from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer, tiny_speech_tokenizer_config
 
 

@@ -10,6 +10,18 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from official_checkpoints import write_official_fcpe
+from official_hubert import (
+    HUBERT_RELATIVE_PATH,
+    QUANTIZER_RELATIVE_PATH,
+    assert_recorded_weights,
+    weights_digest,
+    write_official_hubert_checkpoints,
+)
+from official_pitch import (
+    write_official_vqvae_f0,
+)
+from official_style import write_official_style_encoder
 from transformers import AutoModel, Wav2Vec2Config
 
 from transformers_spiritlm import SpiritLMSpeechTokenizer, units_to_string
@@ -22,18 +34,6 @@ from transformers_spiritlm.configuration_spiritlm import (
 from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.conversion.convert_speech_tokenizer import main as convert_main
 from transformers_spiritlm.speech_tokenizer.style import SpiritLMStyleEncoder
-from transformers_spiritlm.testing.official_checkpoints import write_official_fcpe
-from transformers_spiritlm.testing.official_hubert import (
-    HUBERT_RELATIVE_PATH,
-    QUANTIZER_RELATIVE_PATH,
-    assert_recorded_weights,
-    weights_digest,
-    write_official_hubert_checkpoints,
-)
-from transformers_spiritlm.testing.official_pitch import (
-    write_official_vqvae_f0,
-)
-from transformers_spiritlm.testing.official_style import write_official_style_encoder
 from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer, tiny_speech_tokenizer_config
 
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from official_style import tiny_official_style_config, write_official_style_encoder
 from safetensors.torch import load_file, save_file
 
 from transformers_spiritlm.audio import prepare_audio
 from transformers_spiritlm.conversion.convert_style import ConversionError, convert_style, main
 from transformers_spiritlm.speech_tokenizer.style import SpiritLMStyleEncoder
-from transformers_spiritlm.testing.official_style import tiny_official_style_config, write_official_style_encoder
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -6,19 +6,14 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
+from official_hubert import weights_digest
+from official_vocoder import TINY_SPEAKERS, TINY_STYLES, write_official_vocoder, write_official_vocoders
 from transformers import AutoConfig, AutoModel
 
 from transformers_spiritlm import SpiritLMVocoder, SpiritLMVocoderConfig, SpiritLMVocoderOutput
 from transformers_spiritlm.configuration_spiritlm import VOCODER_SUBFOLDER
 from transformers_spiritlm.conversion.convert_vocoder import convert_vocoder, load_official_vocoder
-from transformers_spiritlm.testing.official_hubert import weights_digest
-from transformers_spiritlm.testing.official_vocoder import (
-    TINY_SPEAKERS,
-    TINY_STYLES,
-    tiny_vocoder_config,
-    write_official_vocoder,
-    write_official_vocoders,
-)
+from transformers_spiritlm.testing.vocoder import tiny_vocoder_config
 from transformers_spiritlm.units import MOST_COMMON_STYLES
 from transformers_spiritlm.vocoder import load_vocoder
 

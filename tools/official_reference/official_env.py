@@ -56,11 +56,9 @@ def setup(official_src: str | os.PathLike, checkpoints_dir: str | os.PathLike | 
 
 
 def load_writer(name: str) -> ModuleType:
-    """One of our official-format checkpoint writers, `src/transformers_spiritlm/testing/<name>.py`, loaded by path:
+    """One of our official-format checkpoint writers, `tools/official_formats/<name>.py`, loaded by path:
     they need only torch and numpy, while the package itself needs transformers 5."""
-    spec = importlib.util.spec_from_file_location(
-        name, REPO / "src" / "transformers_spiritlm" / "testing" / f"{name}.py"
-    )
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "official_formats" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -5,7 +5,6 @@ Everything here is random and small: it exercises the real code paths, never pro
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -13,13 +12,13 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaTokenizer, PreTrainedTokenizerBase
 
 from ..configuration_spiritlm import VOCODER_SUBFOLDER, SpiritLMConfig
-from ..conversion.remote_code import add_auto_map
 from ..feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from ..modeling_spiritlm import SpiritLMForCausalLM
 from ..processing_spiritlm import SpiritLMProcessor
+from ..remote_code import add_auto_map
 from ..tokenization_spiritlm import build_spiritlm_tokenizer, spiritlm_token_strings
-from ..vocoder import SpiritLMVocoder
 from .speech_tokenizer import tiny_speech_tokenizer
+from .vocoder import tiny_vocoder
 
 
 TINY_TEXT_VOCAB_SIZE = 384
@@ -81,16 +80,6 @@ def tiny_lm_config(
     )
     defaults.update(kwargs)
     return SpiritLMConfig(**defaults)
-
-
-def tiny_vocoder(variant: str = "expressive", seed: int = 0) -> SpiritLMVocoder:
-    """A tiny random-weight vocoder: the official-format one of `official_vocoder.write_official_vocoder`, converted
-    (its weights give non-silent audio and duration predictions of 1 to 3 frames, unlike a default initialisation)."""
-    from ..conversion.convert_vocoder import load_official_vocoder
-    from .official_vocoder import write_official_vocoder
-
-    with tempfile.TemporaryDirectory() as directory:
-        return load_official_vocoder(write_official_vocoder(directory, variant, seed=seed)).eval()
 
 
 def build_tiny_repo(

@@ -1,17 +1,21 @@
 """Tiny random-weight [`SpiritLMSpeechTokenizer`]s (BASE and EXPRESSIVE), for tests and the demo."""
 
-import tempfile
-from pathlib import Path
-
 import torch
 
-from ..configuration_spiritlm import MHUBERT_BASE_25HZ, VARIANTS, SpiritLMSpeechTokenizerConfig
+from ..configuration_spiritlm import (
+    MHUBERT_BASE_25HZ,
+    VARIANTS,
+    FCPEConfig,
+    PitchUnitEncoderConfig,
+    SpiritLMSpeechTokenizerConfig,
+    SpiritLMStyleEncoderConfig,
+)
 from ..speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer
-from .official_pitch import random_fcpe_checkpoint, tiny_official_vqvae_f0_config, write_official_vqvae_f0
-from .official_style import tiny_official_style_config, write_official_style_encoder
+from .weights import randomize_weights_
 
 
-# The shapes of `official_hubert.TINY_HUBERT` as converted: 25 Hz conv stack (16 channels), 11 layers of width 32.
+# The shapes of the tiny official-format HuBERT of the conversion tests, as converted: 25 Hz conv stack (16 channels),
+# 11 layers of width 32.
 TINY_HUBERT_CONFIG = {
     **MHUBERT_BASE_25HZ,
     "hidden_size": 32,
@@ -22,6 +26,37 @@ TINY_HUBERT_CONFIG = {
     "num_conv_pos_embeddings": 16,
     "num_conv_pos_embedding_groups": 4,
 }
+# The real pitch units (FCPE every 80 samples, VQ-VAE down 16 times to 12.5 Hz, 64 codes) at width 16, one FCPE layer.
+TINY_PITCH_CONFIG = {
+    "fcpe": {"hidden_size": 16, "num_layers": 1},
+    "width": 16,
+    "output_emb_width": 16,
+    "emb_width": 16,
+    "depth": 2,
+}
+# wav2vec 2.0 at width 32 with two layers, its real conv stack (50 frames/s), 100 styles pooled over 50 frames.
+TINY_STYLE_CONFIG = {
+    "wav2vec2": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-05,
+        "feat_extract_norm": "group",
+        "feat_extract_activation": "gelu",
+        "conv_dim": [32] * 7,
+        "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+        "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+        "conv_bias": False,
+        "num_conv_pos_embeddings": 128,
+        "num_conv_pos_embedding_groups": 16,
+        "do_stable_layer_norm": False,
+    },
+    "projector_size": 16,
+    "num_styles": 100,
+    "pool_size": 50,
+}
 
 
 def _check_variant(variant: str) -> None:
@@ -30,16 +65,12 @@ def _check_variant(variant: str) -> None:
 
 
 def tiny_expressive_sub_configs() -> dict:
-    """`pitch_config` and `style_config` of the tiny EXPRESSIVE tokenizer: what converting the tiny official-format
-    F0 VQ-VAE (`official_pitch.tiny_official_vqvae_f0_config`, width 16), the narrow random FCPE
-    (`random_fcpe_checkpoint`, width 16, one layer) and the tiny style encoder (`official_style`) gives."""
-    from ..conversion.convert_pitch import convert_fcpe, vqvae_config_to_pitch_kwargs
-    from ..conversion.convert_style import convert_style_config
-    from ..speech_tokenizer.pitch import PitchUnitEncoderConfig
-
-    _, fcpe = convert_fcpe(random_fcpe_checkpoint())
-    pitch = PitchUnitEncoderConfig(fcpe=fcpe, **vqvae_config_to_pitch_kwargs(tiny_official_vqvae_f0_config()))
-    return {"pitch_config": pitch, "style_config": convert_style_config(tiny_official_style_config())}
+    """`pitch_config` and `style_config` of the tiny EXPRESSIVE tokenizer (`TINY_PITCH_CONFIG`, `TINY_STYLE_CONFIG`)."""
+    pitch = {**TINY_PITCH_CONFIG, "fcpe": FCPEConfig(**TINY_PITCH_CONFIG["fcpe"])}
+    return {
+        "pitch_config": PitchUnitEncoderConfig(**pitch),
+        "style_config": SpiritLMStyleEncoderConfig(**TINY_STYLE_CONFIG),
+    }
 
 
 def tiny_speech_tokenizer_config(variant: str = "base", **kwargs) -> SpiritLMSpeechTokenizerConfig:
@@ -55,27 +86,23 @@ def tiny_speech_tokenizer_config(variant: str = "base", **kwargs) -> SpiritLMSpe
 def tiny_speech_tokenizer(seed: int = 0, variant: str = "base", **kwargs) -> SpiritLMSpeechTokenizer:
     """
     A tiny random speech tokenizer (eval mode); `kwargs` go to `tiny_speech_tokenizer_config`. HuBERT and its
-    quantizer are randomly initialised from `seed`. EXPRESSIVE's pitch and style encoders get the converted weights
-    of the official-format writers (`write_official_vqvae_f0`, `random_fcpe_checkpoint`, `write_official_style_encoder`,
-    all with `seed`), whose codebook and classifier spread speech over many units, unlike a default initialisation.
+    quantizer are randomly initialised from `seed`. EXPRESSIVE's pitch and style encoders get `randomize_weights_`
+    (seeded by `seed`) and a codebook spread like the encoder output on normalised F0, so that speech uses many pitch
+    and style units, unlike a default initialisation.
     """
     torch.manual_seed(seed)
     model = SpiritLMSpeechTokenizer(tiny_speech_tokenizer_config(variant, **kwargs)).eval()
     if variant == "expressive":
-        from ..conversion.convert_pitch import convert_pitch
-        from ..conversion.convert_style import convert_style
-
-        with tempfile.TemporaryDirectory() as directory:
-            vqvae_dir = write_official_vqvae_f0(Path(directory) / "vqvae_f0_quantizer", seed=seed)
-            pitch_state, _ = convert_pitch(vqvae_dir, random_fcpe_checkpoint(seed=seed))
-            style_state, _ = convert_style(write_official_style_encoder(Path(directory) / "style", seed=seed))
-        model.pitch_encoder.load_state_dict(pitch_state)
-        model.style_encoder.load_state_dict(style_state)
+        randomize_weights_(model.pitch_encoder, seed)
+        randomize_weights_(model.style_encoder, seed)
+        model.pitch_encoder.codebook.codebook.data.mul_(2.0)
     return model
 
 
 __all__ = [
     "TINY_HUBERT_CONFIG",
+    "TINY_PITCH_CONFIG",
+    "TINY_STYLE_CONFIG",
     "tiny_expressive_sub_configs",
     "tiny_speech_tokenizer",
     "tiny_speech_tokenizer_config",

@@ -17,7 +17,7 @@ pieces, stored one of two ways (`unit_storage`):
 Weights come from a seeded numpy generator, so the same call writes the same checkpoint in any environment. This
 module imports only json, numpy, torch and sentencepiece, so the official environment can load it by file path:
 
-    spec = importlib.util.spec_from_file_location("official_lm", ".../testing/official_lm.py")
+    spec = importlib.util.spec_from_file_location("official_lm", ".../tools/official_formats/official_lm.py")
 """
 
 import io

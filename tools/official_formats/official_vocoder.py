@@ -8,7 +8,7 @@ same checkpoint in any environment.
 This module imports only json, numpy and torch, so the official environment (transformers 4.x) can load it by
 file path without importing the package:
 
-    spec = importlib.util.spec_from_file_location("official_vocoder", ".../testing/official_vocoder.py")
+    spec = importlib.util.spec_from_file_location("official_vocoder", ".../tools/official_formats/official_vocoder.py")
 """
 
 import json
@@ -147,12 +147,3 @@ def write_official_vocoders(checkpoints_dir: str | Path, seed: int = 0, **config
         variant: write_official_vocoder(root / folder, variant, seed=seed + index, **config_overrides)
         for index, (variant, folder) in enumerate(OFFICIAL_VOCODER_DIRS.items())
     }
-
-
-def tiny_vocoder_config(variant: str, **config_overrides):
-    """The [`SpiritLMVocoderConfig`] that converting `write_official_vocoder(..., variant)` gives (needs our package)."""
-    from transformers_spiritlm.conversion.convert_vocoder import vocoder_config_from_official
-
-    official = tiny_official_vocoder_config(variant, **config_overrides)
-    styles = TINY_STYLES if official.get("multistyle") else None
-    return vocoder_config_from_official(official, speakers=TINY_SPEAKERS, styles=styles)

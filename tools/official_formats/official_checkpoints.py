@@ -10,12 +10,11 @@ for `--fcpe-checkpoint`.
 from pathlib import Path
 
 import torch
-
-from .official_hubert import write_official_hubert_checkpoints
-from .official_lm import OFFICIAL_LM_DIRS, write_official_lm
-from .official_pitch import random_fcpe_checkpoint, write_official_vqvae_f0
-from .official_style import write_official_style_encoder
-from .official_vocoder import write_official_vocoders
+from official_hubert import write_official_hubert_checkpoints
+from official_lm import OFFICIAL_LM_DIRS, write_official_lm
+from official_pitch import random_fcpe_checkpoint, write_official_vqvae_f0
+from official_style import write_official_style_encoder
+from official_vocoder import write_official_vocoders
 
 
 SPEECH_TOKENIZER_DIR = Path("speech_tokenizer")

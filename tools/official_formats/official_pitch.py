@@ -8,7 +8,7 @@ generator, so the same call writes the same checkpoint in any environment.
 
 This module imports only math, os, torch and yaml, so the official environment can load it by file path:
 
-    spec = importlib.util.spec_from_file_location("official_pitch", ".../testing/official_pitch.py")
+    spec = importlib.util.spec_from_file_location("official_pitch", ".../tools/official_formats/official_pitch.py")
 """
 
 import math

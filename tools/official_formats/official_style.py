@@ -4,7 +4,7 @@ The official style encoder is a `Wav2Vec2ForSequenceClassification` saved with `
 `style_encoder_w2v2/config.json` + `style_encoder_w2v2/pytorch_model.bin`. This module writes that layout with
 torch only (no transformers import), so the official environment (transformers 4.x) can load it by file path:
 
-    spec = importlib.util.spec_from_file_location("official_style", ".../testing/official_style.py")
+    spec = importlib.util.spec_from_file_location("official_style", ".../tools/official_formats/official_style.py")
 """
 
 import json
