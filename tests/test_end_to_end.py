@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import official_lm
 import pytest
 import soundfile
 import torch
@@ -26,7 +27,6 @@ from transformers import pipeline
 from transformers_spiritlm import SpiritLMModalityLogitsProcessor
 from transformers_spiritlm.conversion.convert_spiritlm_to_hf import convert_spiritlm_to_hf
 from transformers_spiritlm.processing_spiritlm import parse_generation
-from transformers_spiritlm.testing import official_lm
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
