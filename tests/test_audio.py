@@ -252,3 +252,10 @@ def test_check_waveform_batch_gives_one_message_for_every_model():
     for shape in ((1, 2, 5), (0, 5)):
         with pytest.raises(ValueError, match=rf"got shape \({shape[0]}, .*average the channels to mono first$"):
             audio_module.check_waveform_batch(torch.zeros(shape), "Model")
+
+
+def test_find_audio_files_errors():
+    with pytest.raises(FileNotFoundError, match="neither an audio file nor a folder"):
+        audio_module.find_audio_files(["missing-folder"])
+    with pytest.raises(ValueError, match="no audio files"):
+        audio_module.find_audio_files([Path(__file__).parent / "fixtures" / "processing"])

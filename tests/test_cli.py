@@ -16,9 +16,10 @@ from transformers import AutoModelForCausalLM, AutoProcessor, pipeline
 from transformers.utils import logging
 
 import transformers_spiritlm
-from transformers_spiritlm import SpiritLMForCausalLM, SpiritLMSpeechTokenizer, SpiritLMVocoder, evaluation
+from transformers_spiritlm import SpiritLMForCausalLM, SpiritLMSpeechTokenizer, SpiritLMVocoder, audio, evaluation
 from transformers_spiritlm.cli import eval as cli_eval
-from transformers_spiritlm.cli import find_audio_files, main
+from transformers_spiritlm.cli import main
+from transformers_spiritlm.cli import tokenize as cli_tokenize
 from transformers_spiritlm.cli.common import is_local_path
 from transformers_spiritlm.units import units_to_string
 
@@ -47,6 +48,19 @@ def test_eval_choices_are_the_library_ones():
     # Written out in cli/eval.py so that building the parser does not import the evaluation package.
     assert cli_eval.DIRECTIONS == evaluation.DIRECTIONS
     assert cli_eval.REDUCTIONS == evaluation.REDUCTIONS
+    assert cli_tokenize.AUDIO_EXTENSIONS == audio.AUDIO_EXTENSIONS
+
+
+def test_library_functions_that_left_the_cli_warn_and_still_work():
+    import transformers_spiritlm.cli as cli
+    from transformers_spiritlm.speech_tokenizer import files
+
+    with pytest.warns(FutureWarning, match="moved to transformers_spiritlm.audio.find_audio_files"):
+        assert cli.find_audio_files is audio.find_audio_files
+    with pytest.warns(FutureWarning, match="speech_tokenizer.files.tokenize_files"):
+        assert cli.tokenize_files is files.tokenize_files
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = cli.nothing
 
 
 def test_demo_writes_a_playable_wav_and_reuses_its_cache(tmp_path, capsys):
@@ -109,13 +123,6 @@ def test_tokenize_keeps_an_existing_output_unless_forced(tiny_repo, tmp_path, ca
         str(AUDIO / "speech_2s_16k.wav")
     ]
     assert os.listdir(tmp_path) == ["units.jsonl"]
-
-
-def test_find_audio_files_errors():
-    with pytest.raises(FileNotFoundError, match="neither an audio file nor a folder"):
-        find_audio_files(["missing-folder"])
-    with pytest.raises(ValueError, match="no audio files"):
-        find_audio_files([Path(__file__).parent / "fixtures" / "processing"])
 
 
 @pytest.mark.parametrize(

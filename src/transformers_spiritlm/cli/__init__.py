@@ -4,14 +4,16 @@ One module per subcommand, each a thin layer over the library with an `add_parse
 """
 
 import argparse
+import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__, register_auto_classes
 from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize
 from .common import check_device, check_repo, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
-from .tokenize import AUDIO_EXTENSIONS, find_audio_files, tokenize_files, write_jsonl
+from .tokenize import AUDIO_EXTENSIONS
 
 
 __all__ = [
@@ -21,12 +23,28 @@ __all__ = [
     "build_parser",
     "default_cache_dir",
     "default_device",
-    "find_audio_files",
     "main",
-    "tokenize_files",
-    "write_jsonl",
     "write_wav",
 ]
+
+# Library functions that lived here before the command line became parsing and printing only.
+_MOVED = {
+    "find_audio_files": "transformers_spiritlm.audio",
+    "tokenize_files": "transformers_spiritlm.speech_tokenizer.files",
+    "write_jsonl": "transformers_spiritlm.speech_tokenizer.files",
+}
+
+
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"transformers_spiritlm.cli.{name} moved to {_MOVED[name]}.{name}; import it from there",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(_MOVED[name]), name)
+
 
 SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve)
 

@@ -34,92 +34,41 @@ def parse_label_map(text: str | None) -> dict[str, str] | None:
 
 
 def run_stsp(args) -> int:
-    from transformers import AutoModelForCausalLM, AutoProcessor
+    from ..evaluation import run_stsp
 
-    from ..corpus import distributed_state, finished_records, process_shard, sharded_output
-    from ..evaluation import (
-        SentimentClassifier,
-        few_shot_prompt_from_manifest,
-        predict_stsp,
-        read_stsp_manifest,
-        score_stsp,
-        split_direction,
-        write_records,
+    run = run_stsp(
+        args.repo,
+        args.manifest,
+        args.input_output,
+        args.output,
+        text_classifier=args.text_classifier,
+        speech_classifier=args.speech_classifier,
+        label_map=parse_label_map(args.label_map),
+        text_classifier_tokenizer=args.text_classifier_tokenizer,
+        data_root=args.data_root,
+        few_shot=args.few_shot,
+        few_shot_manifest=args.few_shot_manifest,
+        few_shot_data_root=args.few_shot_data_root,
+        device=args.device,
+        resume=args.resume,
+        force=args.force,
+        progress=not args.quiet,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        do_sample=not args.greedy,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        speaker_id=args.speaker_id,
+        write_wav=args.write_wav,
     )
-
-    target = split_direction(args.input_output)[1]
-    classifier_path = args.text_classifier if target == "text" else args.speech_classifier
-    if classifier_path is None:
-        raise ValueError(
-            f"{args.input_output} outputs {target}: give --{target}-classifier (a Hugging Face model path)"
-        )
-    if args.few_shot and not args.few_shot_manifest:
-        raise ValueError("--few-shot needs --few-shot-manifest (the official t2t/t2s/s2t/s2s.jsonl of this direction)")
-    state = distributed_state()
-    device = state.device if state.num_processes > 1 else args.device
-    rows = read_stsp_manifest(args.manifest, args.input_output, args.data_root)
-    label_map = parse_label_map(args.label_map)
-    output = Path(args.output)
-    inputs = [path for path in (args.manifest, args.few_shot_manifest, *(row.get("_audio") for row in rows)) if path]
-    order = [str(row["id"]) for row in rows]
-    written = 0
-    with sharded_output(
-        output, state, key="id", order=order, resume=args.resume, force=args.force, inputs=inputs
-    ) as file:
-        done = finished_records(output, "id") if args.resume else {}
-        todo = [row for row in process_shard(rows, state) if str(row["id"]) not in done]
-        classifier = SentimentClassifier.from_pretrained(
-            classifier_path, target, label_map, tokenizer=args.text_classifier_tokenizer, device=device
-        )
-        if todo:
-            processor = AutoProcessor.from_pretrained(args.repo)
-            model = AutoModelForCausalLM.from_pretrained(args.repo).to(device).eval()
-            if processor.speech_tokenizer is not None:
-                processor.speech_tokenizer.to(device)
-            vocoder = None
-            if target == "speech":
-                from ..vocoder import load_vocoder
-
-                vocoder = load_vocoder(args.repo).to(device)
-            few_shot = ""
-            if args.few_shot:
-                few_shot = few_shot_prompt_from_manifest(
-                    processor,
-                    args.few_shot_manifest,
-                    args.input_output,
-                    args.few_shot,
-                    args.few_shot_data_root or args.data_root,
-                    seed=args.seed,
-                )
-            records = predict_stsp(
-                model,
-                processor,
-                todo,
-                args.input_output,
-                classifier,
-                few_shot_prompt=few_shot,
-                vocoder=vocoder,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                do_sample=not args.greedy,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                max_new_tokens=args.max_new_tokens,
-                speaker_id=args.speaker_id,
-                write_wav=args.write_wav,
-                progress=state.is_main_process and not args.quiet,
-            )
-            written = write_records(records, file)
-    shard = f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else ""
-    skipped = f", {len(process_shard(rows, state)) - len(todo)} already done" if args.resume else ""
-    print(f"predicted {written} items into {output}{shard}{skipped}", file=sys.stderr)
-    if state.is_main_process:
-        try:
-            result = score_stsp(args.manifest, output)
-        except ValueError as error:
-            print(f"not scored: {error}", file=sys.stderr)
-        else:
-            print_score(result)
+    shard = f" (process {run.process_index} of {run.num_processes})" if run.num_processes > 1 else ""
+    skipped = f", {run.already_done} already done" if args.resume else ""
+    print(f"predicted {run.written} items into {args.output}{shard}{skipped}", file=sys.stderr)
+    if run.score_error is not None:
+        print(f"not scored: {run.score_error}", file=sys.stderr)
+    elif run.score is not None:
+        print_score(run.score)
     return 0
 
 

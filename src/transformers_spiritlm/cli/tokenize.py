@@ -1,113 +1,35 @@
-"""`spiritlm tokenize`: audio files and folders -> JSON lines of speech units, over one process or several.
+"""`spiritlm tokenize`: audio files and folders -> JSON lines of speech units (`speech_tokenizer.files`)."""
 
-`find_audio_files` / `tokenize_files` / `write_jsonl` are reusable building blocks.
-"""
-
-import json
-import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from .common import add_device_argument
 
 
+# audio.AUDIO_EXTENSIONS, written out so that building the parser does not import torch; tests/test_cli.py checks it.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
-def find_audio_files(inputs: Sequence[str | os.PathLike], extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[Path]:
-    """
-    The audio files named by `inputs`: files are taken as given (any extension), folders are searched recursively
-    for files whose extension is in `extensions` (case-insensitive), in sorted order.
-    """
-    extensions = tuple(ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions)
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(path for path in item.rglob("*") if path.is_file() and path.suffix.lower() in extensions)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"{item} is neither an audio file nor a folder")
-    if not files:
-        raise ValueError(f"no audio files ({', '.join(extensions)}) found in {', '.join(map(str, inputs))}")
-    return files
-
-
-def tokenize_files(
-    files: Sequence[Path], speech_tokenizer, batch_size: int = 8, progress: bool = True
-) -> Iterator[dict]:
-    """
-    Encodes audio files with a [`SpiritLMSpeechTokenizer`], `batch_size` files per batched call, and yields one
-    record per file, in order: `{"audio": path, "hubert": [...], ("pitch": [...], "style": [...]), "string": str}`,
-    units NOT deduplicated (25 / 12.5 / 1 per second), `string` the deduplicated SPIRIT LM unit string. A file that
-    cannot be read or encoded yields `{"audio": path, "error": message}` instead.
-    """
-    from ..units import units_to_string
-
-    with tqdm(total=len(files), unit="file", desc="tokenizing", disable=not progress) as bar:
-        for start in range(0, len(files), batch_size):
-            batch = list(files[start : start + batch_size])
-            try:
-                units = speech_tokenizer.encode_units([str(path) for path in batch])
-            except (OSError, ValueError, TypeError):
-                # One bad file fails the batched call: encode one by one to keep the others.
-                units = []
-                for path in batch:
-                    try:
-                        units.append(speech_tokenizer.encode_units(str(path)))
-                    except (OSError, ValueError, TypeError) as error:
-                        units.append(error)
-            for path, item in zip(batch, units):
-                if isinstance(item, Exception):
-                    yield {"audio": str(path), "error": str(item)}
-                else:
-                    yield {"audio": str(path), **item, "string": units_to_string(item)}
-            bar.update(len(batch))
-
-
-def write_jsonl(records: Iterable[dict], output) -> tuple[int, list[dict]]:
-    """Writes records without an `"error"` as JSON lines to the open text file `output`; returns how many were
-    written and the failed records."""
-    written, failed = 0, []
-    for record in records:
-        if "error" in record:
-            failed.append(record)
-            continue
-        output.write(json.dumps(record) + "\n")
-        written += 1
-    return written, failed
-
-
 def run_tokenize(args) -> int:
-    from transformers import AutoModel
+    from ..speech_tokenizer.files import tokenize_to_jsonl
 
-    from ..configuration_spiritlm import SPEECH_TOKENIZER_SUBFOLDER
-    from ..corpus import distributed_state, finished_records, process_shard, sharded_output
-
-    # Under `accelerate launch` each process encodes its shard on its own device; the parts are merged in order.
-    state = distributed_state()
-    device = state.device if state.num_processes > 1 else args.device
-    all_files = find_audio_files(args.inputs, args.extensions.split(","))
-    files = process_shard(all_files, state)
-    order = [str(path) for path in all_files]
-    with sharded_output(
-        args.output, state, key="audio", order=order, resume=args.resume, force=args.force, inputs=all_files
-    ) as output:
-        done = finished_records(args.output, "audio") if args.resume else {}
-        todo = [path for path in files if str(path) not in done]
-        speech_tokenizer = AutoModel.from_pretrained(args.repo, subfolder=SPEECH_TOKENIZER_SUBFOLDER).to(device).eval()
-        records = tokenize_files(todo, speech_tokenizer, args.batch_size, progress=not args.quiet)
-        written, failed = write_jsonl(records, output)
-    for record in failed:
+    run = tokenize_to_jsonl(
+        args.inputs,
+        args.repo,
+        args.output,
+        extensions=args.extensions.split(","),
+        batch_size=args.batch_size,
+        device=args.device,
+        resume=args.resume,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    for record in run.failed:
         print(f"skipped {record['audio']}: {record['error']}", file=sys.stderr)
     where = "stdout" if args.output == "-" else args.output
-    shard = f" (process {state.process_index} of {state.num_processes})" if state.num_processes > 1 else ""
-    resumed = f", {len(files) - len(todo)} already done" if args.resume else ""
-    print(f"tokenized {written} of {len(files)} files into {where}{shard}{resumed}", file=sys.stderr)
-    return 1 if failed else 0
+    shard = f" (process {run.process_index} of {run.num_processes})" if run.num_processes > 1 else ""
+    resumed = f", {run.already_done} already done" if args.resume else ""
+    print(f"tokenized {run.written} of {run.shard_size} files into {where}{shard}{resumed}", file=sys.stderr)
+    return 1 if run.failed else 0
 
 
 def add_parser(commands) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,8 +16,9 @@ from transformers.utils import logging
 
 from .. import audio
 from ..generation import SpiritLMModalityLogitsProcessor, check_context_length
+from .few_shot import few_shot_prompt_from_manifest
 from .manifest import audio_path, read_jsonl, split_direction, where
-from .sentiment import EMOTION_TO_SENTIMENT
+from .sentiment import EMOTION_TO_SENTIMENT, SentimentClassifier
 
 
 logger = logging.get_logger(__name__)
@@ -329,14 +331,118 @@ def write_records(records: Iterator[dict], file) -> int:
     return count
 
 
+@dataclass
+class StspRun:
+    """What [`run_stsp`] did in this process: items of its shard predicted now and found done by a resumed run, and,
+    in the main process, the score of the merged predictions (`score`) or why there is none (`score_error`)."""
+
+    written: int
+    already_done: int
+    process_index: int = 0
+    num_processes: int = 1
+    score: dict | None = None
+    score_error: str | None = None
+
+
+def run_stsp(
+    repo: str | os.PathLike,
+    manifest: str | os.PathLike,
+    input_output: str,
+    output: str | os.PathLike,
+    text_classifier: str | None = None,
+    speech_classifier: str | None = None,
+    label_map: Mapping[str, str] | None = None,
+    text_classifier_tokenizer: str | None = None,
+    data_root: str | os.PathLike | None = None,
+    few_shot: int = 0,
+    few_shot_manifest: str | os.PathLike | None = None,
+    few_shot_data_root: str | os.PathLike | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    **generation_kwargs,
+) -> StspRun:
+    """
+    The whole STSP run of `spiritlm eval stsp`: predicts every row of the official `manifest` for `input_output` with
+    the converted repo `repo` ([`predict_stsp`], which takes `generation_kwargs`: `batch_size`, `seed`, `do_sample`,
+    `temperature`, `top_p`, `max_new_tokens`, `speaker_id`, `write_wav`), writes the official prediction JSONL to
+    `output` and scores it ([`score_stsp`]). The classifier of the output modality (`text_classifier` or
+    `speech_classifier`, a Hugging Face model path) reads the sentiment; `few_shot` examples from
+    `few_shot_manifest` make the official few-shot prefix. Under `accelerate launch` / `torchrun` each process
+    predicts one shard; `resume=True` skips items an interrupted run wrote (see `sharding.sharded_output`).
+    """
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    from ..sharding import distributed_state, finished_records, process_shard, sharded_output
+    from ..vocoder import load_vocoder
+
+    target = split_direction(input_output)[1]
+    classifier_path = text_classifier if target == "text" else speech_classifier
+    if classifier_path is None:
+        raise ValueError(f"{input_output} outputs {target}: give --{target}-classifier (a Hugging Face model path)")
+    if few_shot and not few_shot_manifest:
+        raise ValueError("--few-shot needs --few-shot-manifest (the official t2t/t2s/s2t/s2s.jsonl of this direction)")
+    state = distributed_state()
+    device = state.device if state.num_processes > 1 else device
+    rows = read_stsp_manifest(manifest, input_output, data_root)
+    inputs = [path for path in (manifest, few_shot_manifest, *(row.get("_audio") for row in rows)) if path]
+    order = [str(row["id"]) for row in rows]
+    shard = process_shard(rows, state)
+    written = 0
+    with sharded_output(output, state, key="id", order=order, resume=resume, force=force, inputs=inputs) as file:
+        done = finished_records(output, "id") if resume else {}
+        todo = [row for row in shard if str(row["id"]) not in done]
+        classifier = SentimentClassifier.from_pretrained(
+            classifier_path, target, label_map, tokenizer=text_classifier_tokenizer, device=device
+        )
+        if todo:
+            processor = AutoProcessor.from_pretrained(repo)
+            model = AutoModelForCausalLM.from_pretrained(repo).to(device).eval()
+            if processor.speech_tokenizer is not None:
+                processor.speech_tokenizer.to(device)
+            vocoder = load_vocoder(repo).to(device) if target == "speech" else None
+            prefix = ""
+            if few_shot:
+                prefix = few_shot_prompt_from_manifest(
+                    processor,
+                    few_shot_manifest,
+                    input_output,
+                    few_shot,
+                    few_shot_data_root or data_root,
+                    seed=generation_kwargs.get("seed", 0),
+                )
+            records = predict_stsp(
+                model,
+                processor,
+                todo,
+                input_output,
+                classifier,
+                few_shot_prompt=prefix,
+                vocoder=vocoder,
+                progress=state.is_main_process and progress,
+                **generation_kwargs,
+            )
+            written = write_records(records, file)
+    run = StspRun(written, len(shard) - len(todo), state.process_index, state.num_processes)
+    if state.is_main_process:
+        try:
+            run.score = score_stsp(manifest, output)
+        except ValueError as error:
+            run.score_error = str(error)
+    return run
+
+
 __all__ = [
     "MAX_NEW_TOKENS",
     "NUM_ATTEMPTS",
     "PerItemSamplingLogitsProcessor",
+    "StspRun",
     "item_seed",
     "predict_stsp",
     "read_stsp_manifest",
     "reference_label",
+    "run_stsp",
     "score_stsp",
     "write_records",
 ]

@@ -16,16 +16,15 @@ from .weights import randomize_weights_
 
 # The shapes of the tiny official-format HuBERT of the conversion tests, as converted: 25 Hz conv stack (16 channels),
 # 11 layers of width 32.
-TINY_HUBERT_CONFIG = {
-    **MHUBERT_BASE_25HZ,
-    "hidden_size": 32,
-    "num_hidden_layers": 11,
-    "num_attention_heads": 4,
-    "intermediate_size": 64,
-    "conv_dim": [16] * 8,
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 4,
-}
+TINY_HUBERT_CONFIG = dict(
+    MHUBERT_BASE_25HZ,
+    hidden_size=32,
+    num_attention_heads=4,
+    intermediate_size=64,
+    conv_dim=[16] * 8,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+)
 # The real pitch units (FCPE every 80 samples, VQ-VAE down 16 times to 12.5 Hz, 64 codes) at width 16, one FCPE layer.
 TINY_PITCH_CONFIG = {
     "fcpe": {"hidden_size": 16, "num_layers": 1},

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from transformers_spiritlm import cli
-from transformers_spiritlm.corpus import (
+from transformers_spiritlm.sharding import (
     distributed_state,
     finished_records,
     process_shard,
