@@ -128,7 +128,7 @@ def test_init_writes_a_repo_that_auto_classes_and_the_pipeline_load(text_model_d
         ]
     )
     assert status == 0
-    assert capsys.readouterr().out == f"wrote a base SPIRIT LM started from {text_model_dir} to {output}\n"
+    assert capsys.readouterr().out == f"wrote a SPIRIT LM (base) started from {text_model_dir} to {output}\n"
     assert sorted(path.name for path in output.parent.iterdir()) == ["my-spiritlm"]  # no staging folder left
 
     model = AutoModelForCausalLM.from_pretrained(output)
@@ -186,8 +186,8 @@ def test_init_refuses_mismatched_unit_counts(text_model_dir, speech_parts, tmp_p
     )
     assert main([*args, "--speech-tokenizer", str(speech_tokenizer_dir), "--variant", "expressive"]) == 2
     assert capsys.readouterr().err == (
-        "spiritlm init: error: the speech tokenizer writes ('hubert',) units but a expressive SPIRIT LM reads "
-        "('hubert', 'pitch', 'style'); use --variant base\n"
+        "spiritlm init: error: the speech tokenizer writes ('hubert',) units but a SPIRIT LM of variant 'expressive' "
+        "reads ('hubert', 'pitch', 'style'); use --variant base\n"
     )
     assert not (tmp_path / "out").exists()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from .configuration_spiritlm import VOCODER_SUBFOLDER
+from .configuration_spiritlm import VOCODER_SUBFOLDER, SpiritLMConfig
 from .conversion.remote_code import add_auto_map
 from .feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from .modeling_spiritlm import SpiritLMForCausalLM
@@ -53,6 +53,13 @@ def init_spiritlm_repo(
     vocoder_model = SpiritLMVocoder.from_pretrained(vocoder) if vocoder is not None else None
     if num_hubert_units is None:
         num_hubert_units = speech_model.config.num_hubert_units if speech_model is not None else 501
+    unit_types = SpiritLMConfig(variant=variant).unit_types
+    if speech_model is not None and speech_model.config.unit_types != unit_types:
+        fix = "expressive" if "pitch" in speech_model.config.unit_types else "base"
+        raise ValueError(
+            f"the speech tokenizer writes {speech_model.config.unit_types} units but a SPIRIT LM of variant "
+            f"{variant!r} reads {unit_types}; use --variant {fix}"
+        )
     for name, component in (("speech tokenizer", speech_model), ("vocoder", vocoder_model)):
         if component is not None and component.config.num_hubert_units != num_hubert_units:
             raise ValueError(
@@ -62,11 +69,6 @@ def init_spiritlm_repo(
     model = SpiritLMForCausalLM.from_text_model(
         text_model, variant=variant, num_hubert_units=num_hubert_units, seed=seed
     )
-    if speech_model is not None and speech_model.config.unit_types != model.config.unit_types:
-        raise ValueError(
-            f"the speech tokenizer writes {speech_model.config.unit_types} units but a {variant} SPIRIT LM reads "
-            f"{model.config.unit_types}; use --variant {'expressive' if 'pitch' in speech_model.config.unit_types else 'base'}"
-        )
     tokenizer = extend_text_tokenizer(AutoTokenizer.from_pretrained(text_model), model.config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     processor = SpiritLMProcessor(SpiritLMFeatureExtractor(), tokenizer, speech_tokenizer=speech_model)

@@ -14,7 +14,7 @@ def run_init(args) -> int:
         seed=args.seed,
         force=args.force,
     )
-    print(f"wrote a {args.variant} SPIRIT LM started from {args.text_model} to {output}")
+    print(f"wrote a SPIRIT LM ({args.variant}) started from {args.text_model} to {output}")
     return 0
 
 
