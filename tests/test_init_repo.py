@@ -216,6 +216,27 @@ def test_init_refuses_a_text_model_that_is_not_llama(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_llama_without_its_head_is_refused(tmp_path):
+    from transformers import LlamaModel
+
+    bare = LlamaModel(LlamaForCausalLM.from_pretrained(write_tiny_text_model(tmp_path / "llama")).config)
+    with pytest.raises(ValueError, match=r"^the text model is a LlamaModel, not a LlamaForCausalLM: from_text_model"):
+        SpiritLMForCausalLM.from_text_model(bare)
+
+
+def test_tied_embeddings_stay_tied_and_keep_the_text_logits(tmp_path):
+    # SmolLM ties its head to its embeddings: the new rows are then shared too.
+    source = write_tiny_text_model(tmp_path / "smol", tokenizer="byte-level", tie_word_embeddings=True)
+    text_model = LlamaForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
+    model = SpiritLMForCausalLM.from_text_model(text_model, num_hubert_units=20)
+    assert model.config.tie_word_embeddings and model.lm_head.weight is model.get_input_embeddings().weight
+    assert model.lm_head.weight.shape == (320 + 2 + 20, 64)
+    ids = AutoTokenizer.from_pretrained(source)(TEXT, return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits[..., :320], text_model(ids).logits, rtol=0, atol=1e-6)
+    assert model.generation_config is not text_model.generation_config
+
+
 def test_init_refuses_a_tokenizer_that_already_has_spiritlm_tokens(tmp_path, capsys):
     source = write_tiny_text_model(tmp_path / "text")
     tokenizer = AutoTokenizer.from_pretrained(source)

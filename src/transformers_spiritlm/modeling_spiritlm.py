@@ -1,11 +1,12 @@
 """SPIRIT LM language model: LLaMA-2 over text tokens, modality markers and speech units."""
 
+import copy
 import os
 
 import torch
 from safetensors import SafetensorError
 from torch import nn
-from transformers import AutoConfig, GenerationMixin, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
+from transformers import GenerationMixin, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel, PreTrainedConfig
 from transformers.initialization import no_init_weights
 
 from .configuration_spiritlm import SpiritLMConfig
@@ -96,9 +97,12 @@ class SpiritLMForCausalLM(SpiritLMPreTrainedModel, LlamaForCausalLM, GenerationM
         """
         if isinstance(text_model, (str, os.PathLike)):
             # Checked on the config, before any weights load.
-            _check_llama_config(AutoConfig.from_pretrained(text_model, **kwargs), os.fspath(text_model))
+            config_dict, _ = PreTrainedConfig.get_config_dict(text_model, **kwargs)
+            _check_llama_model_type(config_dict.get("model_type"), os.fspath(text_model))
             text_model = LlamaForCausalLM.from_pretrained(text_model, **kwargs)
-        _check_llama_config(getattr(text_model, "config", None), type(text_model).__name__)
+        _check_llama_model_type(
+            getattr(getattr(text_model, "config", None), "model_type", None), type(text_model).__name__
+        )
         if not isinstance(text_model, LlamaForCausalLM):
             raise ValueError(
                 f"the text model is a {type(text_model).__name__}, not a LlamaForCausalLM: from_text_model takes a "
@@ -133,12 +137,11 @@ class SpiritLMForCausalLM(SpiritLMPreTrainedModel, LlamaForCausalLM, GenerationM
                 state_dict[name] = _with_new_rows(state_dict[name], config.vocab_size, generator)
         model.load_state_dict(state_dict, strict=not config.tie_word_embeddings)
         model.tie_weights()
-        model.generation_config = text_model.generation_config
+        model.generation_config = copy.deepcopy(text_model.generation_config)
         return model.train(text_model.training)
 
 
-def _check_llama_config(config, source: str) -> None:
-    model_type = getattr(config, "model_type", None)
+def _check_llama_model_type(model_type: str | None, source: str) -> None:
     if model_type != "llama":
         found = "already a SPIRIT LM" if model_type == SpiritLMConfig.model_type else f"model_type {model_type!r}"
         raise ValueError(
