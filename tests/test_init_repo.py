@@ -189,6 +189,8 @@ def test_init_refuses_mismatched_unit_counts(text_model_dir, speech_parts, tmp_p
         "spiritlm init: error: the speech tokenizer writes ('hubert',) units but a SPIRIT LM of variant 'expressive' "
         "reads ('hubert', 'pitch', 'style'); use --variant base\n"
     )
+    assert main([*args, "--units", "0"]) == 2
+    assert capsys.readouterr().err == "spiritlm init: error: num_hubert_units=0 must be at least 1\n"
     assert not (tmp_path / "out").exists()
 
 
