@@ -20,8 +20,10 @@ ASR / TTS fine-tuning: `--task asr` trains on `[Speech]units[Text]transcript` pa
 
     python examples/finetune_spiritlm.py --task asr --data-dir my_data --manifest pairs.jsonl --output-dir runs/asr
 
-The fine-tuned model then transcribes with `pipeline("spirit-lm", model=OUTPUT_DIR)(
-[{"type": "speech", "audio": file}], output_modality="text")` (and speaks with `output_modality="speech"` after TTS).
+The fine-tuned model then transcribes with the pipeline (after `--task tts`, it speaks with
+`[{"type": "text", "text": ...}]` and `output_modality="speech"`):
+
+    pipeline("spirit-lm", model="runs/asr")([{"type": "speech", "audio": "clip.wav"}], output_modality="text")
 
 `--output-dir` then holds the model, the processor files and `trainer_state.json`, and reloads with
 `AutoModelForCausalLM.from_pretrained` / `AutoProcessor.from_pretrained`.
