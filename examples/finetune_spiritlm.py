@@ -14,6 +14,17 @@ Aligner TextGrid instead of `"words"`; an optional `"units"` field skips unit ex
     python examples/finetune_spiritlm.py --model path/to/spiritlm-base --data-dir my_data --output-dir runs/base \
         --max-steps 1000 --learning-rate 2e-5
 
+ASR / TTS fine-tuning: `--task asr` trains on `[Speech]units[Text]transcript` pairs, `--task tts` on
+`[Text]transcript[Speech]units`, with the loss on the answer (and the end-of-sequence token) only, from a manifest of
+`{"audio": file, "text": transcript}` lines (`--manifest`, a file of `--data-dir`; the default one has both):
+
+    python examples/finetune_spiritlm.py --task asr --data-dir my_data --manifest pairs.jsonl --output-dir runs/asr
+
+The fine-tuned model then transcribes with the pipeline (after `--task tts`, it speaks with
+`[{"type": "text", "text": ...}]` and `output_modality="speech"`):
+
+    pipeline("spirit-lm", model="runs/asr")([{"type": "speech", "audio": "clip.wav"}], output_modality="text")
+
 `--output-dir` then holds the model, the processor files and `trainer_state.json`, and reloads with
 `AutoModelForCausalLM.from_pretrained` / `AutoProcessor.from_pretrained`.
 
@@ -59,11 +70,13 @@ import transformers_spiritlm  # noqa: F401  (registers the SPIRIT LM Auto classe
 from transformers_spiritlm.alignments import read_textgrid
 from transformers_spiritlm.data import (
     SEQUENCE_KINDS,
+    TASKS,
     SpiritLMDataCollator,
     SpiritLMSequenceBuilder,
     build_sequences,
     extract_units,
     tokenize_sequences,
+    tokenize_task_pairs,
 )
 from transformers_spiritlm.extras import install_hint
 from transformers_spiritlm.testing import build_tiny_repo
@@ -92,8 +105,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="base",
         help="variant of the tiny model (expressive needs pitch and style units)",
     )
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with words.jsonl and audio")
-    parser.add_argument("--kinds", nargs="+", choices=SEQUENCE_KINDS, default=["speech", "text", "interleaved"])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with the manifest and audio")
+    parser.add_argument(
+        "--manifest", default="words.jsonl", help="JSONL manifest in --data-dir (default: %(default)s)"
+    )
+    parser.add_argument("--kinds", nargs="+", choices=SEQUENCE_KINDS, help="default: speech text interleaved")
+    parser.add_argument(
+        "--task", choices=TASKS, help="train on ASR or TTS pairs of the manifest's audio and text, loss on the answer"
+    )
     parser.add_argument(
         "--switch-probability", type=float, default=0.5, help="interleaving: switch at a word boundary"
     )
@@ -122,6 +141,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     lora.add_argument("--merged-output-dir", type=Path, help="also write the base model with the adapter merged in")
     args = parser.parse_args(argv)
+    if args.task and (args.kinds or args.target_modality):
+        parser.error(f"--task trains on {args.task} pairs only: drop --{'kinds' if args.kinds else 'target-modality'}")
+    args.kinds = args.kinds or ["speech", "text", "interleaved"]
     lora_only = [name for name in ("lora_modules_to_save", "merged_output_dir") if getattr(args, name)]
     if lora_only and not args.lora:
         parser.error(f"--{lora_only[0].replace('_', '-')} needs --lora")
@@ -133,14 +155,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load_aligned_dataset(data_dir: Path, streaming: bool = False) -> datasets.Dataset | datasets.IterableDataset:
+def load_aligned_dataset(
+    data_dir: Path, streaming: bool = False, manifest: str = "words.jsonl"
+) -> datasets.Dataset | datasets.IterableDataset:
     """
-    `words.jsonl` of `data_dir` as a dataset with `audio` (absolute paths), `words` and, if given, `units`; with
-    `streaming=True` an `IterableDataset` that reads the manifest as it goes.
+    The `manifest` of `data_dir` as a dataset with `audio` (absolute paths) and its other fields (`words`, `text`,
+    `units`...); with `streaming=True` an `IterableDataset` that reads the manifest as it goes.
     """
-    manifest = data_dir / "words.jsonl"
+    manifest = data_dir / manifest
     if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest} not found: the data folder needs a words.jsonl manifest (see --help)")
+        raise FileNotFoundError(f"{manifest} not found: the data folder needs a {manifest.name} manifest (see --help)")
     root = data_dir.resolve()
 
     def resolve_audio(record):
@@ -207,17 +231,22 @@ def main(argv=None) -> dict:
     if args.lora:
         model = add_lora_adapters(model, args)
 
-    dataset = load_aligned_dataset(args.data_dir, streaming=args.streaming)
+    dataset = load_aligned_dataset(args.data_dir, streaming=args.streaming, manifest=args.manifest)
     if "units" not in (dataset.column_names or next(iter(dataset))):
         if processor.speech_tokenizer is None:
             raise ValueError(f"{repo} has no speech tokenizer and {args.data_dir} gives no units")
         dataset = extract_units(dataset, processor.speech_tokenizer)
     builder = SpiritLMSequenceBuilder(args.switch_probability, unit_types=model.config.unit_types)
-    sequences = build_sequences(dataset, kinds=args.kinds, builder=builder, seed=args.seed)
-    train_dataset = tokenize_sequences(sequences, processor.tokenizer)
-    if not args.streaming:
-        example = sequences[min(2, len(sequences) - 1)]["sequence"]
-        print(f"{len(train_dataset)} training sequences, e.g. {example[:120]}...")
+    if args.task:
+        train_dataset = tokenize_task_pairs(dataset, processor.tokenizer, args.task, builder=builder)
+        if not args.streaming:
+            print(f"{len(train_dataset)} {args.task.upper()} pairs")
+    else:
+        sequences = build_sequences(dataset, kinds=args.kinds, builder=builder, seed=args.seed)
+        train_dataset = tokenize_sequences(sequences, processor.tokenizer)
+        if not args.streaming:
+            example = sequences[min(2, len(sequences) - 1)]["sequence"]
+            print(f"{len(train_dataset)} training sequences, e.g. {example[:120]}...")
 
     training_args = TrainingArguments(
         output_dir=args.output_dir,

@@ -18,6 +18,7 @@ from transformers_spiritlm.data import (
     extract_units,
     parse_word_alignments,
     tokenize_sequences,
+    tokenize_task_pairs,
 )
 from transformers_spiritlm.testing import tiny_lm_config, tiny_text_tokenizer
 from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer
@@ -198,6 +199,46 @@ def test_build_sequences_on_a_dataset_is_independent_of_batching():
         build_sequences(datasets.Dataset.from_dict({"units": [FRAME_UNITS], "words": [[]]}), kinds=("text",))
     with pytest.raises(ValueError, match=r"dataset has no column\(s\) \['words'\]"):
         build_sequences(datasets.Dataset.from_dict({"units": [FRAME_UNITS]}), kinds=("interleaved",))
+
+
+def test_task_pairs_end_the_prompt_with_the_marker_of_the_answer():
+    builder = SpiritLMSequenceBuilder()
+    units = {"hubert": [3, 3, 4, 9]}
+    assert builder.task_pair("asr", units, " hello \n world ") == ("[Speech][Hu3][Hu4][Hu9][Text]", "hello world")
+    assert builder.task_pair("tts", units, "hello world") == ("[Text]hello world[Speech]", "[Hu3][Hu4][Hu9]")
+    with pytest.raises(ValueError, match=r"^unknown task 'stt'; use one of 'asr', 'tts'$"):
+        builder.task_pair("stt", units, "hello")
+    with pytest.raises(ValueError, match=r"^the transcript is ' '; ASR and TTS pairs need a non-empty text$"):
+        builder.task_pair("asr", units, " ")
+
+
+def test_asr_and_tts_pairs_carry_the_loss_on_the_answer_only(tokenizer):
+    dataset = datasets.Dataset.from_dict(
+        {"units": [{"hubert": [3, 3, 4, 9]}], "text": ["hello world"], "audio": ["clip.wav"]}
+    )
+    space, bos, eos = tokenizer.convert_tokens_to_ids("▁"), 1, 2
+    hello_world = tokenizer.convert_tokens_to_ids(["h", "el", "lo", "▁", "w", "or", "l", "d"])
+    units = [386 + 3, 386 + 4, 386 + 9]
+    asr = tokenize_task_pairs(dataset, tokenizer, "asr")
+    assert asr.column_names == ["input_ids", "labels"]
+    # <s> ▁ [Speech] [Hu3] [Hu4] [Hu9] [Text] | hello world </s>
+    assert asr[0]["input_ids"] == [bos, space, 385, *units, 384, *hello_world, eos]
+    assert asr[0]["labels"] == [-100] * 7 + [*hello_world, eos]
+    tts = tokenize_task_pairs(dataset, tokenizer, "tts")
+    # <s> ▁ [Text] hello world [Speech] | [Hu3] [Hu4] [Hu9] </s>
+    assert tts[0]["input_ids"] == [bos, space, 384, *hello_world, 385, *units, eos]
+    assert tts[0]["labels"] == [-100] * 12 + [*units, eos]
+    # The prompt's ids are those the processor gives at inference: the tokenizer on the prompt alone.
+    assert asr[0]["input_ids"][:7] == tokenizer("[Speech][Hu3][Hu4][Hu9][Text]").input_ids
+
+    batch = SpiritLMDataCollator(tokenizer)([asr[0], tts[0]])
+    assert batch["labels"].tolist() == [asr[0]["labels"], tts[0]["labels"]]
+    with pytest.raises(ValueError, match=r"^unknown task 'stt'"):
+        tokenize_task_pairs(dataset, tokenizer, "stt")
+    with pytest.raises(ValueError, match=r"dataset has no column\(s\) \['text'\]"):
+        tokenize_task_pairs(dataset.remove_columns("text"), tokenizer, "asr")
+    with pytest.raises(ValueError, match=r"^example 0: the transcript is ''"):
+        tokenize_task_pairs(datasets.Dataset.from_dict({"units": [{"hubert": [1]}], "text": [""]}), tokenizer, "tts")
 
 
 def test_collator_pads_masks_and_labels(tokenizer):

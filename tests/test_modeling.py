@@ -61,6 +61,8 @@ def test_id_layout_is_derived_from_the_text_vocabulary():
     [
         ({"vocab_size": 32100}, "vocab_size=32100 is smaller than the SPIRIT LM token layout, which needs 32667 ids"),
         ({"variant": "expresive"}, "unknown variant 'expresive'; use one of 'base', 'expressive'"),
+        ({"num_hubert_units": 0}, r"^num_hubert_units=0 must be at least 1$"),
+        ({"num_pitch_units": -1}, r"^num_pitch_units=-1 must be at least 0$"),
     ],
 )
 def test_bad_config_values_are_clear_errors(kwargs, message):

@@ -115,6 +115,9 @@ class SpiritLMConfig(LlamaConfig):
         # Checked here rather than in validate_architecture so that users get a plain ValueError.
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; use one of {', '.join(map(repr, VARIANTS))}")
+        for name, least in (("num_hubert_units", 1), ("num_pitch_units", 0), ("num_style_units", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least {least}")
         if self.vocab_size < self.num_spiritlm_tokens:
             raise ValueError(
                 f"vocab_size={self.vocab_size} is smaller than the SPIRIT LM token layout, which needs "

@@ -1,6 +1,7 @@
 """Training data for SPIRIT LM, as in the paper: speech-only, text-only and word-level interleaved sequences (plus
-ASR / TTS-style pairs) built from speech units and word alignments, batched unit extraction over a
-`datasets.Dataset`, and [`SpiritLMDataCollator`] for [`~transformers.Trainer`].
+ASR / TTS-style pairs) built from speech units and word alignments, ASR / TTS fine-tuning pairs with the loss on the
+answer only, batched unit extraction over a `datasets.Dataset`, and [`SpiritLMDataCollator`] for
+[`~transformers.Trainer`].
 
 Units are the per-stream lists [`SpiritLMSpeechTokenizer.encode_units`] returns (not deduplicated, one value per
 frame): hubert at 25 Hz, pitch at 12.5 Hz, style at 1 Hz. Word alignments are `(word, start, end)` in seconds, e.g.
@@ -20,6 +21,8 @@ from .units import UNIT_PREFIXES, units_to_string
 
 
 SEQUENCE_KINDS = ("speech", "text", "interleaved", "asr", "tts")
+# Prompt -> answer training pairs: speech -> its transcript, transcript -> its speech.
+TASKS = ("asr", "tts")
 # Frames per second of each unit stream at 16 kHz (hop sizes 640, 1280 and 16000 samples): where a unit sits in
 # time. The unit *string* orders streams with the official rates of `units.DEFAULT_RATES` instead.
 UNIT_FRAME_RATES = {"hubert": 25.0, "pitch": 12.5, "style": 1.0}
@@ -201,15 +204,31 @@ class SpiritLMSequenceBuilder:
 
     def text_sequence(self, words) -> str:
         """`"[Text]"` + the words joined by single spaces."""
-        return TEXT_MARKER + " ".join(word.word for word in parse_word_alignments(words))
+        return TEXT_MARKER + _transcript(words)
 
     def asr_sequence(self, units: Mapping, words) -> str:
         """Speech then its transcript: `"[Speech]" + units + "[Text]" + text`."""
-        return self.speech_sequence(units) + self.text_sequence(words)
+        return "".join(self.task_pair("asr", units, _transcript(words)))
 
     def tts_sequence(self, units: Mapping, words) -> str:
         """Transcript then its speech: `"[Text]" + text + "[Speech]" + units`."""
-        return self.text_sequence(words) + self.speech_sequence(units)
+        return "".join(self.task_pair("tts", units, _transcript(words)))
+
+    def task_pair(self, task: str, units: Mapping, text: str) -> tuple[str, str]:
+        """
+        The prompt and the answer of a training pair of `task` (one of `TASKS`) for a clip's units and transcript
+        (white space collapsed): `"asr"` gives `("[Speech]" + units + "[Text]", text)`, `"tts"` gives
+        `("[Text]" + text + "[Speech]", units)`. The prompt ends with the marker of the answer's modality, as the
+        processor's prompts for `output_modality="text"` / `"speech"` do, so inference sees what training saw.
+        """
+        _check_task(task)
+        if not isinstance(text, str) or not text.split():
+            raise ValueError(f"the transcript is {text!r}; ASR and TTS pairs need a non-empty text")
+        text = " ".join(text.split())
+        units_string = units_to_string(self._streams(units))
+        if task == "asr":
+            return SPEECH_MARKER + units_string + TEXT_MARKER, text
+        return TEXT_MARKER + text + SPEECH_MARKER, units_string
 
     def span_units(self, units: Mapping, start: float, end: float) -> dict[str, list[int]]:
         """The (not deduplicated) units of each stream that belong to the time range `[start, end)` seconds."""
@@ -307,6 +326,15 @@ class SpiritLMSequenceBuilder:
         if kind == "tts":
             return self.tts_sequence(units, words)
         raise ValueError(f"unknown sequence kind {kind!r}; use one of {', '.join(map(repr, SEQUENCE_KINDS))}")
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; use one of {', '.join(map(repr, TASKS))}")
+
+
+def _transcript(words) -> str:
+    return " ".join(word.word for word in parse_word_alignments(words))
 
 
 def _other(modality: str) -> str:
@@ -410,6 +438,53 @@ def tokenize_sequences(
         return {"input_ids": encoded["input_ids"]}
 
     return _map(dataset, tokenize_batch, batched=True, batch_size=batch_size, desc="Tokenizing SPIRIT LM sequences")
+
+
+def tokenize_task_pairs(
+    dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    task: str,
+    builder: SpiritLMSequenceBuilder | None = None,
+    units_column: str = "units",
+    text_column: str = "text",
+    batch_size: int = 100,
+):
+    """
+    Turns a dataset of units and transcripts into `task` training pairs ([`SpiritLMSequenceBuilder.task_pair`]) with
+    the loss on the answer only: `input_ids` = BOS + prompt + answer + EOS, `labels` = -100 over BOS and the prompt,
+    the ids over the answer and EOS (so that generation learns to stop after it). Other columns are dropped;
+    [`SpiritLMDataCollator`] (without `target_modality`) batches the result.
+
+    The prompt ends with a marker, which the SPIRIT LM tokenizer matches as a whole token, so the ids of prompt +
+    answer start with those of the prompt alone: the ones the processor gives at inference.
+    """
+    _check_columns(dataset, [units_column, text_column], "run extract_units() first, and give the transcripts")
+    builder = builder or SpiritLMSequenceBuilder()
+    _check_task(task)
+    eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+
+    def tokenize_batch(batch, indices):
+        input_ids, labels = [], []
+        for row, index in enumerate(indices):
+            try:
+                prompt, answer = builder.task_pair(task, batch[units_column][row], batch[text_column][row])
+            except ValueError as error:
+                raise ValueError(f"example {index}: {error}") from None
+            prompt_length = len(tokenizer(prompt).input_ids)
+            ids = tokenizer(prompt + answer).input_ids + eos
+            input_ids.append(ids)
+            labels.append([-100] * prompt_length + ids[prompt_length:])
+        return {"input_ids": input_ids, "labels": labels}
+
+    return _map(
+        dataset,
+        tokenize_batch,
+        batched=True,
+        batch_size=batch_size,
+        with_indices=True,
+        remove_columns=_column_names(dataset),
+        desc=f"Building SPIRIT LM {task.upper()} pairs",
+    )
 
 
 def _as_audio_input(value):
@@ -611,6 +686,7 @@ class SpiritLMDataCollator:
 
 __all__ = [
     "SEQUENCE_KINDS",
+    "TASKS",
     "UNIT_FRAME_RATES",
     "Span",
     "SpiritLMDataCollator",
@@ -620,4 +696,5 @@ __all__ = [
     "extract_units",
     "parse_word_alignments",
     "tokenize_sequences",
+    "tokenize_task_pairs",
 ]

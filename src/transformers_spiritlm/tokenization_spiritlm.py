@@ -2,7 +2,8 @@
 of the SPIRIT LM layout (see [`SpiritLMConfig`]).
 
 [`build_spiritlm_tokenizer`] builds one that encodes and decodes exactly as the official code did: transformers 4.x's
-SentencePiece `LlamaTokenizer` on the official files. [`add_spiritlm_tokens`] adds the tokens to any Llama tokenizer.
+SentencePiece `LlamaTokenizer` on the official files. [`add_spiritlm_tokens`] adds the tokens to any Llama tokenizer;
+[`extend_text_tokenizer`] does so for the tokenizer of a text model a SPIRIT LM starts from.
 """
 
 import re
@@ -67,6 +68,36 @@ def add_spiritlm_tokens(tokenizer: PreTrainedTokenizerBase, config: SpiritLMConf
     tokenizer.add_tokens([AddedToken(token, normalized=False, special=False) for token in missing])
     check_spiritlm_token_layout(tokenizer, config)
     return tokenizer
+
+
+def extend_text_tokenizer(tokenizer: PreTrainedTokenizerBase, config: SpiritLMConfig) -> PreTrainedTokenizerBase:
+    """
+    The tokenizer of the text model [`SpiritLMForCausalLM.from_text_model`] started from, extended (in place) with the
+    markers and unit tokens of `config`'s layout: any Llama-style tokenizer, SentencePiece-like (Llama 2, TinyLlama)
+    or byte-level BPE (Llama 3, SmolLM), whose vocabulary has exactly `config.text_vocab_size` entries. Each unit
+    token then encodes as one token at its id and decodes as itself (`"[Hu12][Hu7]"`). A tokenizer without a pad
+    token pads with its unknown token, else its end-of-sequence token (padding is masked out).
+
+    Raises:
+        ValueError: the tokenizer already has a SPIRIT LM token (it is a SPIRIT LM tokenizer already) or its size is
+            not the text model's vocabulary.
+    """
+    vocab = tokenizer.get_vocab()
+    present = [token for token in spiritlm_token_strings(config) if token in vocab]
+    if present:
+        raise ValueError(
+            f"the text tokenizer already has {present[0]!r} (id {vocab[present[0]]}): it is a SPIRIT LM tokenizer "
+            "already, or uses that string for a text token; start from the text model's own tokenizer"
+        )
+    if len(vocab) != config.text_vocab_size:
+        raise ValueError(
+            f"the text tokenizer has {len(vocab)} tokens but the text model {config.text_vocab_size} embedding rows: "
+            "SPIRIT LM appends its tokens right after the text vocabulary, so they must match; resize the text model "
+            "first (text_model.resize_token_embeddings(len(tokenizer)))"
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return add_spiritlm_tokens(tokenizer, config)
 
 
 def _alternation(names: Sequence[str]) -> str:
@@ -257,5 +288,6 @@ __all__ = [
     "build_spiritlm_tokenizer",
     "check_spiritlm_token_layout",
     "decode_bytes_like_sentencepiece",
+    "extend_text_tokenizer",
     "spiritlm_token_strings",
 ]

@@ -1,4 +1,4 @@
-"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve.
+"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve | init.
 
 One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
 """
@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__, register_auto_classes
-from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize
+from . import convert, demo, eval, generate, init, resynthesize, serve, tiny_repo, tokenize
 from .common import check_device, check_repo, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
 from .tokenize import AUDIO_EXTENSIONS
@@ -46,7 +46,7 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(_MOVED[name]), name)
 
 
-SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve)
+SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve, init)
 
 
 def build_parser() -> argparse.ArgumentParser:

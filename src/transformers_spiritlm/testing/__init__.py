@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaTokenizer, PreTrainedTokenizerBase
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer, PreTrainedTokenizerBase, TokenizersBackend
 
 from ..configuration_spiritlm import VOCODER_SUBFOLDER, SpiritLMConfig
 from ..feature_extraction_spiritlm import SpiritLMFeatureExtractor
@@ -22,6 +22,16 @@ from .vocoder import tiny_vocoder
 
 
 TINY_TEXT_VOCAB_SIZE = 384
+TINY_BYTE_LEVEL_VOCAB_SIZE = 320
+# The decoder shape of the tiny models: 2 layers, 64 wide, grouped-query attention.
+_TINY_LLAMA = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+)
 _BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]
 _CORPUS = [
     "Hello, this is spirit language model.",
@@ -54,6 +64,55 @@ def tiny_text_tokenizer(vocab_size: int = TINY_TEXT_VOCAB_SIZE) -> LlamaTokenize
     return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
 
 
+def tiny_byte_level_tokenizer(vocab_size: int = TINY_BYTE_LEVEL_VOCAB_SIZE) -> TokenizersBackend:
+    """A byte-level BPE text tokenizer (as Llama 3 or SmolLM have) of exactly `vocab_size` tokens: `<|endoftext|>`
+    (BOS and EOS), the 256 byte symbols, then merges learnt from the same built-in corpus. No pad or unknown token."""
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(_CORPUS * 4, trainer)
+    if bpe.get_vocab_size() != vocab_size:
+        raise ValueError(f"the tiny corpus yields {bpe.get_vocab_size()} tokens, fewer than vocab_size={vocab_size}")
+    return TokenizersBackend(
+        tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>", clean_up_tokenization_spaces=False
+    )
+
+
+TEXT_TOKENIZERS = {"sentencepiece": tiny_text_tokenizer, "byte-level": tiny_byte_level_tokenizer}
+
+
+def write_tiny_text_model(
+    output_dir: str | os.PathLike, tokenizer: str = "sentencepiece", seed: int = 0, **config_kwargs
+) -> Path:
+    """
+    Writes a tiny random-weight `LlamaForCausalLM` (the decoder shape of [`tiny_lm_config`]) with its text tokenizer
+    (`"sentencepiece"`: [`tiny_text_tokenizer`], `"byte-level"`: [`tiny_byte_level_tokenizer`]) to `output_dir`: a
+    text model to start a SPIRIT LM from (`spiritlm init --text-model`). Returns its path.
+    """
+    if tokenizer not in TEXT_TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}; use one of {sorted(TEXT_TOKENIZERS)}")
+    text_tokenizer = TEXT_TOKENIZERS[tokenizer]()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        **{
+            **_TINY_LLAMA,
+            "vocab_size": len(text_tokenizer),
+            "bos_token_id": text_tokenizer.bos_token_id,
+            "eos_token_id": text_tokenizer.eos_token_id,
+            **config_kwargs,
+        }
+    )
+    LlamaForCausalLM(config).save_pretrained(output_dir)
+    text_tokenizer.save_pretrained(output_dir)
+    return Path(output_dir)
+
+
 def tiny_spiritlm_tokenizer(config: SpiritLMConfig) -> PreTrainedTokenizerBase:
     """The tiny text vocabulary plus the SPIRIT LM markers and units, built like a converted official tokenizer
     (units as SentencePiece pieces: same ids and decoding rules as the official transformers 4.x tokenizer)."""
@@ -67,16 +126,7 @@ def tiny_lm_config(
     """A 2-layer, 64-wide SPIRIT LM config whose id layout follows `text_vocab_size`."""
     num_tokens = text_vocab_size + 2 + 501 + 64 + 100
     defaults = dict(
-        variant=variant,
-        text_vocab_size=text_vocab_size,
-        vocab_size=num_tokens,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        pad_token_id=0,
+        variant=variant, text_vocab_size=text_vocab_size, vocab_size=num_tokens, pad_token_id=0, **_TINY_LLAMA
     )
     defaults.update(kwargs)
     return SpiritLMConfig(**defaults)
@@ -112,10 +162,14 @@ def build_tiny_repo(
 
 
 __all__ = [
+    "TEXT_TOKENIZERS",
+    "TINY_BYTE_LEVEL_VOCAB_SIZE",
     "TINY_TEXT_VOCAB_SIZE",
     "build_tiny_repo",
     "tiny_lm_config",
     "tiny_spiritlm_tokenizer",
+    "tiny_byte_level_tokenizer",
     "tiny_text_tokenizer",
     "tiny_vocoder",
+    "write_tiny_text_model",
 ]
