@@ -9,10 +9,10 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from .configuration_spiritlm import VOCODER_SUBFOLDER, SpiritLMConfig
-from .conversion.remote_code import add_auto_map
 from .feature_extraction_spiritlm import SpiritLMFeatureExtractor
 from .modeling_spiritlm import SpiritLMForCausalLM
 from .processing_spiritlm import SpiritLMProcessor
+from .remote_code import add_auto_map
 from .speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer
 from .tokenization_spiritlm import extend_text_tokenizer
 from .vocoder import SpiritLMVocoder
