@@ -140,6 +140,30 @@ def run_score(args) -> int:
     return 0
 
 
+def run_wer(args) -> int:
+    from ..evaluation import score_transcripts
+
+    try:
+        result = score_transcripts(args.ref, args.pred, unit="char" if args.cer else "word")
+    except ModuleNotFoundError as error:
+        print(f"spiritlm eval: error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    name = "CER" if args.cer else "WER"
+    unit = "characters" if args.cer else "words"
+    if args.per_item:
+        for item in result["items"]:
+            print(f"{item['id']}\t{100 * item['rate']:.2f}%\t{item['errors']} of {item['length']}")
+    print(
+        f"{name}: {100 * result['rate']:.2f}% ({result['errors']} errors in {result['length']} reference {unit}: "
+        f"{result['substitutions']} substitutions, {result['deletions']} deletions, {result['insertions']} "
+        f"insertions; {len(result['items'])} items)"
+    )
+    return 0
+
+
 def _resolve_audio(item, data_root: str | None, location: str):
     """Speech segments of a pairs line with `audio` paths relative to --data-root."""
     if isinstance(item, str):
@@ -243,6 +267,23 @@ def add_parser(commands) -> None:
     score.add_argument("--label", default="sentiment", help="reference field to compare with (default: %(default)s)")
     score.add_argument("--json", action="store_true", help="print the result as one JSON object")
     score.set_defaults(handler=run_score)
+
+    wer = tasks.add_parser(
+        "wer",
+        help="word (or character) error rate of transcripts against a reference manifest",
+        description=(
+            "WER (--cer: CER) of a prediction JSONL ({'id', 'hyp'}, as eval asr / tts write) against a reference "
+            "manifest ({'id', 'text'}), per item and over the corpus (all edits over all reference words). Both "
+            "sides are normalised first: Unicode NFKC, lowercased, punctuation (but an apostrophe inside a word) "
+            "made a space, whitespace collapsed. Ids must match one to one. Needs the [eval] extra (jiwer)."
+        ),
+    )
+    wer.add_argument("--ref", required=True, help="reference manifest (with 'text')")
+    wer.add_argument("--pred", required=True, help="prediction JSONL (with 'hyp')")
+    wer.add_argument("--cer", action="store_true", help="character error rate (spaces count) instead of WER")
+    wer.add_argument("--per-item", action="store_true", help="also print each item's rate")
+    wer.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    wer.set_defaults(handler=run_wer)
 
     pairs = tasks.add_parser(
         "pairs",

@@ -9,7 +9,7 @@ from .few_shot import (
     half_audio,
     sample_few_shot_rows,
 )
-from .manifest import DIRECTIONS, read_jsonl, split_direction
+from .manifest import DIRECTIONS, check_same_ids, predictions_by_id, read_jsonl, read_manifest, split_direction
 from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations
 from .sentiment import EMOTION_TO_SENTIMENT, EXPRESSO_EMOTION_TO_SENTIMENT, SENTIMENTS, SentimentClassifier
 from .stsp import (
@@ -23,6 +23,7 @@ from .stsp import (
     score_stsp,
     write_records,
 )
+from .wer import UNITS, error_rates, normalize_transcript, score_transcripts
 
 
 __all__ = [
@@ -52,4 +53,11 @@ __all__ = [
     "sample_few_shot_rows",
     "score_continuations",
     "split_direction",
+    "UNITS",
+    "check_same_ids",
+    "error_rates",
+    "normalize_transcript",
+    "predictions_by_id",
+    "read_manifest",
+    "score_transcripts",
 ]

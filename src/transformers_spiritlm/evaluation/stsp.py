@@ -15,7 +15,7 @@ from transformers.utils import logging
 
 from .. import audio
 from ..generation import SpiritLMModalityLogitsProcessor, check_context_length
-from .manifest import audio_path, read_jsonl, split_direction, where
+from .manifest import audio_path, check_same_ids, predictions_by_id, read_jsonl, split_direction, where
 from .sentiment import EMOTION_TO_SENTIMENT
 
 
@@ -87,44 +87,14 @@ def score_stsp(
         `{"accuracy": correct / total, "correct", "total", "per_class": {label: {"correct", "total"}}}`.
     """
     refs = read_jsonl(reference, "reference")
-    preds = read_jsonl(predictions, "predictions")
-    predicted: dict[str, tuple[object, int]] = {}
-    for row in preds:
-        location = where(row, predictions, "predictions")
-        if "id" not in row or "pred" not in row:
-            raise ValueError(
-                f"{location}: a prediction needs 'id' and 'pred', got keys {sorted(k for k in row if k[0] != '_')}"
-            )
-        key = str(row["id"])
-        if key in predicted:
-            raise ValueError(f"{location}: id {key!r} is already predicted on line {predicted[key][1]}")
-        predicted[key] = (row["pred"], row["_line"])
+    predicted = predictions_by_id(read_jsonl(predictions, "predictions"), predictions, "pred")
+    check_same_ids(refs, predicted, reference, predictions)
     per_class: dict[str, dict[str, int]] = {}
-    reference_ids = set()
-    missing = []
     for row in refs:
-        location = where(row, reference, "reference")
-        if "id" not in row:
-            raise ValueError(f"{location}: no 'id' field")
-        key = str(row["id"])
-        if key in reference_ids:
-            raise ValueError(f"{location}: id {key!r} appears twice in the reference")
-        reference_ids.add(key)
-        gold = reference_label(row, label, location)
-        if key not in predicted:
-            missing.append(f"{key!r} (line {row['_line']})")
-            continue
+        gold = reference_label(row, label, where(row, reference, "reference"))
         counts = per_class.setdefault(str(gold), {"correct": 0, "total": 0})
         counts["total"] += 1
-        counts["correct"] += int(predicted[key][0] == gold)
-    unknown = [f"{key!r} (line {line})" for key, (_, line) in predicted.items() if key not in reference_ids]
-    if missing or unknown:
-        problems = []
-        if unknown:
-            problems.append(f"{len(unknown)} ids of {predictions} are not in {reference}: {', '.join(unknown[:5])}")
-        if missing:
-            problems.append(f"{len(missing)} ids of {reference} have no prediction: {', '.join(missing[:5])}")
-        raise ValueError("; ".join(problems) + ("; ..." if max(len(unknown), len(missing)) > 5 else ""))
+        counts["correct"] += int(predicted[str(row["id"])][0] == gold)
     correct = sum(counts["correct"] for counts in per_class.values())
     return {
         "accuracy": correct / len(refs),
