@@ -1,6 +1,7 @@
 """Evaluation of SPIRIT LM: likelihood scoring of continuations (sWUGGY / sBLIMP / StoryCloze style), the official
 few-shot cross-modal prompts, and the Speech-Text Sentiment Preservation benchmark (STSP)."""
 
+from .continuations import PerItemSamplingLogitsProcessor, generate_segments, item_seed, wav_file_name
 from .few_shot import (
     FEW_SHOT_MANIFESTS,
     build_few_shot_prompt,
@@ -15,8 +16,6 @@ from .sentiment import EMOTION_TO_SENTIMENT, EXPRESSO_EMOTION_TO_SENTIMENT, SENT
 from .stsp import (
     MAX_NEW_TOKENS,
     NUM_ATTEMPTS,
-    PerItemSamplingLogitsProcessor,
-    item_seed,
     predict_stsp,
     read_stsp_manifest,
     reference_label,
@@ -53,6 +52,8 @@ __all__ = [
     "sample_few_shot_rows",
     "score_continuations",
     "split_direction",
+    "generate_segments",
+    "wav_file_name",
     "UNITS",
     "check_same_ids",
     "error_rates",
