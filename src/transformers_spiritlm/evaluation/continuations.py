@@ -3,7 +3,8 @@ the official modality constraint, per-item seeded sampling (outputs independent 
 processes), retries of items with no output of the modality, and the first output segment of each item."""
 
 import hashlib
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
@@ -60,6 +61,34 @@ def wav_file_name(item_id: object) -> str:
         return f"{item_id}.wav"
     readable = "".join(c if c in _WAV_NAME_CHARACTERS else "_" for c in item_id.lower()[:_WAV_STEM_LENGTH])
     return f"{readable}+{hashlib.sha256(item_id.encode()).hexdigest()[:16]}.wav"
+
+
+def query_prompts(
+    processor, rows: Sequence[Mapping], queries: Sequence[list[dict]], target: str, prefix: str = ""
+) -> list[str]:
+    """`prefix` (e.g. a few-shot prompt) + the prompt of each query (segments) asking for `target`; an unreadable
+    input is an error naming the manifest lines of `rows`."""
+    try:
+        return [prefix + prompt for prompt in processor.build_prompts(list(queries), target)]
+    except (OSError, ValueError, TypeError) as error:
+        lines = ", ".join(str(row.get("_line", "?")) for row in rows)
+        raise type(error)(f"manifest line(s) {lines} (prompts numbered from 0 in this batch): {error}") from None
+
+
+def load_models(repo: str | os.PathLike, device: str | torch.device, vocoder: bool = False) -> tuple:
+    """`(model, processor, vocoder)` of a converted repo on `device`, in eval mode (the processor's speech tokenizer
+    too); `vocoder` is `None` unless asked for."""
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(repo)
+    model = AutoModelForCausalLM.from_pretrained(repo).to(device).eval()
+    if processor.speech_tokenizer is not None:
+        processor.speech_tokenizer.to(device)
+    if not vocoder:
+        return model, processor, None
+    from ..vocoder import load_vocoder
+
+    return model, processor, load_vocoder(repo).to(device)
 
 
 @torch.no_grad()
@@ -140,4 +169,11 @@ def generate_segments(
     return outputs
 
 
-__all__ = ["PerItemSamplingLogitsProcessor", "generate_segments", "item_seed", "wav_file_name"]
+__all__ = [
+    "PerItemSamplingLogitsProcessor",
+    "generate_segments",
+    "item_seed",
+    "load_models",
+    "query_prompts",
+    "wav_file_name",
+]

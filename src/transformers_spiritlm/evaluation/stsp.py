@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .. import audio
-from .continuations import generate_segments, wav_file_name
+from .continuations import generate_segments, query_prompts, wav_file_name
 from .manifest import audio_path, check_same_ids, predictions_by_id, read_jsonl, split_direction, where
 from .sentiment import EMOTION_TO_SENTIMENT
 
@@ -160,11 +160,7 @@ def predict_stsp(
             ]
             for row in batch
         ]
-        try:
-            return [few_shot_prompt + prompt for prompt in processor.build_prompts(queries, target)]
-        except (OSError, ValueError, TypeError) as error:
-            lines = ", ".join(str(row.get("_line", "?")) for row in batch)
-            raise type(error)(f"manifest line(s) {lines} (prompts numbered from 0 in this batch): {error}") from None
+        return query_prompts(processor, batch, queries, target, few_shot_prompt)
 
     # Greedy decoding would give the same output again.
     attempts = num_attempts if do_sample else 1
