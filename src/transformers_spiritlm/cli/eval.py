@@ -237,6 +237,19 @@ def run_tts(args) -> int:
     return 0
 
 
+def run_report(args) -> int:
+    from ..evaluation import write_report
+
+    try:
+        rows = write_report(args.results, args.output, args.plot, args.stsp_reference, force=args.force)
+    except ModuleNotFoundError as error:
+        print(f"spiritlm eval: error: {error}", file=sys.stderr)
+        return 2
+    written = f"{args.output}" + (f" and {args.plot}" if args.plot else "")
+    print(f"{len(rows)} metrics of {len(args.results)} result files into {written}", file=sys.stderr)
+    return 0
+
+
 def _resolve_audio(item, data_root: str | None, location: str):
     """Speech segments of a pairs line with `audio` paths relative to --data-root."""
     if isinstance(item, str):
@@ -393,6 +406,26 @@ def add_parser(commands) -> None:
     wer.add_argument("--per-item", action="store_true", help="also print each item's rate")
     wer.add_argument("--json", action="store_true", help="print the result as one JSON object")
     wer.set_defaults(handler=run_wer)
+
+    report = tasks.add_parser(
+        "report",
+        help="one markdown table (and bar chart) of result files beside the published SPIRIT LM figures",
+        description=(
+            "Reads per-item result files and writes every metric in one markdown table beside the published BASE "
+            "and EXPRESSIVE figures (each with the paper table it comes from; empty where none is sourced). A "
+            "result is TASK=PATH or TASK:SUBSET=PATH, or a PATH whose file name starts with its task "
+            "(asr.jsonl, swuggy-base.jsonl). asr / tts files ({id, hyp, ref}) give WER and CER; swuggy / sblimp / "
+            "storycloze / salmon / pairs files ({id, score_correct, score_wrong, correct}) give accuracy, per "
+            "'subset' field too; stsp prediction files give accuracy against --stsp-reference. --plot needs the "
+            "[eval] extra (matplotlib)."
+        ),
+    )
+    report.add_argument("results", nargs="+", metavar="RESULT", help="TASK[:SUBSET]=PATH, or PATH named TASK...")
+    report.add_argument("-o", "--output", required=True, help="markdown file to write")
+    report.add_argument("--plot", default=None, help="bar chart to write (.png, .svg, .pdf)")
+    report.add_argument("--stsp-reference", default=None, help="STSP manifest that stsp results are scored against")
+    report.add_argument("--force", action="store_true", help="overwrite existing report files")
+    report.set_defaults(handler=run_report)
 
     pairs = tasks.add_parser(
         "pairs",

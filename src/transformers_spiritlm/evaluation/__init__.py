@@ -23,6 +23,7 @@ from .few_shot import (
     transcript_examples,
 )
 from .manifest import DIRECTIONS, check_same_ids, predictions_by_id, read_jsonl, read_manifest, split_direction
+from .report import collect_metrics, markdown_report, parse_result_argument, plot_report, read_published, write_report
 from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations
 from .sentiment import EMOTION_TO_SENTIMENT, EXPRESSO_EMOTION_TO_SENTIMENT, SENTIMENTS, SentimentClassifier
 from .stsp import (
@@ -87,4 +88,10 @@ __all__ = [
     "synthesise",
     "transcribe",
     "transcript_examples",
+    "collect_metrics",
+    "markdown_report",
+    "parse_result_argument",
+    "plot_report",
+    "read_published",
+    "write_report",
 ]
