@@ -84,12 +84,13 @@ def test_report_tables_every_metric_beside_the_published_figures(results, capsys
         ("salmon", "gender_consistency", "accuracy", "50.00", "2"),
         ("salmon", "rir_consistency", "accuracy", "100.00", "1"),
     ]
-    # No figure of the committed table is sourced yet: every published cell says so.
-    published = read_published()
-    assert published[("tts", "librispeech-test-clean", "CER")] == {"base": ("", ""), "expressive": ("", "")}
-    assert {(row["BASE published (%)"], row["EXPRESSIVE published (%)"], row["source"]) for row in table} == {
-        ("—", "—", "—")
-    }
+    # No figure of the committed table is transcribed yet: every published cell says so; ASR's names its table.
+    table5 = "arXiv 2402.05755, Table 5 (10-shot); value not transcribed yet"
+    assert read_published()[("tts", "", "CER")] == {"base": ("", table5), "expressive": ("", table5)}
+    assert [(row["BASE published (%)"], row["EXPRESSIVE published (%)"], row["source"]) for row in table] == [
+        ("—", "—", table5), ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"),
+        ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"),
+    ]  # fmt: skip
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Nothing is overwritten without --force; with it, the same table comes back.
     before = output.read_text()
@@ -100,19 +101,20 @@ def test_report_tables_every_metric_beside_the_published_figures(results, capsys
 
 
 def test_a_published_figure_is_shown_with_its_source(results, tmp_path):
-    from transformers_spiritlm.evaluation import collect_metrics, markdown_report
-
     published = tmp_path / "published.csv"
     published.write_text(
         "task,subset,metric,variant,value,source\n"
-        "swuggy,,accuracy,base,69.5,Table X of the paper\n"
+        "swuggy,,accuracy,base,12.3,a made-up test figure\n"
         "swuggy,,accuracy,expressive,,\n"
     )
-    rows = collect_metrics([f"swuggy={results['swuggy']}"])
-    (tmp_path / "report.md").write_text(markdown_report(rows, read_published(published)))
-    (row,) = read_table(tmp_path / "report.md")
+    output = tmp_path / "report.md"
+    assert (
+        cli.main(["eval", "report", f"swuggy={results['swuggy']}", "-o", str(output), "--published", str(published)])
+        == 0
+    )
+    (row,) = read_table(output)
     assert (row["this run (%)"], row["BASE published (%)"], row["EXPRESSIVE published (%)"], row["source"]) == (
-        "62.50", "69.5", "—", "Table X of the paper",
+        "62.50", "12.3", "—", "a made-up test figure",
     )  # fmt: skip
 
 

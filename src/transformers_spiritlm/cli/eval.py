@@ -241,7 +241,9 @@ def run_report(args) -> int:
     from ..evaluation import write_report
 
     try:
-        rows = write_report(args.results, args.output, args.plot, args.stsp_reference, force=args.force)
+        rows = write_report(
+            args.results, args.output, args.plot, args.stsp_reference, force=args.force, published=args.published
+        )
     except ModuleNotFoundError as error:
         print(f"spiritlm eval: error: {error}", file=sys.stderr)
         return 2
@@ -424,6 +426,9 @@ def add_parser(commands) -> None:
     report.add_argument("-o", "--output", required=True, help="markdown file to write")
     report.add_argument("--plot", default=None, help="bar chart to write (.png, .svg, .pdf)")
     report.add_argument("--stsp-reference", default=None, help="STSP manifest that stsp results are scored against")
+    report.add_argument(
+        "--published", default=None, help="CSV of published figures (task,subset,metric,variant,value,source)"
+    )
     report.add_argument("--force", action="store_true", help="overwrite existing report files")
     report.set_defaults(handler=run_report)
 

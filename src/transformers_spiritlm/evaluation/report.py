@@ -177,11 +177,12 @@ def write_report(
     plot: str | os.PathLike | None = None,
     stsp_reference: str | os.PathLike | None = None,
     force: bool = False,
+    published: str | os.PathLike | None = None,
 ) -> list[dict]:
     """
     `spiritlm eval report`: the table of [`markdown_report`] into `output` (and the chart of [`plot_report`] into
-    `plot`), each written under a temporary name then renamed; an existing file is refused unless `force`. Returns
-    the rows.
+    `plot`), each written under a temporary name then renamed; an existing file is refused unless `force`.
+    `published`: a CSV of published figures instead of the package's ([`read_published`]). Returns the rows.
     """
     targets = [Path(output)] + ([Path(plot)] if plot is not None else [])
     for target in targets:
@@ -191,16 +192,17 @@ def write_report(
     if any(target.resolve() in inputs for target in targets):
         raise ValueError("the report would overwrite one of its result files; give another output")
     rows = collect_metrics(results, stsp_reference)
+    figures = read_published(published)
     if plot is not None:
         import_extra("matplotlib", "eval")
-    text = markdown_report(rows)
+    text = markdown_report(rows, figures)
     for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(output).with_name(f"{Path(output).name}.tmp")
     staging.write_text(text, encoding="utf-8")
     if plot is not None:
         picture = Path(plot).with_name(f"{Path(plot).stem}.tmp{Path(plot).suffix}")
-        plot_report(rows, picture)
+        plot_report(rows, picture, figures)
         os.replace(picture, plot)
     os.replace(staging, output)
     return rows

@@ -64,8 +64,8 @@ def synthesise(
     """
     Yields `{"id", "hyp", "ref", "wav", "units"}` for each row of a TTS manifest (`id`, `text`), in row order: the
     prompt is `few_shot_prompt`, the text and `[Speech]`; the speech answer is vocoded into `wav_dir` (one file per
-    id, [`wav_file_name`]) and `asr` (a speech recognition pipeline) transcribes it into `hyp`. An item with no
-    speech output gets `hyp` `""`, `wav` and `units` `null`.
+    id, [`wav_file_name`]) and `asr` (a speech recognition pipeline) transcribes it, one clip at a time, into `hyp`.
+    An item with no speech output gets `hyp` `""`, `wav` and `units` `null`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -80,9 +80,6 @@ def synthesise(
                 [row["id"] for row in batch], "speech", max_new_tokens, vocoder=vocoder, do_sample=do_sample,
                 seed=seed, temperature=temperature, top_p=top_p, num_attempts=num_attempts, speaker_id=speaker_id,
             )  # fmt: skip
-            spoken = [output for output in outputs if output is not None]
-            clips = [{"raw": output["audio"], "sampling_rate": output["sampling_rate"]} for output in spoken]
-            transcripts = iter(asr(clips, batch_size=len(clips)) if clips else [])
             for row, output in zip(batch, outputs):
                 record = {"id": str(row["id"]), "hyp": "", "ref": str(row["text"]), "wav": None, "units": None}
                 if output is None:
@@ -90,7 +87,10 @@ def synthesise(
                 else:
                     path = wav_dir / wav_file_name(row["id"])
                     audio.write_wav(path, output["audio"], output["sampling_rate"])
-                    record.update(hyp=next(transcripts)["text"].strip(), wav=str(path), units=output["units"])
+                    # One clip at a time: padding changes what wav2vec2 models without an attention mask hear, so a
+                    # batched transcript would depend on its batch.
+                    transcript = asr({"raw": output["audio"], "sampling_rate": output["sampling_rate"]})["text"]
+                    record.update(hyp=transcript.strip(), wav=str(path), units=output["units"])
                 yield record
             bar.update(len(batch))
 
