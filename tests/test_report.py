@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -133,5 +134,13 @@ def test_bad_results_are_clear_errors(results, tmp_path, capsys):
         assert cli.main(["eval", "report", argument, "-o", str(output)]) == 2
         assert message in capsys.readouterr().err
     assert not output.exists()
+    assert (
+        cli.main(
+            ["eval", "report", f"swuggy={results['swuggy']}", "-o", str(output), "--plot", str(tmp_path / "r.xyz")]
+        )
+        == 2
+    )
+    assert "Format 'xyz' is not supported" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
     assert cli.main(["eval", "report", f"swuggy={results['swuggy']}", "-o", str(results["swuggy"]), "--force"]) == 2
     assert "the report would overwrite one of its result files" in capsys.readouterr().err

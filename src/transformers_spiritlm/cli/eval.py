@@ -1,5 +1,6 @@
-"""`spiritlm eval stsp | score | pairs`: the STSP benchmark (one process or many, resumable), its scoring, and
-minimal-pair accuracy (sWUGGY / sBLIMP / StoryCloze style)."""
+"""`spiritlm eval stsp | score | asr | tts | wer | report | pairs`: the STSP benchmark and its scoring, few-shot ASR
+and TTS (one process or many, resumable), their word / character error rates, one report of all results beside the
+published figures, and minimal-pair accuracy (sWUGGY / sBLIMP / StoryCloze style)."""
 
 import json
 import sys
@@ -296,7 +297,7 @@ def run_pairs(args) -> int:
 
 
 def add_parser(commands) -> None:
-    evaluate = commands.add_parser("eval", help="STSP benchmark, its scoring, minimal-pair accuracy")
+    evaluate = commands.add_parser("eval", help="STSP, few-shot ASR / TTS, WER / CER, report, minimal-pair accuracy")
     tasks = evaluate.add_subparsers(dest="task", required=True, metavar="TASK")
 
     stsp = tasks.add_parser(

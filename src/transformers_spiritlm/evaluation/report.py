@@ -199,12 +199,17 @@ def write_report(
     for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(output).with_name(f"{Path(output).name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    if plot is not None:
-        picture = Path(plot).with_name(f"{Path(plot).stem}.tmp{Path(plot).suffix}")
-        plot_report(rows, picture, figures)
-        os.replace(picture, plot)
-    os.replace(staging, output)
+    picture = Path(plot).with_name(f"{Path(plot).stem}.tmp{Path(plot).suffix}") if plot is not None else None
+    try:
+        staging.write_text(text, encoding="utf-8")
+        if picture is not None:
+            plot_report(rows, picture, figures)
+            os.replace(picture, plot)
+        os.replace(staging, output)
+    finally:
+        for leftover in (staging, picture):
+            if leftover is not None:
+                leftover.unlink(missing_ok=True)
     return rows
 
 
