@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -254,4 +254,44 @@ def sharded_output(
             _unlock_output(lock)
 
 
-__all__ = ["distributed_state", "finished_records", "part_files", "process_shard", "shard_range", "sharded_output"]
+def run_sharded(
+    output: str | os.PathLike,
+    rows: Sequence[dict],
+    predict: Callable[[list[dict]], Iterator[dict]],
+    state: PartialState,
+    key: str = "id",
+    resume: bool = False,
+    force: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
+) -> dict[str, int]:
+    """
+    The job of an evaluation task: this process's shard of `rows` (less, with `resume`, the keys already written)
+    goes through `predict`, whose records (each with `key`, as `str(row[key])`) are written as they come, then merged
+    into `output` in the order of `rows` ([`sharded_output`]). `predict` runs inside the output's lock and only when
+    there is work left, so that it may load the models itself.
+
+    Returns:
+        `{"written": records written by this process, "skipped": rows of its shard already done}`.
+    """
+    order = [str(row[key]) for row in rows]
+    with sharded_output(output, state, key=key, order=order, resume=resume, force=force, inputs=inputs) as file:
+        done = finished_records(output, key) if resume else {}
+        shard = process_shard(rows, state)
+        todo = [row for row in shard if str(row[key]) not in done]
+        written = 0
+        if todo:
+            for record in predict(todo):
+                file.write(json.dumps(record) + "\n")
+                written += 1
+    return {"written": written, "skipped": len(shard) - len(todo)}
+
+
+__all__ = [
+    "distributed_state",
+    "finished_records",
+    "part_files",
+    "process_shard",
+    "run_sharded",
+    "shard_range",
+    "sharded_output",
+]

@@ -1,5 +1,6 @@
-"""`spiritlm eval stsp | score | pairs`: the STSP benchmark (one process or many, resumable), its scoring, and
-minimal-pair accuracy (sWUGGY / sBLIMP / StoryCloze style)."""
+"""`spiritlm eval stsp | score | asr | tts | wer | report | pairs`: the STSP benchmark and its scoring, few-shot ASR
+and TTS (one process or many, resumable), their word / character error rates, one report of all results beside the
+published figures, and minimal-pair accuracy (sWUGGY / sBLIMP / StoryCloze style)."""
 
 import json
 import sys
@@ -89,6 +90,118 @@ def run_score(args) -> int:
     return 0
 
 
+def run_wer(args) -> int:
+    from ..evaluation import score_transcripts
+
+    try:
+        result = score_transcripts(args.ref, args.pred, unit="char" if args.cer else "word")
+    except ModuleNotFoundError as error:
+        print(f"spiritlm eval: error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    name = "CER" if args.cer else "WER"
+    unit = "characters" if args.cer else "words"
+    if args.per_item:
+        for item in result["items"]:
+            print(f"{item['id']}\t{100 * item['rate']:.2f}%\t{item['errors']} of {item['length']}")
+    print(
+        f"{name}: {100 * result['rate']:.2f}% ({result['errors']} errors in {result['length']} reference {unit}: "
+        f"{result['substitutions']} substitutions, {result['deletions']} deletions, {result['insertions']} "
+        f"insertions; {len(result['items'])} items)"
+    )
+    return 0
+
+
+def add_sampling_arguments(parser, max_new_tokens: str) -> None:
+    """The generation options of eval stsp / asr / tts: per-item seeded sampling (official settings) or greedy."""
+    parser.add_argument("--batch-size", type=int, default=8, help="items generated together (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the per-item sampling (and of eval stsp's examples)"
+    )
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help=f"default: {max_new_tokens}")
+
+
+def add_job_arguments(parser) -> None:
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --output")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_argument(parser)
+
+
+def add_few_shot_arguments(parser, pairs: str) -> None:
+    parser.add_argument("--few-shot-manifest", default=None, help=f"JSONL of examples ({pairs})")
+    parser.add_argument("--shots", type=int, default=0, help="number of examples (default: %(default)s, zero-shot)")
+    parser.add_argument(
+        "--few-shot-seed", type=int, default=None, help="draw the examples with this seed (default: the first N rows)"
+    )
+    parser.add_argument(
+        "--few-shot-data-root", default=None, help="wav root of the few-shot manifest (default: --data-root)"
+    )
+
+
+def generation_options(args, default_max_new_tokens: int) -> dict:
+    return {
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "do_sample": not args.greedy,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens or default_max_new_tokens,
+    }
+
+
+def report_job(result: dict, output: str, what: str) -> None:
+    print(f"{what} {result['written']} items into {output}", file=sys.stderr)
+    if result["skipped"]:
+        print(f"{result['skipped']} items were already done", file=sys.stderr)
+
+
+def run_asr(args) -> int:
+    from ..evaluation import ASR_MAX_NEW_TOKENS, evaluate_asr
+
+    result = evaluate_asr(
+        args.repo, args.manifest, args.output, data_root=args.data_root, few_shot_manifest=args.few_shot_manifest,
+        shots=args.shots, few_shot_seed=args.few_shot_seed, few_shot_data_root=args.few_shot_data_root,
+        device=args.device, resume=args.resume, force=args.force, progress=not args.quiet,
+        **generation_options(args, ASR_MAX_NEW_TOKENS),
+    )  # fmt: skip
+    report_job(result, args.output, "transcribed")
+    return 0
+
+
+def run_tts(args) -> int:
+    from ..evaluation import TTS_MAX_NEW_TOKENS, evaluate_tts
+
+    result = evaluate_tts(
+        args.repo, args.manifest, args.output, args.asr_model, args.write_wav,
+        few_shot_manifest=args.few_shot_manifest, shots=args.shots, few_shot_seed=args.few_shot_seed,
+        few_shot_data_root=args.few_shot_data_root, device=args.device, resume=args.resume, force=args.force,
+        progress=not args.quiet, speaker_id=args.speaker_id, **generation_options(args, TTS_MAX_NEW_TOKENS),
+    )  # fmt: skip
+    report_job(result, args.output, "synthesised")
+    return 0
+
+
+def run_report(args) -> int:
+    from ..evaluation import write_report
+
+    try:
+        rows = write_report(
+            args.results, args.output, args.plot, args.stsp_reference, force=args.force, published=args.published
+        )
+    except ModuleNotFoundError as error:
+        print(f"spiritlm eval: error: {error}", file=sys.stderr)
+        return 2
+    written = f"{args.output}" + (f" and {args.plot}" if args.plot else "")
+    print(f"{len(rows)} metrics of {len(args.results)} result files into {written}", file=sys.stderr)
+    return 0
+
+
 def _resolve_audio(item, data_root: str | None, location: str):
     """Speech segments of a pairs line with `audio` paths relative to --data-root."""
     if isinstance(item, str):
@@ -133,7 +246,7 @@ def run_pairs(args) -> int:
 
 
 def add_parser(commands) -> None:
-    evaluate = commands.add_parser("eval", help="STSP benchmark, its scoring, minimal-pair accuracy")
+    evaluate = commands.add_parser("eval", help="STSP, few-shot ASR / TTS, WER / CER, report, minimal-pair accuracy")
     tasks = evaluate.add_subparsers(dest="task", required=True, metavar="TASK")
 
     stsp = tasks.add_parser(
@@ -169,17 +282,9 @@ def add_parser(commands) -> None:
     )
     stsp.add_argument("-o", "--output", required=True, help="prediction JSONL")
     stsp.add_argument("--write-wav", default=None, help="folder for speech outputs (<id>.wav)")
-    stsp.add_argument("--batch-size", type=int, default=8, help="items generated together (default: %(default)s)")
-    stsp.add_argument("--seed", type=int, default=0, help="seed of the per-item sampling and few-shot sample")
-    stsp.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    stsp.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
-    stsp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default: %(default)s)")
-    stsp.add_argument("--max-new-tokens", type=int, default=None, help="default: 50 for text, 300 for speech")
+    add_sampling_arguments(stsp, "50 for text, 300 for speech")
     stsp.add_argument("--speaker-id", type=int, default=2, help="vocoder speaker of speech outputs")
-    stsp.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --output")
-    stsp.add_argument("--force", action="store_true", help="overwrite an existing --output")
-    stsp.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_device_argument(stsp)
+    add_job_arguments(stsp)
     stsp.set_defaults(handler=run_stsp)
 
     score = tasks.add_parser(
@@ -192,6 +297,90 @@ def add_parser(commands) -> None:
     score.add_argument("--label", default="sentiment", help="reference field to compare with (default: %(default)s)")
     score.add_argument("--json", action="store_true", help="print the result as one JSON object")
     score.set_defaults(handler=run_score)
+
+    asr = tasks.add_parser(
+        "asr",
+        help="few-shot speech recognition: transcribe a manifest of clips, write {'id', 'hyp', 'ref'} JSONL",
+        description=(
+            "Few-shot ASR as in the paper: each clip of the manifest (JSONL: id, wav_path relative to --data-root, "
+            "text) is prompted after --shots examples of --few-shot-manifest (same fields; the first N rows, or a "
+            "draw with --few-shot-seed) in the official few-shot layout ([Speech]units[Text]transcript, one example a "
+            "line), then [Speech]units[Text]; the hypothesis is the text answer up to its first newline. Writes "
+            '{"id", "hyp", "ref"} per line; score it with `spiritlm eval wer`. Sharded under accelerate launch / '
+            "torchrun and resumable (--resume) as eval stsp."
+        ),
+    )
+    asr.add_argument("--repo", required=True, help="converted SPIRIT LM checkpoint")
+    asr.add_argument("--manifest", required=True, help="JSONL of id, wav_path, text")
+    asr.add_argument("--data-root", default=None, help="folder the manifest's wav_path are relative to")
+    add_few_shot_arguments(asr, "id, wav_path, text")
+    asr.add_argument("-o", "--output", required=True, help="prediction JSONL")
+    add_sampling_arguments(asr, "100")
+    add_job_arguments(asr)
+    asr.set_defaults(handler=run_asr)
+
+    tts = tasks.add_parser(
+        "tts",
+        help="few-shot speech synthesis: speak a manifest of texts, transcribe it with an ASR model",
+        description=(
+            "Few-shot TTS as in the paper: each text of the manifest (JSONL: id, text) is prompted after --shots "
+            "examples of --few-shot-manifest (id, wav_path, text) in the official few-shot layout ([Text]transcript"
+            "[Speech]units, one example a line), then [Text]text[Speech]; the speech answer is vocoded into "
+            "--write-wav (one WAV per id) and transcribed by --asr-model (any transformers automatic-speech-"
+            'recognition model). Writes {"id", "hyp", "ref", "wav", "units"} per line; score it with `spiritlm eval '
+            "wer` (--cer for the paper's CER). Sharded and resumable as eval stsp."
+        ),
+    )
+    tts.add_argument("--repo", required=True, help="converted SPIRIT LM checkpoint (with its vocoder/)")
+    tts.add_argument("--manifest", required=True, help="JSONL of id, text")
+    tts.add_argument("--asr-model", required=True, help="speech recognition model (folder or Hub id)")
+    tts.add_argument("--write-wav", required=True, help="folder for the generated speech (<id>.wav)")
+    add_few_shot_arguments(tts, "id, wav_path, text")
+    tts.add_argument("-o", "--output", required=True, help="prediction JSONL")
+    add_sampling_arguments(tts, "500")
+    tts.add_argument("--speaker-id", type=int, default=2, help="vocoder speaker (default: %(default)s)")
+    add_job_arguments(tts)
+    tts.set_defaults(handler=run_tts)
+
+    wer = tasks.add_parser(
+        "wer",
+        help="word (or character) error rate of transcripts against a reference manifest",
+        description=(
+            "WER (--cer: CER) of a prediction JSONL ({'id', 'hyp'}, as eval asr / tts write) against a reference "
+            "manifest ({'id', 'text'}), per item and over the corpus (all edits over all reference words). Both "
+            "sides are normalised first: Unicode NFKC, lowercased, punctuation (but an apostrophe inside a word) "
+            "made a space, whitespace collapsed. Ids must match one to one. Needs the [eval] extra (jiwer)."
+        ),
+    )
+    wer.add_argument("--ref", required=True, help="reference manifest (with 'text')")
+    wer.add_argument("--pred", required=True, help="prediction JSONL (with 'hyp')")
+    wer.add_argument("--cer", action="store_true", help="character error rate (spaces count) instead of WER")
+    wer.add_argument("--per-item", action="store_true", help="also print each item's rate")
+    wer.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    wer.set_defaults(handler=run_wer)
+
+    report = tasks.add_parser(
+        "report",
+        help="one markdown table (and bar chart) of result files beside the published SPIRIT LM figures",
+        description=(
+            "Reads per-item result files and writes every metric in one markdown table beside the published BASE "
+            "and EXPRESSIVE figures (each with the paper table it comes from; empty where none is sourced). A "
+            "result is TASK=PATH or TASK:SUBSET=PATH, or a PATH whose file name starts with its task "
+            "(asr.jsonl, swuggy-base.jsonl). asr / tts files ({id, hyp, ref}) give WER and CER; swuggy / sblimp / "
+            "storycloze / salmon / pairs files ({id, score_correct, score_wrong, correct}) give accuracy, per "
+            "'subset' field too; stsp prediction files give accuracy against --stsp-reference. --plot needs the "
+            "[eval] extra (matplotlib)."
+        ),
+    )
+    report.add_argument("results", nargs="+", metavar="RESULT", help="TASK[:SUBSET]=PATH, or PATH named TASK...")
+    report.add_argument("-o", "--output", required=True, help="markdown file to write")
+    report.add_argument("--plot", default=None, help="bar chart to write (.png, .svg, .pdf)")
+    report.add_argument("--stsp-reference", default=None, help="STSP manifest that stsp results are scored against")
+    report.add_argument(
+        "--published", default=None, help="CSV of published figures (task,subset,metric,variant,value,source)"
+    )
+    report.add_argument("--force", action="store_true", help="overwrite existing report files")
+    report.set_defaults(handler=run_report)
 
     pairs = tasks.add_parser(
         "pairs",

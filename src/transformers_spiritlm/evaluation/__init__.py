@@ -1,6 +1,17 @@
 """Evaluation of SPIRIT LM: likelihood scoring of continuations (sWUGGY / sBLIMP / StoryCloze style), the official
-few-shot cross-modal prompts, and the Speech-Text Sentiment Preservation benchmark (STSP)."""
+few-shot cross-modal prompts, the Speech-Text Sentiment Preservation benchmark (STSP), few-shot ASR and TTS with their
+word / character error rates."""
 
+from .asr import (
+    ASR_FIELDS,
+    ASR_MAX_NEW_TOKENS,
+    evaluate_asr,
+    few_shot_prefix,
+    first_line,
+    read_few_shot_rows,
+    transcribe,
+)
+from .continuations import PerItemSamplingLogitsProcessor, generate_segments, item_seed, wav_file_name
 from .few_shot import (
     FEW_SHOT_MANIFESTS,
     build_few_shot_prompt,
@@ -8,16 +19,17 @@ from .few_shot import (
     few_shot_prompt_from_manifest,
     half_audio,
     sample_few_shot_rows,
+    select_few_shot_rows,
+    transcript_examples,
 )
-from .manifest import DIRECTIONS, read_jsonl, split_direction
+from .manifest import DIRECTIONS, check_same_ids, predictions_by_id, read_jsonl, read_manifest, split_direction
+from .report import collect_metrics, markdown_report, parse_result_argument, plot_report, read_published, write_report
 from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations
 from .sentiment import EMOTION_TO_SENTIMENT, EXPRESSO_EMOTION_TO_SENTIMENT, SENTIMENTS, SentimentClassifier
 from .stsp import (
     MAX_NEW_TOKENS,
     NUM_ATTEMPTS,
-    PerItemSamplingLogitsProcessor,
     StspRun,
-    item_seed,
     predict_stsp,
     read_stsp_manifest,
     reference_label,
@@ -25,6 +37,8 @@ from .stsp import (
     score_stsp,
     write_records,
 )
+from .tts import TTS_MAX_NEW_TOKENS, evaluate_tts, load_asr_pipeline, synthesise
+from .wer import UNITS, error_rates, normalize_transcript, score_transcripts
 
 
 __all__ = [
@@ -56,4 +70,32 @@ __all__ = [
     "sample_few_shot_rows",
     "score_continuations",
     "split_direction",
+    "generate_segments",
+    "wav_file_name",
+    "UNITS",
+    "check_same_ids",
+    "error_rates",
+    "normalize_transcript",
+    "predictions_by_id",
+    "read_manifest",
+    "score_transcripts",
+    "ASR_FIELDS",
+    "ASR_MAX_NEW_TOKENS",
+    "TTS_MAX_NEW_TOKENS",
+    "evaluate_asr",
+    "evaluate_tts",
+    "few_shot_prefix",
+    "first_line",
+    "load_asr_pipeline",
+    "read_few_shot_rows",
+    "select_few_shot_rows",
+    "synthesise",
+    "transcribe",
+    "transcript_examples",
+    "collect_metrics",
+    "markdown_report",
+    "parse_result_argument",
+    "plot_report",
+    "read_published",
+    "write_report",
 ]

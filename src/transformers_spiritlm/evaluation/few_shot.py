@@ -86,6 +86,24 @@ def sample_few_shot_rows(rows: Sequence[Mapping], n_shots: int, seed: int = 0) -
     return sample
 
 
+def select_few_shot_rows(rows: Sequence[Mapping], shots: int, seed: int | None = None) -> list[Mapping]:
+    """The few-shot examples of a task: the first `shots` rows in file order, or with a `seed`, `shots` rows drawn
+    without replacement by `random.Random(seed).sample`, in the order drawn."""
+    if shots < 1 or shots > len(rows):
+        raise ValueError(f"cannot take {shots} few-shot examples from a manifest of {len(rows)} rows")
+    return list(rows[:shots]) if seed is None else random.Random(seed).sample(list(rows), shots)
+
+
+def transcript_examples(rows: Sequence[Mapping], input_output: str) -> list[tuple[dict, dict]]:
+    """`(input, output)` pairs of whole clips and their transcripts, from rows with `_audio` (as [`read_manifest`]
+    resolves `wav_path`) and `text`: `(speech, text)` for `"speech_text"` (ASR), `(text, speech)` for `"text_speech"`
+    (TTS)."""
+    if input_output not in ("speech_text", "text_speech"):
+        raise ValueError(f"transcript examples are 'speech_text' or 'text_speech', got {input_output!r}")
+    pairs = [({"type": "speech", "audio": row["_audio"]}, {"type": "text", "text": str(row["text"])}) for row in rows]
+    return pairs if input_output == "speech_text" else [(text, speech) for speech, text in pairs]
+
+
 def build_few_shot_prompt(processor, examples: Sequence[tuple], query=None, output_modality: str = "arbitrary") -> str:
     """
     The official few-shot prompt from explicit `(input, output)` examples, then the query's prompt; see
@@ -121,4 +139,6 @@ __all__ = [
     "few_shot_prompt_from_manifest",
     "half_audio",
     "sample_few_shot_rows",
+    "select_few_shot_rows",
+    "transcript_examples",
 ]

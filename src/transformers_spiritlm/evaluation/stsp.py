@@ -2,7 +2,6 @@
 the sentiment of the continuation with a classifier, and score it against the prompt's (the official
 spiritlm/eval/stsp/predict_stsp.py and spiritlm/eval/eval_stsp.py), batched, with per-item seeds."""
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -11,13 +10,12 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.utils import logging
 
 from .. import audio
-from ..generation import SpiritLMModalityLogitsProcessor, check_context_length
+from .continuations import generate_segments, query_prompts, wav_file_name
 from .few_shot import few_shot_prompt_from_manifest
-from .manifest import audio_path, read_jsonl, split_direction, where
+from .manifest import audio_path, check_same_ids, predictions_by_id, read_jsonl, split_direction, where
 from .sentiment import EMOTION_TO_SENTIMENT, SentimentClassifier
 
 
@@ -27,9 +25,6 @@ logger = logging.get_logger(__name__)
 # speech, and up to 3 attempts when no output of the requested modality comes out.
 TEMPERATURE, TOP_P, NUM_ATTEMPTS = 0.8, 0.95, 3
 MAX_NEW_TOKENS = {"text": 50, "speech": 300}
-# What an item id may hold to be its wav file's name as it is ("+" is kept for the names that add a hash).
-_WAV_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
-_WAV_STEM_LENGTH = 100
 
 
 def read_stsp_manifest(
@@ -89,44 +84,14 @@ def score_stsp(
         `{"accuracy": correct / total, "correct", "total", "per_class": {label: {"correct", "total"}}}`.
     """
     refs = read_jsonl(reference, "reference")
-    preds = read_jsonl(predictions, "predictions")
-    predicted: dict[str, tuple[object, int]] = {}
-    for row in preds:
-        location = where(row, predictions, "predictions")
-        if "id" not in row or "pred" not in row:
-            raise ValueError(
-                f"{location}: a prediction needs 'id' and 'pred', got keys {sorted(k for k in row if k[0] != '_')}"
-            )
-        key = str(row["id"])
-        if key in predicted:
-            raise ValueError(f"{location}: id {key!r} is already predicted on line {predicted[key][1]}")
-        predicted[key] = (row["pred"], row["_line"])
+    predicted = predictions_by_id(read_jsonl(predictions, "predictions"), predictions, "pred")
+    check_same_ids(refs, predicted, reference, predictions)
     per_class: dict[str, dict[str, int]] = {}
-    reference_ids = set()
-    missing = []
     for row in refs:
-        location = where(row, reference, "reference")
-        if "id" not in row:
-            raise ValueError(f"{location}: no 'id' field")
-        key = str(row["id"])
-        if key in reference_ids:
-            raise ValueError(f"{location}: id {key!r} appears twice in the reference")
-        reference_ids.add(key)
-        gold = reference_label(row, label, location)
-        if key not in predicted:
-            missing.append(f"{key!r} (line {row['_line']})")
-            continue
+        gold = reference_label(row, label, where(row, reference, "reference"))
         counts = per_class.setdefault(str(gold), {"correct": 0, "total": 0})
         counts["total"] += 1
-        counts["correct"] += int(predicted[key][0] == gold)
-    unknown = [f"{key!r} (line {line})" for key, (_, line) in predicted.items() if key not in reference_ids]
-    if missing or unknown:
-        problems = []
-        if unknown:
-            problems.append(f"{len(unknown)} ids of {predictions} are not in {reference}: {', '.join(unknown[:5])}")
-        if missing:
-            problems.append(f"{len(missing)} ids of {reference} have no prediction: {', '.join(missing[:5])}")
-        raise ValueError("; ".join(problems) + ("; ..." if max(len(unknown), len(missing)) > 5 else ""))
+        counts["correct"] += int(predicted[str(row["id"])][0] == gold)
     correct = sum(counts["correct"] for counts in per_class.values())
     return {
         "accuracy": correct / len(refs),
@@ -134,52 +99,6 @@ def score_stsp(
         "total": len(refs),
         "per_class": dict(sorted(per_class.items())),
     }
-
-
-def item_seed(seed: int, item_id: object, attempt: int = 0) -> int:
-    """The sampling seed of one item: a hash of the run's seed, the item's id and the attempt, so that an item's
-    output depends neither on the batch it is in nor on the process that generates it."""
-    digest = hashlib.sha256(f"{seed}/{item_id}/{attempt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-class PerItemSamplingLogitsProcessor(LogitsProcessor):
-    """
-    Temperature + top-p sampling with one `torch.Generator` per batch row: every score but the drawn token's becomes
-    `-inf`, so that greedy decoding (`do_sample=False`) takes it. Each row draws from its own seeded stream, whatever
-    the other rows of the batch.
-    """
-
-    def __init__(self, seeds: Sequence[int], temperature: float = 1.0, top_p: float = 1.0):
-        if temperature <= 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
-        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        self.temperature, self.top_p = temperature, top_p
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        probs = (scores.float() / self.temperature).softmax(dim=-1)
-        if self.top_p < 1:
-            # As transformers' TopPLogitsWarper: drop the least likely tokens whose total is at most 1 - top_p.
-            sorted_probs, order = probs.sort(dim=-1)
-            drop = sorted_probs.cumsum(dim=-1) <= 1 - self.top_p
-            drop[:, -1] = False
-            probs = probs.scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
-        probs = probs.cpu()
-        tokens = [torch.multinomial(probs[row], 1, generator=gen)[0] for row, gen in enumerate(self.generators)]
-        chosen = torch.full_like(scores, -float("inf"))
-        chosen[torch.arange(len(tokens)), torch.stack(tokens).to(scores.device)] = 0.0
-        return chosen
-
-
-def _wav_name(item_id: object) -> str:
-    """`<id>.wav` for an id of at most 100 lowercase ASCII letters, digits, `-`, `_` and `.`; for any other id, its
-    first 100 characters lowercased (others made `_`), `+` and 16 hex digits of its SHA-256. Different ids get
-    different names, on case-insensitive file systems too, and no name is too long for a file system."""
-    item_id = str(item_id)
-    if item_id and len(item_id) <= _WAV_STEM_LENGTH and all(c in _WAV_NAME_CHARACTERS for c in item_id):
-        return f"{item_id}.wav"
-    readable = "".join(c if c in _WAV_NAME_CHARACTERS else "_" for c in item_id.lower()[:_WAV_STEM_LENGTH])
-    return f"{readable}+{hashlib.sha256(item_id.encode()).hexdigest()[:16]}.wav"
 
 
 @torch.no_grad()
@@ -230,17 +149,6 @@ def predict_stsp(
         raise ValueError(f"{input_output} needs a {target} classifier, got a {classifier.modality} one")
     if batch_size < 1 or num_attempts < 1:
         raise ValueError(f"batch_size ({batch_size}) and num_attempts ({num_attempts}) must be at least 1")
-    tokenizer = processor.tokenizer
-    eos_token_id = model.generation_config.eos_token_id or tokenizer.eos_token_id
-    generation_config = GenerationConfig(
-        do_sample=False,
-        max_new_tokens=max_new_tokens or MAX_NEW_TOKENS[target],
-        eos_token_id=eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    modality = SpiritLMModalityLogitsProcessor(model.config, target, eos_token_id)
-    device = model.device
     wav_dir = Path(write_wav) if write_wav is not None else None
     if wav_dir is not None:
         wav_dir.mkdir(parents=True, exist_ok=True)
@@ -254,56 +162,18 @@ def predict_stsp(
             ]
             for row in batch
         ]
-        try:
-            return [few_shot_prompt + prompt for prompt in processor.build_prompts(queries, target)]
-        except (OSError, ValueError, TypeError) as error:
-            lines = ", ".join(str(row.get("_line", "?")) for row in batch)
-            raise type(error)(f"manifest line(s) {lines} (prompts numbered from 0 in this batch): {error}") from None
-
-    def generate(prompts: list[str], ids: list, attempt: int) -> list[dict | None]:
-        """The first output segment of the target modality of each prompt (`None` when there is none)."""
-        encoded = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
-        for item_id, length in zip(ids, encoded["attention_mask"].sum(-1).tolist()):
-            check_context_length(
-                model.config, length, generation_config.max_new_tokens, f"the prompt of item {item_id}"
-            )
-        processors = LogitsProcessorList([modality])
-        if do_sample:
-            seeds = [item_seed(seed, item_id, attempt) for item_id in ids]
-            processors.append(PerItemSamplingLogitsProcessor(seeds, temperature, top_p))
-        sequences = model.generate(
-            input_ids=encoded["input_ids"].to(device),
-            attention_mask=encoded["attention_mask"].to(device),
-            logits_processor=processors,
-            generation_config=generation_config,
-        )
-        outputs = processor.post_process_generation(
-            sequences, encoded["attention_mask"], target, vocoder if target == "speech" else None, speaker_id,
-            eos_token_id,
-        )  # fmt: skip
-        results = []
-        for segments in outputs:
-            found = next((segment for segment in segments if segment["type"] == target), None)
-            if target == "speech" and found is not None and len(found.get("audio", ())) == 0:
-                found = None
-            results.append(found)
-        return results
+        return query_prompts(processor, batch, queries, target, few_shot_prompt)
 
     # Greedy decoding would give the same output again.
     attempts = num_attempts if do_sample else 1
     with tqdm(total=len(rows), desc=f"STSP {input_output}", unit="item", disable=not progress) as bar:
         for start in range(0, len(rows), batch_size):
             batch = list(rows[start : start + batch_size])
-            prompts = build_prompts(batch)
-            outputs: list = [None] * len(batch)
-            pending = list(range(len(batch)))
-            for attempt in range(attempts):
-                if not pending:
-                    break
-                results = generate([prompts[i] for i in pending], [batch[i]["id"] for i in pending], attempt)
-                for index, output in zip(pending, results):
-                    outputs[index] = output
-                pending = [index for index in pending if outputs[index] is None]
+            outputs = generate_segments(
+                model, processor, build_prompts(batch), [row["id"] for row in batch], target, vocoder=vocoder,
+                do_sample=do_sample, seed=seed, temperature=temperature, top_p=top_p,
+                max_new_tokens=max_new_tokens or MAX_NEW_TOKENS[target], num_attempts=attempts, speaker_id=speaker_id,
+            )  # fmt: skip
             for row, output in zip(batch, outputs):
                 record = {"id": str(row["id"])}
                 if output is None:
@@ -315,7 +185,7 @@ def predict_stsp(
                 else:
                     record["pred"] = classifier(output["audio"], output["sampling_rate"])
                     if wav_dir is not None:
-                        path = wav_dir / _wav_name(row["id"])
+                        path = wav_dir / wav_file_name(row["id"])
                         audio.write_wav(path, output["audio"], output["sampling_rate"])
                         record["generation"] = str(path)
                 yield record
@@ -374,7 +244,7 @@ def run_stsp(
     """
     from transformers import AutoModelForCausalLM, AutoProcessor
 
-    from ..sharding import distributed_state, finished_records, process_shard, sharded_output
+    from ..sharding import distributed_state, run_sharded
     from ..vocoder import load_vocoder
 
     target = split_direction(input_output)[1]
@@ -387,44 +257,40 @@ def run_stsp(
     device = state.device if state.num_processes > 1 else device
     rows = read_stsp_manifest(manifest, input_output, data_root)
     inputs = [path for path in (manifest, few_shot_manifest, *(row.get("_audio") for row in rows)) if path]
-    order = [str(row["id"]) for row in rows]
-    shard = process_shard(rows, state)
-    written = 0
-    with sharded_output(output, state, key="id", order=order, resume=resume, force=force, inputs=inputs) as file:
-        done = finished_records(output, "id") if resume else {}
-        todo = [row for row in shard if str(row["id"]) not in done]
+
+    def predict(todo: list[dict]) -> Iterator[dict]:
         classifier = SentimentClassifier.from_pretrained(
             classifier_path, target, label_map, tokenizer=text_classifier_tokenizer, device=device
         )
-        if todo:
-            processor = AutoProcessor.from_pretrained(repo)
-            model = AutoModelForCausalLM.from_pretrained(repo).to(device).eval()
-            if processor.speech_tokenizer is not None:
-                processor.speech_tokenizer.to(device)
-            vocoder = load_vocoder(repo).to(device) if target == "speech" else None
-            prefix = ""
-            if few_shot:
-                prefix = few_shot_prompt_from_manifest(
-                    processor,
-                    few_shot_manifest,
-                    input_output,
-                    few_shot,
-                    few_shot_data_root or data_root,
-                    seed=generation_kwargs.get("seed", 0),
-                )
-            records = predict_stsp(
-                model,
+        processor = AutoProcessor.from_pretrained(repo)
+        model = AutoModelForCausalLM.from_pretrained(repo).to(device).eval()
+        if processor.speech_tokenizer is not None:
+            processor.speech_tokenizer.to(device)
+        vocoder = load_vocoder(repo).to(device) if target == "speech" else None
+        prefix = ""
+        if few_shot:
+            prefix = few_shot_prompt_from_manifest(
                 processor,
-                todo,
+                few_shot_manifest,
                 input_output,
-                classifier,
-                few_shot_prompt=prefix,
-                vocoder=vocoder,
-                progress=state.is_main_process and progress,
-                **generation_kwargs,
+                few_shot,
+                few_shot_data_root or data_root,
+                seed=generation_kwargs.get("seed", 0),
             )
-            written = write_records(records, file)
-    run = StspRun(written, len(shard) - len(todo), state.process_index, state.num_processes)
+        yield from predict_stsp(
+            model,
+            processor,
+            todo,
+            input_output,
+            classifier,
+            few_shot_prompt=prefix,
+            vocoder=vocoder,
+            progress=state.is_main_process and progress,
+            **generation_kwargs,
+        )
+
+    counts = run_sharded(output, rows, predict, state, key="id", resume=resume, force=force, inputs=inputs)
+    run = StspRun(counts["written"], counts["skipped"], state.process_index, state.num_processes)
     if state.is_main_process:
         try:
             run.score = score_stsp(manifest, output)
@@ -436,9 +302,7 @@ def run_stsp(
 __all__ = [
     "MAX_NEW_TOKENS",
     "NUM_ATTEMPTS",
-    "PerItemSamplingLogitsProcessor",
     "StspRun",
-    "item_seed",
     "predict_stsp",
     "read_stsp_manifest",
     "reference_label",
