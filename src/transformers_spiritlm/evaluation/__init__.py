@@ -35,7 +35,6 @@ from .stsp import (
     reference_label,
     run_stsp,
     score_stsp,
-    write_records,
 )
 from .tts import TTS_MAX_NEW_TOKENS, evaluate_tts, load_asr_pipeline, synthesise
 from .wer import UNITS, error_rates, normalize_transcript, score_transcripts
@@ -57,7 +56,6 @@ __all__ = [
     "reference_label",
     "run_stsp",
     "score_stsp",
-    "write_records",
     "FEW_SHOT_MANIFESTS",
     "REDUCTIONS",
     "build_few_shot_prompt",

@@ -2,7 +2,6 @@
 the sentiment of the continuation with a classifier, and score it against the prompt's (the official
 spiritlm/eval/stsp/predict_stsp.py and spiritlm/eval/eval_stsp.py), batched, with per-item seeds."""
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -192,15 +191,6 @@ def predict_stsp(
             bar.update(len(batch))
 
 
-def write_records(records: Iterator[dict], file) -> int:
-    """Writes records as JSON lines to an open text file, one at a time; returns how many."""
-    count = 0
-    for record in records:
-        file.write(json.dumps(record) + "\n")
-        count += 1
-    return count
-
-
 @dataclass
 class StspRun:
     """What [`run_stsp`] did in this process: items of its shard predicted now and found done by a resumed run, and,
@@ -308,5 +298,4 @@ __all__ = [
     "reference_label",
     "run_stsp",
     "score_stsp",
-    "write_records",
 ]
