@@ -85,12 +85,21 @@ def test_report_tables_every_metric_beside_the_published_figures(results, capsys
         ("salmon", "gender_consistency", "accuracy", "50.00", "2"),
         ("salmon", "rir_consistency", "accuracy", "100.00", "1"),
     ]
-    # No figure of the committed table is transcribed yet: every published cell says so; ASR's names its table.
-    table5 = "arXiv 2402.05755, Table 5 (10-shot); value not transcribed yet"
-    assert read_published()[("tts", "", "CER")] == {"base": ("", table5), "expressive": ("", table5)}
+    # The committed figures of the paper, each with its table: Table 5 (TTS CER, LibriSpeech test-clean) and Table 4
+    # (sWUGGY, speech, token-normalised); no figure for ASR without a subset, the TTS WER, STSP without a direction
+    # or SALMon (not in the paper).
+    table5 = "arXiv 2402.05755v2, Table 5 (few-shot; 10-shot, LibriSpeech test-clean), CER of Whisper's transcripts"
+    table4 = (
+        "arXiv 2402.05755v2, Table 4 (zero-shot; accuracy with log-likelihood normalised by the number of tokens, "
+        "i.e. --reduction mean), speech"
+    )
+    assert read_published()[("tts", "librispeech-test-clean", "CER")] == {
+        "base": ("45.5", table5),
+        "expressive": ("52.0", table5),
+    }
     assert [(row["BASE published (%)"], row["EXPRESSIVE published (%)"], row["source"]) for row in table] == [
-        ("—", "—", table5), ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"),
-        ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"),
+        ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"), ("45.5", "52.0", table5), ("—", "—", "—"),
+        ("69.0", "65.0", table4), ("—", "—", "—"), ("—", "—", "—"), ("—", "—", "—"),
     ]  # fmt: skip
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Nothing is overwritten without --force; with it, the same table comes back.
