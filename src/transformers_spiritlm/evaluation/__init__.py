@@ -10,7 +10,7 @@ from .few_shot import (
     sample_few_shot_rows,
 )
 from .manifest import DIRECTIONS, read_jsonl, split_direction
-from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations
+from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations, tokenize_pair
 from .sentiment import EMOTION_TO_SENTIMENT, EXPRESSO_EMOTION_TO_SENTIMENT, SENTIMENTS, SentimentClassifier
 from .stsp import (
     MAX_NEW_TOKENS,
@@ -52,4 +52,5 @@ __all__ = [
     "sample_few_shot_rows",
     "score_continuations",
     "split_direction",
+    "tokenize_pair",
 ]
