@@ -4,6 +4,7 @@ official code's on the sample folders of examples/eval/, pairing by name, batchi
 import csv
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -278,3 +279,20 @@ def test_bad_layouts_are_one_clear_error_and_write_nothing(tiny_base_repo, tmp_p
     )
     assert "pair id 'a' appears twice; ids must be unique" in capsys.readouterr().err
     assert not outputs.exists()
+
+
+def test_the_readme_commands_run_on_the_sample_folders(tiny_base_repo, tmp_path, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Minimal-pair benchmarks") :]
+    block = section[section.index("```bash\n") + 8 : section.index("```\n", section.index("```bash\n") + 8)]
+    commands = [shlex.split(line.split("#")[0]) for line in block.replace("\\\n", "").splitlines()]
+    commands = [command for command in commands if command[:2] == ["spiritlm", "eval"]]
+    assert [command[2] for command in commands] == ["swuggy", "sblimp", "storycloze", "storycloze", "salmon"]
+    monkeypatch.chdir(ROOT)
+    for command in commands:
+        arguments = command[1:]
+        arguments[arguments.index("--repo") + 1] = str(tiny_base_repo)
+        arguments[arguments.index("-o") + 1] = str(tmp_path / arguments[arguments.index("-o") + 1])
+        assert cli.main([*arguments, "--device", "cpu", "--quiet"]) == 0, capsys.readouterr().err
+        assert capsys.readouterr().out.startswith("accuracy: ")
+    assert len((tmp_path / "salmon.jsonl").read_text().splitlines()) == 4
