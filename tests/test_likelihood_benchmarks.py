@@ -278,6 +278,11 @@ def test_bad_layouts_are_one_clear_error_and_write_nothing(tiny_base_repo, tmp_p
         == 2
     )
     assert "pair id 'a' appears twice; ids must be unique" in capsys.readouterr().err
+    command = ["eval", "salmon", str(EXAMPLES / "salmon"), "--repo", str(tiny_base_repo), "--device", "cpu"]
+    assert cli.main([*command, "-o", "-"]) == 2
+    assert "give -o FILE, not '-'" in capsys.readouterr().err
+    assert cli.main([*command, "-o", str(outputs / "s.jsonl"), "--batch-size", "0"]) == 2
+    assert "batch_size=0 must be at least 1" in capsys.readouterr().err
     assert not outputs.exists()
 
 

@@ -54,7 +54,8 @@ def score_pairs(
     over the item's tokens) one batch of `batch_size` pairs at a time ([`pair_batches`]: both items of every pair of
     a batch in one left-padded forward pass) and yields, in order, one record per pair:
     `{"id", "score_correct", "score_wrong", "correct"}` (+ `"subset"` when the pair has one), `correct` being 1, 0.5
-    on a tie or 0.
+    on a tie or 0. `processor` is a [`SpiritLMProcessor`] (its speech tokenizer encodes audio items), or the
+    tokenizer alone for pairs given as SPIRIT LM strings.
     """
     tokenizer, speech_tokenizer = _unwrap(processor, None)
     with tqdm(total=len(pairs), desc="Scoring pairs", unit="pair", disable=not progress) as bar:
@@ -263,6 +264,8 @@ def evaluate_pairs(
 
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; use one of {', '.join(map(repr, REDUCTIONS))}")
+    if output is not None and os.fspath(output) == "-":
+        raise ValueError("pair scores are written to a file (the accuracy comes from it): give -o FILE, not '-'")
     batches = pair_batches(pairs, batch_size)
     if output is None:
         model, processor = _load(repo, device)
