@@ -699,7 +699,7 @@ CONVERSION = [
 EVALUATION = [
     fails("evaluation", "scoring a prompt and continuation past the context",
           lambda w: score_continuations(w.pipe.model, w.processor, ["[Text]" + LONG_TEXT], [" world" * 40]), ValueError,
-          r"^prompt #0 with its continuation has 4164 tokens, more than the 4096 positions the model was trained on "
+          r"^prompt #0 with its continuation has 4163 tokens, more than the 4096 positions the model was trained on "
           r"\(max_position_embeddings\); shorten it$"),
     fails("evaluation", "STSP prompt past the context (the classifier is never reached)",
           lambda w: next(predict_stsp(w.pipe.model, w.processor, [{"id": "a", "asr": LONG_TEXT, "_line": 3}],

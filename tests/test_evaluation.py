@@ -6,7 +6,12 @@ import torch
 
 from transformers_spiritlm import SpiritLMForCausalLM, units_to_string
 from transformers_spiritlm.data import SpiritLMDataCollator
-from transformers_spiritlm.evaluation import minimal_pair_accuracy, render_segments, score_continuations
+from transformers_spiritlm.evaluation import (
+    minimal_pair_accuracy,
+    render_segments,
+    score_continuations,
+    tokenize_pair,
+)
 from transformers_spiritlm.testing import tiny_lm_config
 
 
@@ -22,12 +27,14 @@ def model():
 
 
 def manual_score(model, tokenizer, prompt: str, continuation: str) -> float:
+    """The log-probability of the continuation's tokens in the tokenization of the whole string: from the first token
+    that is not the prompt's own (without a prompt, BOS then the continuation's tokens)."""
     prompt_ids = tokenizer(prompt).input_ids
-    continuation_ids = tokenizer(continuation, add_special_tokens=False).input_ids
-    ids = torch.tensor([prompt_ids + continuation_ids])
+    ids = tokenizer(prompt + continuation).input_ids if prompt else prompt_ids + tokenizer(continuation).input_ids[1:]
+    start = next(i for i, (a, b) in enumerate(zip(ids, prompt_ids + [None])) if a != b)
     with torch.no_grad():
-        log_probs = torch.log_softmax(model(ids).logits[0], dim=-1)
-    return sum(log_probs[len(prompt_ids) + i - 1, token].item() for i, token in enumerate(continuation_ids))
+        log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0], dim=-1)
+    return sum(log_probs[i - 1, ids[i]].item() for i in range(start, len(ids)))
 
 
 CASES = [
@@ -44,10 +51,28 @@ def test_scores_are_the_log_likelihood_of_the_continuation(model, tokenizer):
     expected = [manual_score(model, tokenizer, p, c) for p, c in CASES]
     torch.testing.assert_close(torch.tensor(scores), torch.tensor(expected), rtol=1e-5, atol=1e-4)
     means = score_continuations(model, tokenizer, [p for p, _ in CASES], [c for _, c in CASES], reduction="mean")
-    lengths = [len(tokenizer(c, add_special_tokens=False).input_ids) for _, c in CASES]
+    lengths = [len(tokenize_pair(tokenizer, p, c)[1]) for p, c in CASES]
     torch.testing.assert_close(
         torch.tensor(means), torch.tensor(expected) / torch.tensor(lengths), rtol=1e-5, atol=1e-4
     )
+
+
+def test_a_prompted_continuation_is_scored_on_the_tokens_of_the_whole_string(model, tokenizer):
+    # Tokenized alone, "[Text] there" would start with the dummy prefix's "▁": "...time ▁ [Text] there".
+    prompt, continuation = "[Text]once upon a time", "[Text] there"
+    whole = tokenizer(prompt + continuation).input_ids
+    assert tokenizer.convert_ids_to_tokens(whole[-4:]) == ["[Text]", "▁th", "er", "e"]
+    assert tokenize_pair(tokenizer, prompt, continuation) == (whole[:-4], whole[-4:])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(torch.tensor([whole])).logits[0], dim=-1)
+    expected = sum(log_probs[i - 1, whole[i]].item() for i in range(len(whole) - 4, len(whole)))
+    (score,) = score_continuations(model, tokenizer, [prompt], [continuation])
+    assert score == pytest.approx(expected, abs=1e-4)
+    # A prompt whose last token merges with the continuation's first: both are scored as the continuation's.
+    merged = tokenizer("[Text]the quick brown").input_ids
+    assert tokenizer.convert_ids_to_tokens(tokenizer("[Text]the").input_ids[-2:]) == ["th", "e"]
+    assert tokenizer.convert_ids_to_tokens(merged[3:5]) == ["th", "e▁"]
+    assert tokenize_pair(tokenizer, "[Text]the", " quick brown") == (merged[:4], merged[4:])
 
 
 def test_batched_scores_equal_one_by_one(model, tokenizer):

@@ -16,7 +16,7 @@ python="$venv/bin/python"
 official_src=$(cd "$official_src" && pwd)
 cd "$(dirname "$0")/../.."
 sets=("$@")
-[ ${#sets[@]} -gt 0 ] || sets=(units tokenizer lm speech_tokenizer style pitch expressive vocoder processing stsp end_to_end few_shot_tasks)
+[ ${#sets[@]} -gt 0 ] || sets=(units tokenizer lm speech_tokenizer style pitch expressive vocoder processing stsp end_to_end few_shot_tasks likelihood)
 for set in "${sets[@]}"; do
     case $set in
         units) "$python" tests/fixtures/units/record_units.py "$official_src" ;;
@@ -34,6 +34,7 @@ for set in "${sets[@]}"; do
             ;;
         end_to_end) "$python" tests/fixtures/end_to_end/record_end_to_end.py "$official_src" ;;
         few_shot_tasks) "$python" tests/fixtures/few_shot_tasks/record_few_shot_tasks.py "$official_src" ;;
+        likelihood) "$python" tests/fixtures/likelihood/record_likelihood.py "$official_src" ;;
         *) echo "record_all.sh: error: unknown fixture set '$set'" >&2; exit 2 ;;
     esac
     echo "recorded tests/fixtures/$set"

@@ -1,10 +1,9 @@
-"""`spiritlm eval stsp | score | asr | tts | wer | report | pairs`: the STSP benchmark and its scoring, few-shot ASR
-and TTS (one process or many, resumable), their word / character error rates, one report of all results beside the
-published figures, and minimal-pair accuracy (sWUGGY / sBLIMP / StoryCloze style)."""
+"""`spiritlm eval stsp | score | asr | tts | wer | report | pairs | swuggy | sblimp | storycloze | salmon`: the STSP
+benchmark and its scoring, few-shot ASR and TTS, their word / character error rates, one report of all results beside
+the published figures, and the minimal-pair benchmarks (each one process or many, resumable)."""
 
 import json
 import sys
-from pathlib import Path
 
 from .common import add_device_argument
 
@@ -202,51 +201,92 @@ def run_report(args) -> int:
     return 0
 
 
-def _resolve_audio(item, data_root: str | None, location: str):
-    """Speech segments of a pairs line with `audio` paths relative to --data-root."""
-    if isinstance(item, str):
-        return item
-    segments = [item] if isinstance(item, dict) else item
-    if not isinstance(segments, list):
-        raise ValueError(f"{location}: an item is a SPIRIT LM string, a segment dict or a list of them")
-    resolved = []
-    for segment in segments:
-        if isinstance(segment, dict) and isinstance(segment.get("audio"), str):
-            path = Path(data_root or ".") / segment["audio"]
-            if not path.is_file():
-                raise FileNotFoundError(f"{location}: audio file {path} does not exist (relative to --data-root)")
-            segment = {**segment, "audio": path}
-        resolved.append(segment)
-    return resolved
+def print_pair_accuracy(result: dict | None, output: str | None) -> None:
+    if result is None:  # not the main process
+        return
+    where = f" (per pair: {output})" if output else ""
+    print(f"accuracy: {100 * result['accuracy']:.2f}% ({result['correct']:g} of {result['total']} pairs){where}")
+    for subset, counts in result["subsets"].items():
+        print(f"  {subset}: {100 * counts['accuracy']:.2f}% ({counts['correct']:g} of {counts['total']})")
 
 
-def run_pairs(args) -> int:
-    from transformers import AutoModelForCausalLM, AutoProcessor
+def _evaluate_pairs(args, pairs: list, inputs: tuple = ()) -> int:
+    from ..evaluation import evaluate_pairs, pair_inputs
 
-    from ..evaluation import minimal_pair_accuracy, read_jsonl
-
-    lines = read_jsonl(args.pairs, "pairs file")
-    pairs, prompts = [], []
-    for line in lines:
-        location = f"pairs file {args.pairs}, line {line['_line']}"
-        if "correct" not in line or "wrong" not in line:
-            raise ValueError(f"{location}: a pair needs 'correct' and 'wrong' (and optionally 'prompt')")
-        pairs.append(tuple(_resolve_audio(line[key], args.data_root, location) for key in ("correct", "wrong")))
-        prompt = line.get("prompt")
-        prompts.append(None if prompt is None else _resolve_audio(prompt, args.data_root, location))
-    processor = AutoProcessor.from_pretrained(args.repo)
-    model = AutoModelForCausalLM.from_pretrained(args.repo).to(args.device).eval()
-    if processor.speech_tokenizer is not None:
-        processor.speech_tokenizer.to(args.device)
-    accuracy = minimal_pair_accuracy(
-        model, processor, pairs, prompts=prompts, batch_size=args.batch_size, reduction=args.reduction
+    result = evaluate_pairs(
+        args.repo,
+        pairs,
+        args.output,
+        batch_size=args.batch_size,
+        reduction=args.reduction,
+        device=args.device,
+        resume=args.resume,
+        force=args.force,
+        inputs=[*inputs, *pair_inputs(pairs)],
+        progress=not args.quiet,
     )
-    print(f"accuracy: {100 * accuracy:.2f}% ({round(accuracy * len(pairs))} of {len(pairs)} pairs)")
+    print_pair_accuracy(result, args.output)
     return 0
 
 
+def run_pairs(args) -> int:
+    from ..evaluation import read_pairs_jsonl
+
+    return _evaluate_pairs(args, read_pairs_jsonl(args.pairs, args.data_root), inputs=(args.pairs,))
+
+
+def run_swuggy(args) -> int:
+    from ..evaluation import read_swuggy
+
+    return _evaluate_pairs(args, read_swuggy(args.data_dir))
+
+
+def run_sblimp(args) -> int:
+    from ..evaluation import read_sblimp
+
+    return _evaluate_pairs(args, read_sblimp(args.data_dir))
+
+
+def run_storycloze(args) -> int:
+    from ..evaluation import read_storycloze
+
+    return _evaluate_pairs(args, read_storycloze(args.data_dir, args.prompt_modality, args.continuation_modality))
+
+
+def run_salmon(args) -> int:
+    from ..evaluation import read_salmon
+
+    return _evaluate_pairs(args, read_salmon(args.data_dir, args.parts))
+
+
+def add_pair_arguments(parser, output_required: bool = True) -> None:
+    """The options every minimal-pair task shares."""
+    parser.add_argument("--repo", required=True, help="converted SPIRIT LM checkpoint")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=output_required,
+        default=None,
+        help='per-pair JSONL: {"id", "score_correct", "score_wrong", "correct": 1 | 0.5 (tie) | 0, "subset"}',
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs scored together (default: %(default)s)")
+    parser.add_argument("--reduction", choices=REDUCTIONS, default="sum", help="log-likelihood sum or mean per token")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --output")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_argument(parser)
+
+
+_PAIRS_SHARDING = (
+    "Both items of every pair of a batch go through one left-padded forward pass. Under `accelerate launch` / "
+    "`torchrun` each process scores a share of the batches into <output>.part-<i>-of-<n> and process 0 merges them "
+    "in pair order; after a crash or a kill, the same command with --resume completes the file as an uninterrupted "
+    "run writes it."
+)
+
+
 def add_parser(commands) -> None:
-    evaluate = commands.add_parser("eval", help="STSP, few-shot ASR / TTS, WER / CER, report, minimal-pair accuracy")
+    evaluate = commands.add_parser("eval", help="STSP, few-shot ASR / TTS, WER / CER, report, minimal-pair benchmarks")
     tasks = evaluate.add_subparsers(dest="task", required=True, metavar="TASK")
 
     stsp = tasks.add_parser(
@@ -386,18 +426,74 @@ def add_parser(commands) -> None:
         "pairs",
         help="minimal-pair accuracy (sWUGGY / sBLIMP / StoryCloze style) over a JSONL of pairs",
         description=(
-            'Each line: {"correct": ITEM, "wrong": ITEM, "prompt": ITEM (optional)}, an ITEM being a SPIRIT LM string '
-            '("[Text]a cat", "[Speech][Hu12][Hu7]") or segments ({"type": "speech", "audio": "clip.wav"}, audio '
-            "relative to --data-root). A pair is right when the correct item is strictly more likely."
+            'Each line: {"correct": ITEM, "wrong": ITEM, "prompt": ITEM (optional), "id" (optional, default: the line '
+            'number), "subset" (optional)}, an ITEM being a SPIRIT LM string ("[Text]a cat", "[Speech][Hu12][Hu7]") or '
+            'segments ({"type": "speech", "audio": "clip.wav"}, audio relative to --data-root). A pair is right when '
+            "the correct item is strictly more likely (a tie counts half). " + _PAIRS_SHARDING
         ),
     )
-    pairs.add_argument("--repo", required=True, help="converted SPIRIT LM checkpoint")
     pairs.add_argument("--pairs", required=True, help="JSONL of pairs")
     pairs.add_argument("--data-root", default=None, help="folder audio paths are relative to")
-    pairs.add_argument("--batch-size", type=int, default=8, help="sequences scored together (default: %(default)s)")
-    pairs.add_argument("--reduction", choices=REDUCTIONS, default="sum", help="log-likelihood sum or mean per token")
-    add_device_argument(pairs)
+    add_pair_arguments(pairs, output_required=False)
     pairs.set_defaults(handler=run_pairs)
 
+    swuggy = tasks.add_parser(
+        "swuggy",
+        help="sWUGGY: spoken words against non-words (ZeroSpeech 2021 sLM21 lexical layout)",
+        description=(
+            "Scores the (word, non-word) pairs of an sLM21 lexical split folder (lexical/dev: .wav files and gold.csv; "
+            "pairs by id and voice, the word being correct=1) and prints the accuracy, overall and per frequency "
+            "band. " + _PAIRS_SHARDING
+        ),
+    )
+    swuggy.add_argument("data_dir", metavar="DATA_DIR", help="sLM21 lexical split folder holding gold.csv")
+    add_pair_arguments(swuggy)
+    swuggy.set_defaults(handler=run_swuggy)
 
-__all__ = ["parse_label_map"]
+    sblimp = tasks.add_parser(
+        "sblimp",
+        help="sBLIMP: spoken grammatical against ungrammatical sentences (ZeroSpeech 2021 sLM21 syntactic layout)",
+        description=(
+            "Scores the sentence pairs of an sLM21 syntactic split folder (syntactic/dev: .wav files and gold.csv; "
+            "pairs by type, subtype, id and voice, the grammatical one being correct=1) and prints the accuracy, "
+            "overall and per type. " + _PAIRS_SHARDING
+        ),
+    )
+    sblimp.add_argument("data_dir", metavar="DATA_DIR", help="sLM21 syntactic split folder holding gold.csv")
+    add_pair_arguments(sblimp)
+    sblimp.set_defaults(handler=run_sblimp)
+
+    storycloze = tasks.add_parser(
+        "storycloze",
+        help="spoken / topic StoryCloze, and its cross-modal variants",
+        description=(
+            "Scores the true against the false ending of each story. Spoken releases (sSC, tSC): <n>_correct.wav and "
+            "<n>_incorrect.wav, each the whole story, no prompt. With --prompt-modality and --continuation-modality, "
+            "the cross-modal layout: the prompt <n>_mutual and the endings <n>_correct / <n>_incorrect, each as .txt "
+            "(text) and .wav (speech). Files may sit in subfolders (one per speaker), whose accuracy is also printed. "
+            + _PAIRS_SHARDING
+        ),
+    )
+    storycloze.add_argument("data_dir", metavar="DATA_DIR", help="StoryCloze release folder")
+    storycloze.add_argument("--prompt-modality", choices=("text", "speech"), default=None, help="cross-modal: prompt")
+    storycloze.add_argument(
+        "--continuation-modality", choices=("text", "speech"), default=None, help="cross-modal: endings"
+    )
+    add_pair_arguments(storycloze)
+    storycloze.set_defaults(handler=run_storycloze)
+
+    salmon = tasks.add_parser(
+        "salmon",
+        help="SALMon: acoustic consistency and alignment, per part",
+        description=(
+            "Scores sample_<n>_0.wav (positive) against sample_<n>_1.wav (negative) in each SALMon part folder "
+            "(bg_alignment, ..., speaker_consistency) and prints the accuracy per part. " + _PAIRS_SHARDING
+        ),
+    )
+    salmon.add_argument("data_dir", metavar="DATA_DIR", help="SALMon folder (salmon_benchmark) holding the parts")
+    salmon.add_argument("--parts", nargs="+", default=None, help="parts to score (default: every part present)")
+    add_pair_arguments(salmon)
+    salmon.set_defaults(handler=run_salmon)
+
+
+__all__ = ["add_pair_arguments", "parse_label_map"]

@@ -1,6 +1,6 @@
-"""Evaluation of SPIRIT LM: likelihood scoring of continuations (sWUGGY / sBLIMP / StoryCloze style), the official
-few-shot cross-modal prompts, the Speech-Text Sentiment Preservation benchmark (STSP), few-shot ASR and TTS with their
-word / character error rates."""
+"""Evaluation of SPIRIT LM: likelihood scoring of continuations, the minimal-pair benchmarks in their published
+layouts (sWUGGY, sBLIMP, StoryCloze, SALMon), the official few-shot cross-modal prompts, the Speech-Text Sentiment
+Preservation benchmark (STSP), few-shot ASR and TTS with their word / character error rates, and one report of all."""
 
 from .asr import (
     ASR_FIELDS,
@@ -23,9 +23,24 @@ from .few_shot import (
     transcript_examples,
 )
 from .manifest import DIRECTIONS, check_same_ids, predictions_by_id, read_jsonl, read_manifest, split_direction
+from .pairs import (
+    Pair,
+    evaluate_pairs,
+    outcome,
+    pair_accuracy,
+    pair_batches,
+    pair_inputs,
+    read_gold_pairs,
+    read_pairs_jsonl,
+    score_pairs,
+)
 from .report import collect_metrics, markdown_report, parse_result_argument, plot_report, read_published, write_report
-from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations
+from .salmon import PARTS as SALMON_PARTS
+from .salmon import read_salmon
+from .sblimp import read_sblimp
+from .scoring import REDUCTIONS, minimal_pair_accuracy, render_segments, score_continuations, tokenize_pair
 from .sentiment import EMOTION_TO_SENTIMENT, EXPRESSO_EMOTION_TO_SENTIMENT, SENTIMENTS, SentimentClassifier
+from .storycloze import read_storycloze
 from .stsp import (
     MAX_NEW_TOKENS,
     NUM_ATTEMPTS,
@@ -36,6 +51,7 @@ from .stsp import (
     run_stsp,
     score_stsp,
 )
+from .swuggy import read_swuggy
 from .tts import TTS_MAX_NEW_TOKENS, evaluate_tts, load_asr_pipeline, synthesise
 from .wer import UNITS, error_rates, normalize_transcript, score_transcripts
 
@@ -96,4 +112,19 @@ __all__ = [
     "plot_report",
     "read_published",
     "write_report",
+    "tokenize_pair",
+    "Pair",
+    "SALMON_PARTS",
+    "evaluate_pairs",
+    "outcome",
+    "pair_accuracy",
+    "pair_batches",
+    "pair_inputs",
+    "read_gold_pairs",
+    "read_pairs_jsonl",
+    "read_salmon",
+    "read_sblimp",
+    "read_storycloze",
+    "read_swuggy",
+    "score_pairs",
 ]

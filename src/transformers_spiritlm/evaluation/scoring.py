@@ -74,6 +74,24 @@ def _unwrap(tokenizer, speech_tokenizer):
     return tokenizer, speech_tokenizer
 
 
+def tokenize_pair(tokenizer, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+    """
+    The token ids of a prompt (with BOS) and of its continuation, both SPIRIT LM strings, as they occur in the
+    tokenization of `prompt + continuation`: the continuation's tokens are those of the whole string from the first
+    one that differs from the prompt's own tokenization. Tokenized alone, a continuation would start with the `▁` of
+    SentencePiece's dummy prefix, which the whole string never has. With an empty prompt, BOS and the continuation.
+    """
+    if not prompt:
+        prompt_ids = tokenizer("", add_special_tokens=True)["input_ids"]
+        return prompt_ids, tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    whole_ids = tokenizer(prompt + continuation, add_special_tokens=True)["input_ids"]
+    shared = 0
+    while shared < min(len(prompt_ids), len(whole_ids)) and prompt_ids[shared] == whole_ids[shared]:
+        shared += 1
+    return whole_ids[:shared], whole_ids[shared:]
+
+
 def _encode_pairs(tokenizer, speech_tokenizer, prompts, continuations) -> list[tuple[list[int], list[int]]]:
     pairs = []
     for index, (prompt, continuation) in enumerate(zip(prompts, continuations)):
@@ -85,8 +103,7 @@ def _encode_pairs(tokenizer, speech_tokenizer, prompts, continuations) -> list[t
             )
         previous = _last_modality(prompt_string, None)
         continuation_string = render_segments(continuation, speech_tokenizer, previous)
-        prompt_ids = tokenizer(prompt_string, add_special_tokens=True)["input_ids"]
-        continuation_ids = tokenizer(continuation_string, add_special_tokens=False)["input_ids"]
+        prompt_ids, continuation_ids = tokenize_pair(tokenizer, prompt_string, continuation_string)
         if not continuation_ids:
             raise ValueError(f"continuation #{index} is empty: there is nothing to score")
         if not prompt_ids:
@@ -113,9 +130,10 @@ def score_continuations(
     Log-likelihood of each continuation given its prompt under a SPIRIT LM: `sum log p(continuation tokens |
     BOS, prompt tokens)` (natural log), or its mean per token with `reduction="mean"`.
 
-    The prompt (with BOS) and the continuation are tokenized separately and concatenated, so the continuation's
-    tokens do not depend on the prompt; together they must fit in the model's `max_position_embeddings`. Rows are sorted by length and left-padded in batches of `batch_size`; the
-    scores do not depend on the batching.
+    The continuation's tokens are those it has in the tokenization of prompt + continuation, as the official
+    tokenizer sees the whole string ([`tokenize_pair`]); together they must fit in the model's
+    `max_position_embeddings`. Rows are sorted by length and left-padded in batches of `batch_size`; the scores do
+    not depend on the batching.
 
     Args:
         model: a causal LM (e.g. [`SpiritLMForCausalLM`]), on any device / dtype; log-probabilities are computed in
@@ -209,4 +227,4 @@ def minimal_pair_accuracy(
     return float(np.mean([correct > wrong for correct, wrong in zip(scores[0::2], scores[1::2])]))
 
 
-__all__ = ["minimal_pair_accuracy", "render_segments", "score_continuations"]
+__all__ = ["minimal_pair_accuracy", "render_segments", "score_continuations", "tokenize_pair"]
