@@ -260,7 +260,7 @@ def evaluate_pairs(
     records written), so that the merged file is the one an uninterrupted run writes, byte for byte. `output` is
     refused when it exists (unless `resume` or `force`) or when another job writes it; nothing is created then.
     """
-    from ..corpus import distributed_state, finished_records, process_shard, sharded_output
+    from ..sharding import distributed_state, finished_records, process_shard, sharded_output
 
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; use one of {', '.join(map(repr, REDUCTIONS))}")
