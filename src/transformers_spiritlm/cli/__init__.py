@@ -1,4 +1,5 @@
-"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve.
+"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve |
+train-units.
 
 One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
 """
@@ -8,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__, register_auto_classes
-from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize
+from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize, train_units
 from .common import check_device, check_repo, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
 from .tokenize import AUDIO_EXTENSIONS, find_audio_files, tokenize_files, write_jsonl
@@ -28,7 +29,7 @@ __all__ = [
     "write_wav",
 ]
 
-SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve)
+SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve, train_units)
 
 
 def build_parser() -> argparse.ArgumentParser:

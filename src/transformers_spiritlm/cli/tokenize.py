@@ -4,36 +4,14 @@
 """
 
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..audio import AUDIO_EXTENSIONS, find_audio_files
 from .common import add_device_argument
-
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-
-
-def find_audio_files(inputs: Sequence[str | os.PathLike], extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[Path]:
-    """
-    The audio files named by `inputs`: files are taken as given (any extension), folders are searched recursively
-    for files whose extension is in `extensions` (case-insensitive), in sorted order.
-    """
-    extensions = tuple(ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions)
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(path for path in item.rglob("*") if path.is_file() and path.suffix.lower() in extensions)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"{item} is neither an audio file nor a folder")
-    if not files:
-        raise ValueError(f"no audio files ({', '.join(extensions)}) found in {', '.join(map(str, inputs))}")
-    return files
 
 
 def tokenize_files(
