@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
+from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from transformers_spiritlm import (
     SpiritLMConfig,
@@ -16,7 +16,7 @@ from transformers_spiritlm import (
     cli,
 )
 from transformers_spiritlm.speech_tokenizer.unit_training import plan_batches, train_units
-from transformers_spiritlm.testing.speech_tokenizer import TINY_HUBERT_CONFIG
+from transformers_spiritlm.testing.speech_tokenizer import TINY_HUBERT_CONFIG, write_tiny_hubert_checkpoint
 from transformers_spiritlm.training_runs import checkpoint_path
 
 
@@ -44,10 +44,7 @@ def clips(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def hubert_dir(tmp_path_factory) -> Path:
     """A tiny random HuBERT-base-layout checkpoint (11 layers of width 32), as `save_pretrained` writes one."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("hubert")
-    HubertModel(HubertConfig(**TINY_HUBERT_CONFIG)).save_pretrained(folder)
-    return folder
+    return write_tiny_hubert_checkpoint(tmp_path_factory.mktemp("hubert"))
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +108,7 @@ def test_a_killed_run_resumes_to_the_centroids_of_an_uninterrupted_one(clips, hu
     with pytest.raises(ValueError, match=r"checkpoint of a run with other settings \(num_units differ\)"):
         train_units(audio_dir, hubert_dir, 4, 9, output, resume=True, **arguments)
     resumed = train_units(audio_dir, hubert_dir, 4, 8, output, resume=True, **arguments)
-    assert (resumed.steps, resumed.frames, resumed.finished) == (whole.steps, whole.frames, True)
+    assert (resumed.resumed_from, resumed.steps, resumed.frames, resumed.finished) == (5, 8, whole.frames, True)
     assert not checkpoint_path(output).exists()
     centroids = [
         SpiritLMSpeechTokenizer.from_pretrained(path).quantizer.centroids for path in (tmp_path / "whole", output)
@@ -145,10 +142,9 @@ def test_bad_input_is_one_clear_error(clips, hubert_dir, tmp_path, capsys):
         f"spiritlm train-units: error: --hubert {wav2vec2} is a 'wav2vec2' checkpoint, not HuBERT; give a "
         "transformers HubertModel checkpoint folder (e.g. a save_pretrained of facebook/hubert-base-ls960)"
     )
-    large = tmp_path / "hubert-large"
-    HubertModel(
-        HubertConfig(**{**TINY_HUBERT_CONFIG, "feat_extract_norm": "layer", "do_stable_layer_norm": True})
-    ).save_pretrained(large)
+    large = write_tiny_hubert_checkpoint(
+        tmp_path / "hubert-large", feat_extract_norm="layer", do_stable_layer_norm=True
+    )
     assert _error(capsys, audio, "--hubert", str(large), "--layer", "3", "--units", "4", "-o", out).startswith(
         "spiritlm train-units: error: invalid SpiritLMSpeechTokenizerConfig: hubert_config must be a HuBERT-base layout"
     )

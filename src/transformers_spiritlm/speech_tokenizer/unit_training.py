@@ -42,12 +42,14 @@ _HUBERT_DROPOUTS = (
 @dataclass
 class UnitTrainingResult:
     """What `train_units` did: k-means steps run so far, frames clustered, files skipped (shorter than the minimum
-    chunk), and whether the repo was written (`False` when `max_steps` stopped the run first)."""
+    chunk), whether the repo was written (`False` when `max_steps` stopped the run first), and the step it resumed
+    from (0 for a fresh run)."""
 
     steps: int
     frames: int
     skipped_files: list[str]
     finished: bool
+    resumed_from: int = 0
 
 
 def speech_tokenizer_for_layer(hubert_dir: str | os.PathLike, layer: int, num_units: int) -> SpiritLMSpeechTokenizer:
@@ -213,7 +215,7 @@ def train_units(
         plan = [batch for epoch in range(epochs) for batch in plan_batches(estimates, seed, epoch, step_frames)]
         for step in tqdm(range(done, len(plan)), initial=done, total=len(plan), desc="k-means", disable=not progress):
             if max_steps is not None and step >= max_steps:
-                return UnitTrainingResult(step, frames, skipped, finished=False)
+                return UnitTrainingResult(step, frames, skipped, finished=False, resumed_from=done)
             features = []
             for index in plan[step]:
                 found = file_features(speech_tokenizer, files[index])
@@ -238,7 +240,7 @@ def train_units(
             speech_tokenizer.quantizer.centroids.copy_(centroids)
         publish(output, lambda folder: speech_tokenizer.cpu().save_pretrained(folder))
         checkpoint.unlink()
-    return UnitTrainingResult(len(plan), frames, skipped, finished=True)
+    return UnitTrainingResult(len(plan), frames, skipped, finished=True, resumed_from=done)
 
 
 __all__ = [

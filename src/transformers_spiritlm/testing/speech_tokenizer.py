@@ -74,9 +74,20 @@ def tiny_speech_tokenizer(seed: int = 0, variant: str = "base", **kwargs) -> Spi
     return model
 
 
+def write_tiny_hubert_checkpoint(folder: str | Path, seed: int = 0, **kwargs) -> Path:
+    """Writes a random transformers `HubertModel` of `TINY_HUBERT_CONFIG` shapes (`kwargs` override them) to `folder`
+    with `save_pretrained`, as `spiritlm train-units --hubert` takes one; returns `folder`."""
+    from transformers import HubertConfig, HubertModel
+
+    torch.manual_seed(seed)
+    HubertModel(HubertConfig(**{**TINY_HUBERT_CONFIG, **kwargs})).save_pretrained(folder)
+    return Path(folder)
+
+
 __all__ = [
     "TINY_HUBERT_CONFIG",
     "tiny_expressive_sub_configs",
     "tiny_speech_tokenizer",
     "tiny_speech_tokenizer_config",
+    "write_tiny_hubert_checkpoint",
 ]
