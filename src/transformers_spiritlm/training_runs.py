@@ -76,6 +76,7 @@ def load_checkpoint(path: Path, expected: dict) -> tuple[dict[str, torch.Tensor]
     """
     if not path.exists():
         return None
+    expected = json.loads(json.dumps(expected))  # as stored: tuples are lists
     with safe_open(path, framework="pt") as file:
         state = json.loads(file.metadata()["state"])
     if state["settings"] != expected:
@@ -87,6 +88,43 @@ def load_checkpoint(path: Path, expected: dict) -> tuple[dict[str, torch.Tensor]
             "same ones, or pass --force to start over"
         )
     return load_file(path), state
+
+
+def pack_state(state) -> tuple[object, dict[str, torch.Tensor]]:
+    """
+    Splits a nested state (dicts with str or int keys, lists, tuples, tensors, numbers, strings, `None`: what
+    `state_dict()` of modules, optimizers and schedulers returns) into a JSON-able tree and its tensors, for
+    `save_checkpoint`; [`unpack_state`] rebuilds it. No pickle.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def pack(value, path: str):
+        if isinstance(value, torch.Tensor):
+            tensors[path] = value
+            return {"tensor": path}
+        if isinstance(value, dict):
+            return {"dict": [[key, pack(item, f"{path}.{key}")] for key, item in value.items()]}
+        if isinstance(value, (list, tuple)):
+            packed = [pack(item, f"{path}.{index}") for index, item in enumerate(value)]
+            return {"tuple" if isinstance(value, tuple) else "list": packed}
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return {"value": value}
+        raise TypeError(f"cannot checkpoint {type(value).__name__} at {path or 'the top'}")
+
+    return pack(state, ""), tensors
+
+
+def unpack_state(tree, tensors: dict[str, torch.Tensor]):
+    """The state [`pack_state`] split into `tree` and `tensors`."""
+    kind, value = next(iter(tree.items()))
+    if kind == "tensor":
+        return tensors[value]
+    if kind == "dict":
+        return {key: unpack_state(item, tensors) for key, item in value}
+    if kind in ("list", "tuple"):
+        items = [unpack_state(item, tensors) for item in value]
+        return tuple(items) if kind == "tuple" else items
+    return value
 
 
 def publish(output: Path, write: Callable[[Path], None]) -> None:
@@ -102,4 +140,12 @@ def publish(output: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-__all__ = ["checkpoint_path", "load_checkpoint", "publish", "save_checkpoint", "training_output"]
+__all__ = [
+    "checkpoint_path",
+    "load_checkpoint",
+    "pack_state",
+    "publish",
+    "save_checkpoint",
+    "training_output",
+    "unpack_state",
+]

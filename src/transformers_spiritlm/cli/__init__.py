@@ -1,5 +1,5 @@
 """The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve |
-train-units.
+train-units | train-vocoder.
 
 One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
 """
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__, register_auto_classes
-from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize, train_units
+from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize, train_units, train_vocoder
 from .common import check_device, check_repo, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
 from .tokenize import AUDIO_EXTENSIONS, find_audio_files, tokenize_files, write_jsonl
@@ -29,7 +29,7 @@ __all__ = [
     "write_wav",
 ]
 
-SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve, train_units)
+SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve, train_units, train_vocoder)
 
 
 def build_parser() -> argparse.ArgumentParser:
