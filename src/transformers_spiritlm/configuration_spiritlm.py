@@ -306,6 +306,7 @@ MHUBERT_BASE_25HZ = {
 
 
 F0_EXTRACTORS = ("fcpe", "yaapt")
+QUANTIZER_TYPES = ("linear", "kmeans")
 # Keys transformers writes into every config dict besides the config's fields (`model_type`, `_name_or_path`, ...).
 _TRANSFORMERS_CONFIG_KEYS = frozenset(PreTrainedConfig().to_dict())
 
@@ -524,16 +525,21 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
     Configuration of [`SpiritLMSpeechTokenizer`]: 16 kHz audio → 25 Hz HuBERT units (BASE); EXPRESSIVE adds the pitch
     and style unit encoders, configured by `pitch_config` / `style_config`.
 
-    The HuBERT units are the argmax of an MLP ("linear quantizer") over the output of the HuBERT encoder's last layer
-    (the official layer 11; layers above it are dropped at conversion), blanks filled in as the official code does.
+    The HuBERT units are read from the output of the HuBERT encoder's last layer (the official layer 11; layers above
+    the quantized one are dropped at conversion or unit training). The official quantizer (`quantizer_type="linear"`)
+    takes the argmax of an MLP over it, blanks filled in as the official code does; a k-means quantizer
+    (`quantizer_type="kmeans"`, made by `spiritlm train-units`) takes the nearest of `num_hubert_units` centroids.
 
     hubert_config (`HubertConfig` or `dict`, *optional*):
         The HuBERT encoder (a stock `HubertModel`). Defaults to the mHuBERT-base 25 Hz shapes (640-sample hop).
+    quantizer_type (`str`, defaults to `"linear"`):
+        `"linear"` (the official MLP, whose last output is a CTC blank) or `"kmeans"` (nearest centroid, no blank).
     num_hubert_units (`int`, defaults to 501):
-        Outputs of the quantizer: 500 units then the CTC blank (id 500). Blanks take the value of the nearest unit to
-        their left, so id 500 only survives in a chunk made of blanks; all 501 ids are valid `[HuN]` tokens.
+        Outputs of the quantizer, all valid `[HuN]` tokens. Linear: 500 units then the CTC blank (id 500); blanks take
+        the value of the nearest unit to their left, so id 500 only survives in a chunk made of blanks. K-means: the
+        number of centroids.
     quantizer_hidden_sizes (`list[int]`, defaults to `[702, 635]`):
-        Widths of the quantizer's two hidden layers (leaky ReLU after each).
+        Widths of the linear quantizer's two hidden layers (leaky ReLU after each); unused by k-means.
     sampling_rate (`int`, defaults to 16000):
         Rate of the audio the encoders take; other rates are resampled to it.
     max_chunk_samples (`int`, defaults to 1600000):
@@ -561,6 +567,7 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
     }
 
     hubert_config: HubertConfig | dict | None = None
+    quantizer_type: str = "linear"
     num_hubert_units: int = 501
     quantizer_hidden_sizes: list[int] | tuple[int, ...] = (702, 635)
     sampling_rate: int = 16000
@@ -585,9 +592,9 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
         return self.sampling_rate / self.hop_length
 
     @property
-    def blank_unit(self) -> int:
-        """Id of the quantizer's CTC blank, the last of its outputs."""
-        return self.num_hubert_units - 1
+    def blank_unit(self) -> int | None:
+        """Id of the linear quantizer's CTC blank, the last of its outputs; `None` for k-means, which has none."""
+        return self.num_hubert_units - 1 if self.quantizer_type == "linear" else None
 
     @property
     def receptive_field(self) -> int:
@@ -612,8 +619,13 @@ class SpiritLMSpeechTokenizerConfig(PreTrainedConfig):
                 f"conv_pos_batch_norm=False), got {hubert.feat_extract_norm!r}, {hubert.do_stable_layer_norm}, "
                 f"{hubert.conv_pos_batch_norm}"
             )
+        if self.quantizer_type not in QUANTIZER_TYPES:
+            raise ValueError(
+                f"unknown quantizer_type {self.quantizer_type!r}; use one of {', '.join(map(repr, QUANTIZER_TYPES))}"
+            )
         if self.num_hubert_units < 2:
-            raise ValueError(f"num_hubert_units={self.num_hubert_units}: the quantizer needs units and a blank")
+            what = "units and a blank" if self.quantizer_type == "linear" else "at least 2 centroids"
+            raise ValueError(f"num_hubert_units={self.num_hubert_units}: the quantizer needs {what}")
         if not self.quantizer_hidden_sizes or min(self.quantizer_hidden_sizes) < 1:
             raise ValueError(f"quantizer_hidden_sizes must be positive widths, got {self.quantizer_hidden_sizes}")
         if not self.receptive_field <= self.min_chunk_samples <= self.max_chunk_samples:

@@ -1,4 +1,5 @@
-"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve | init.
+"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve | init |
+train-units | train-vocoder.
 
 One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
 """
@@ -10,7 +11,19 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__, register_auto_classes
-from . import convert, demo, eval, generate, init, resynthesize, serve, tiny_repo, tokenize
+from . import (
+    convert,
+    demo,
+    eval,
+    generate,
+    init,
+    resynthesize,
+    serve,
+    tiny_repo,
+    tokenize,
+    train_units,
+    train_vocoder,
+)
 from .common import check_device, check_repo, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
 from .tokenize import AUDIO_EXTENSIONS
@@ -46,7 +59,19 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(_MOVED[name]), name)
 
 
-SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve, init)
+SUBCOMMANDS = (
+    demo,
+    tiny_repo,
+    tokenize,
+    resynthesize,
+    generate,
+    convert,
+    eval,
+    serve,
+    init,
+    train_units,
+    train_vocoder,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""HuBERT units: layer features of a stock `HubertModel` on padded batches, and the official linear quantizer.
+"""HuBERT units: layer features of a stock `HubertModel` on padded batches, and the quantizers that turn them into
+units: the official linear one and k-means.
 
 Padding must not change a clip's features. HuBERT-base has three places where it could: the first conv layer
 group-normalises each channel over time, the positional convolution is 128 frames wide, and attention mixes all
@@ -44,6 +45,28 @@ class SpiritLMHubertUnitQuantizer(nn.Module):
         for layer in self.layers[:-1]:
             features = self.activation(layer(features))
         return self.layers[-1](features)
+
+    def assign(self, features: torch.Tensor) -> torch.LongTensor:
+        """`(..., hidden_size)` features → `(...)` units (the blank included)."""
+        # The official code takes the argmax of the log-probabilities; rounding there can tie near-equal logits.
+        return self(features).float().log_softmax(-1).argmax(-1)
+
+
+class SpiritLMHubertKMeansQuantizer(nn.Module):
+    """K-means quantizer (`spiritlm train-units`): each frame's unit is its nearest centroid (Euclidean)."""
+
+    def __init__(self, hidden_size: int, num_units: int):
+        super().__init__()
+        self.register_buffer("centroids", torch.zeros(num_units, hidden_size))
+
+    def assign(self, features: torch.Tensor) -> torch.LongTensor:
+        """`(..., hidden_size)` features → `(...)` index of the nearest centroid, as scikit-learn's `predict`."""
+        # float64 (where the device has it) so that near ties resolve as scikit-learn's on float64 features.
+        dtype = torch.float32 if features.device.type == "mps" else torch.float64
+        features, centroids = features.to(dtype), self.centroids.to(device=features.device, dtype=dtype)
+        # |x - c|^2 less the |x|^2 that all centroids share.
+        distances = (centroids * centroids).sum(-1) - 2 * features @ centroids.T
+        return distances.argmin(-1)
 
 
 def fill_blank_units(
@@ -159,6 +182,7 @@ HubertUnitQuantizer = SpiritLMHubertUnitQuantizer
 
 __all__ = [
     "HubertUnitQuantizer",
+    "SpiritLMHubertKMeansQuantizer",
     "SpiritLMHubertUnitQuantizer",
     "conv_output_lengths",
     "fill_blank_units",

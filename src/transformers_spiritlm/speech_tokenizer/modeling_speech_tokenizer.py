@@ -11,7 +11,12 @@ from ..audio import AudioInput, check_waveform_batch, is_audio_batch, prepare_au
 from ..configuration_spiritlm import SpiritLMSpeechTokenizerConfig
 from ..modeling_spiritlm import SpiritLMLoadingMixin
 from ..units import units_to_string
-from .hubert import SpiritLMHubertUnitQuantizer, fill_blank_units, hubert_layer_features
+from .hubert import (
+    SpiritLMHubertKMeansQuantizer,
+    SpiritLMHubertUnitQuantizer,
+    fill_blank_units,
+    hubert_layer_features,
+)
 from .pitch import SpiritLMPitchUnitEncoder
 from .style import SpiritLMStyleEncoder
 
@@ -20,9 +25,10 @@ from .style import SpiritLMStyleEncoder
 class SpiritLMSpeechTokenizerOutput(ModelOutput):
     r"""
     hubert_units (`torch.LongTensor` of shape `(batch_size, frames)`):
-        HuBERT unit of each 25 Hz frame, blanks filled (see [`fill_blank_units`]); -1 past each row's `frame_lengths`.
+        HuBERT unit of each 25 Hz frame, blanks filled (see [`fill_blank_units`]; linear quantizer only); -1 past each
+        row's `frame_lengths`.
     hubert_features (`torch.FloatTensor` of shape `(batch_size, frames, hidden_size)`):
-        The quantized HuBERT features (official layer 11); padded frames hold garbage.
+        The quantized HuBERT features (official layer 11; the last layer kept); padded frames hold garbage.
     frame_lengths (`torch.LongTensor` of shape `(batch_size,)`):
         Valid frames of each row.
     pitch_units (`torch.LongTensor` of shape `(batch_size, pitch_frames)`, *optional*):
@@ -48,7 +54,8 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     """
     SPIRIT LM speech tokenizer: audio → 25 Hz HuBERT units (BASE), + 12.5 Hz pitch and 1 Hz style units (EXPRESSIVE),
     the units of the official `SpiritLMTokenizer` on the same weights. A stock `HubertModel` (`hubert.*`) computes
-    the layer-11 features, an MLP (`quantizer.*`) picks a unit per frame. With `config.pitch_config`, a
+    the layer-11 features, an MLP (`quantizer.*`) picks a unit per frame (or, with `config.quantizer_type="kmeans"`,
+    the nearest of `quantizer.centroids`, as `spiritlm train-units` makes them). With `config.pitch_config`, a
     [`SpiritLMPitchUnitEncoder`] (`pitch_encoder.*`: FCPE F0 + VQ-VAE encoder, always float32) adds the pitch units;
     with `config.style_config`, a [`SpiritLMStyleEncoder`] (`style_encoder.*`) the style units. Each encoder gets the
     raw 16 kHz chunk and normalises it itself, as the official ones do.
@@ -82,9 +89,13 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
     def __init__(self, config: SpiritLMSpeechTokenizerConfig):
         super().__init__(config)
         self.hubert = HubertModel(config.hubert_config)
-        self.quantizer = SpiritLMHubertUnitQuantizer(
-            config.hubert_config.hidden_size, list(config.quantizer_hidden_sizes), config.num_hubert_units
-        )
+        hidden_size = config.hubert_config.hidden_size
+        if config.quantizer_type == "kmeans":
+            self.quantizer = SpiritLMHubertKMeansQuantizer(hidden_size, config.num_hubert_units)
+        else:
+            self.quantizer = SpiritLMHubertUnitQuantizer(
+                hidden_size, list(config.quantizer_hidden_sizes), config.num_hubert_units
+            )
         self.pitch_encoder = None if config.pitch_config is None else SpiritLMPitchUnitEncoder(config.pitch_config)
         self.style_encoder = None if config.style_config is None else SpiritLMStyleEncoder(config.style_config)
         if self.pitch_encoder is not None and self.pitch_encoder.config.sampling_rate != config.sampling_rate:
@@ -117,9 +128,9 @@ class SpiritLMSpeechTokenizer(SpiritLMLoadingMixin, PreTrainedModel):
         """
         input_values, lengths = self._check_inputs(input_values, attention_mask)
         features, frame_lengths = hubert_layer_features(self.hubert, input_values, lengths)
-        # The official code takes the argmax of the log-probabilities; rounding there can tie near-equal logits.
-        units = self.quantizer(features).float().log_softmax(-1).argmax(-1)
-        units = fill_blank_units(units, frame_lengths, self.config.blank_unit)
+        units = self.quantizer.assign(features)
+        if self.config.blank_unit is not None:
+            units = fill_blank_units(units, frame_lengths, self.config.blank_unit)
         padding = torch.arange(units.shape[1], device=units.device) >= frame_lengths[:, None]
         streams = {}
         if self.pitch_encoder is not None:

@@ -1,5 +1,7 @@
 """Tiny random-weight [`SpiritLMSpeechTokenizer`]s (BASE and EXPRESSIVE), for tests and the demo."""
 
+from pathlib import Path
+
 import torch
 
 from ..configuration_spiritlm import (
@@ -98,6 +100,16 @@ def tiny_speech_tokenizer(seed: int = 0, variant: str = "base", **kwargs) -> Spi
     return model
 
 
+def write_tiny_hubert_checkpoint(folder: str | Path, seed: int = 0, **kwargs) -> Path:
+    """Writes a random transformers `HubertModel` of `TINY_HUBERT_CONFIG` shapes (`kwargs` override them) to `folder`
+    with `save_pretrained`, as `spiritlm train-units --hubert` takes one; returns `folder`."""
+    from transformers import HubertConfig, HubertModel
+
+    torch.manual_seed(seed)
+    HubertModel(HubertConfig(**{**TINY_HUBERT_CONFIG, **kwargs})).save_pretrained(folder)
+    return Path(folder)
+
+
 __all__ = [
     "TINY_HUBERT_CONFIG",
     "TINY_PITCH_CONFIG",
@@ -105,4 +117,5 @@ __all__ = [
     "tiny_expressive_sub_configs",
     "tiny_speech_tokenizer",
     "tiny_speech_tokenizer_config",
+    "write_tiny_hubert_checkpoint",
 ]
