@@ -1,4 +1,13 @@
-"""How to install the optional extras (`[web]`, `[train]`, `[yaapt]`, `[dev]`), for every message that asks for one."""
+"""How to install the optional extras (`[web]`, `[train]`, `[yaapt]`, `[gguf]`, `[dev]`), for every message that asks
+for one."""
+
+import importlib
+from types import ModuleType
+
+
+class MissingExtraError(ImportError):
+    """An optional extra is not installed; the message names the `pip install` command that adds it. The `spiritlm`
+    commands print it as one error line."""
 
 
 def install_hint(extra: str) -> str:
@@ -7,4 +16,16 @@ def install_hint(extra: str) -> str:
     return f"pip install 'transformers-spiritlm[{extra}]' (from a clone: pip install -e '.[{extra}]')"
 
 
-__all__ = ["install_hint"]
+def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """Imports `module` of the extra `extra`, or raises [`MissingExtraError`] saying that `purpose` needs it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != module.split(".")[0]:
+            raise
+        raise MissingExtraError(
+            f"{purpose} needs the [{extra}] extra ({module} is not installed): {install_hint(extra)}"
+        ) from None
+
+
+__all__ = ["MissingExtraError", "import_extra", "install_hint"]

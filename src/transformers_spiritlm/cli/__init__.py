@@ -1,4 +1,5 @@
-"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve.
+"""The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve |
+export-gguf.
 
 One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
 """
@@ -8,7 +9,8 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__, register_auto_classes
-from . import convert, demo, eval, generate, resynthesize, serve, tiny_repo, tokenize
+from ..extras import MissingExtraError
+from . import convert, demo, eval, export_gguf, generate, resynthesize, serve, tiny_repo, tokenize
 from .common import check_device, check_repo, default_cache_dir, default_device, set_verbosity, write_wav
 from .demo import DEMO_PROMPT_TEXT, DEMO_PROMPT_WAV
 from .tokenize import AUDIO_EXTENSIONS, find_audio_files, tokenize_files, write_jsonl
@@ -28,7 +30,7 @@ __all__ = [
     "write_wav",
 ]
 
-SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve)
+SUBCOMMANDS = (demo, tiny_repo, tokenize, resynthesize, generate, convert, eval, serve, export_gguf)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_auto_classes()
         set_verbosity(args.verbose)
         return args.handler(args)
-    except (OSError, ValueError) as error:  # bad input: files, repos, values; bugs keep their traceback
+    # Bad input (files, repos, values) and a missing extra; bugs keep their traceback.
+    except (OSError, ValueError, MissingExtraError) as error:
         print(f"spiritlm {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_device_argument
+from .common import add_device_argument, add_gguf_argument, load_language_model
 
 
 # evaluation.DIRECTIONS and evaluation.REDUCTIONS, written out so that building the parser does not import the
@@ -34,7 +34,7 @@ def parse_label_map(text: str | None) -> dict[str, str] | None:
 
 
 def run_stsp(args) -> int:
-    from transformers import AutoModelForCausalLM, AutoProcessor
+    from transformers import AutoProcessor
 
     from ..corpus import distributed_state, finished_records, process_shard, sharded_output
     from ..evaluation import (
@@ -73,7 +73,7 @@ def run_stsp(args) -> int:
         )
         if todo:
             processor = AutoProcessor.from_pretrained(args.repo)
-            model = AutoModelForCausalLM.from_pretrained(args.repo).to(device).eval()
+            model = load_language_model(args.repo, device, args.gguf)
             if processor.speech_tokenizer is not None:
                 processor.speech_tokenizer.to(device)
             vocoder = None
@@ -99,7 +99,8 @@ def run_stsp(args) -> int:
                 classifier,
                 few_shot_prompt=few_shot,
                 vocoder=vocoder,
-                batch_size=args.batch_size,
+                # llama.cpp generates item by item; each item samples from its own seed, so outputs are the same.
+                batch_size=1 if args.gguf else args.batch_size,
                 seed=args.seed,
                 do_sample=not args.greedy,
                 temperature=args.temperature,
@@ -230,6 +231,7 @@ def add_parser(commands) -> None:
     stsp.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --output")
     stsp.add_argument("--force", action="store_true", help="overwrite an existing --output")
     stsp.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_gguf_argument(stsp)
     add_device_argument(stsp)
     stsp.set_defaults(handler=run_stsp)
 
