@@ -5,6 +5,7 @@ quantized exports stay in the requested modality; bad input is refused before ge
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,3 +258,28 @@ def test_a_missing_extra_is_one_line(tiny_repo, tmp_path, monkeypatch, capsys):
         "'transformers-spiritlm[gguf]' (from a clone: pip install -e '.[gguf]')\n"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_eval_stsp_with_gguf_predicts_what_torch_does(exports, tmp_path):
+    from transformers_spiritlm.testing.classifiers import build_tiny_text_classifier
+
+    repo, path = exports["expressive"][:2]
+    fixtures = Path(__file__).parent / "fixtures" / "stsp"
+    command = ["eval", "stsp", "--repo", str(repo), "--manifest", str(fixtures / "manifest.jsonl"), "--data-root",
+               str(fixtures / "audio"), "--input-output", "text_text", "--text-classifier",
+               str(build_tiny_text_classifier(tmp_path / "classifier")), "--max-new-tokens", "12", "--batch-size", "2",
+               "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*command, "-o", str(tmp_path / "torch.jsonl")]) == 0
+    assert main([*command, "-o", str(tmp_path / "gguf.jsonl"), "--gguf", str(path)]) == 0
+    predictions = (tmp_path / "gguf.jsonl").read_text()
+    assert predictions == (tmp_path / "torch.jsonl").read_text() and predictions.count("\n") == 4
+
+
+def test_serve_with_a_bad_gguf_is_one_line_before_serving(gguf_installed, tiny_repo, tmp_path, capsys):
+    pytest.importorskip("gradio", reason="the web page needs the [web] extra (gradio)")
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_text("not a model\n")
+    assert main(["serve", "--repo", str(tiny_repo), "--gguf", str(not_gguf), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        f"spiritlm serve: error: {not_gguf} is not a GGUF file (it starts with b'not ', not b'GGUF')\n"
+    )

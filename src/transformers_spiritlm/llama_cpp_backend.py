@@ -9,9 +9,10 @@ Imported only when used: the rest of the package never imports `gguf` or `llama_
 import copy
 import ctypes
 import json
+import logging
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -134,24 +135,31 @@ def _llama_permute(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     return weight.reshape(num_heads, 2, head_dim // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def _gguf_tensors(repo: str | os.PathLike, config: SpiritLMConfig) -> Iterator[tuple[str, torch.Tensor]]:
-    """`(gguf name, float32 tensor)` for every weight of the language model, read one at a time."""
+def _gguf_tensors(repo: str | os.PathLike, config: SpiritLMConfig) -> Iterator[tuple[str, list[int], Callable]]:
+    """`(gguf name, shape, load)` for every weight of the language model; `load()` reads it as a float32 tensor in
+    llama.cpp's layout, one at a time."""
     from safetensors import safe_open
 
     gguf = _gguf()
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    heads = {
+        "self_attn.q_proj.weight": config.num_attention_heads,
+        "self_attn.k_proj.weight": config.num_key_value_heads,
+    }
     for path in _weight_files(repo):
         with safe_open(path, framework="pt") as file:
             for key in file.keys():
                 name = names.get_name(key, try_suffixes=(".weight",))
                 if name is None:
                     raise ValueError(f"{path}: tensor {key!r} is not part of a LLaMA model; cannot export it")
-                tensor = file.get_tensor(key).float()
-                if key.endswith("self_attn.q_proj.weight"):
-                    tensor = _llama_permute(tensor, config.num_attention_heads)
-                elif key.endswith("self_attn.k_proj.weight"):
-                    tensor = _llama_permute(tensor, config.num_key_value_heads)
-                yield name, tensor
+                num_heads = next((count for suffix, count in heads.items() if key.endswith(suffix)), None)
+
+                def load(path=path, key=key, num_heads=num_heads) -> torch.Tensor:
+                    with safe_open(path, framework="pt") as file:
+                        tensor = file.get_tensor(key).float()
+                    return tensor if num_heads is None else _llama_permute(tensor, num_heads)
+
+                yield name, file.get_slice(key).get_shape(), load
 
 
 def _write_gguf(repo: str | os.PathLike, config: SpiritLMConfig, path: Path, half: bool) -> None:
@@ -185,19 +193,21 @@ def _write_gguf(repo: str | os.PathLike, config: SpiritLMConfig, path: Path, hal
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
 
-    def stored(tensor: torch.Tensor) -> np.ndarray:
-        return tensor.numpy().astype(np.float16 if half and tensor.ndim > 1 else np.float32)
+    def dtype(shape: list[int]) -> np.dtype:
+        return np.dtype(np.float16 if half and len(shape) > 1 else np.float32)
 
-    # Two passes: the header lists every tensor before the first one's data.
-    for name, tensor in _gguf_tensors(repo, config):
-        dtype = np.float16 if half and tensor.ndim > 1 else np.float32
-        writer.add_tensor_info(name, tuple(tensor.shape), np.dtype(dtype), tensor.numel() * np.dtype(dtype).itemsize)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for _, tensor in _gguf_tensors(repo, config):
-        writer.write_tensor_data(stored(tensor))
-    writer.close()
+    # The header lists every tensor before the first one's data: shapes first, then the weights one at a time.
+    tensors = list(_gguf_tensors(repo, config))
+    for name, shape, _ in tensors:
+        writer.add_tensor_info(name, tuple(shape), dtype(shape), int(np.prod(shape)) * dtype(shape).itemsize)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for _, shape, load in tensors:
+            writer.write_tensor_data(load().numpy().astype(dtype(shape)))
+    finally:
+        writer.close()
 
 
 def export_gguf(
@@ -237,6 +247,8 @@ def export_gguf(
             _write_gguf(repo, config, partial, half=gguf_type == "f16")
         else:
             _write_gguf(repo, config, source, half=True)
+            # llama-cpp-python prints llama.cpp's log through this logger: its per-tensor lines, errors aside, go.
+            logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
             params = llama_cpp.llama_model_quantize_default_params()
             params.ftype = _LLAMA_FTYPES[gguf_type]
             params.nthread = n_threads or 0
