@@ -6,6 +6,7 @@ A missing prerequisite (the FCPE download, an optional extra) skips the tests th
 fails them under CI (`CI` set to anything but "", "0" or "false"), so that a CI run cannot pass by skipping.
 """
 
+import importlib
 import os
 from pathlib import Path
 
@@ -56,6 +57,16 @@ def yaapt_installed() -> None:
         import amfm_decompy.pYAAPT  # noqa: F401
     except ImportError:
         missing_prerequisite("the yaapt extra is not installed: pip install -e '.[yaapt]'")
+
+
+@pytest.fixture(scope="session")
+def gguf_installed() -> None:
+    """The `gguf` extra (llama-cpp-python, gguf), which the llama.cpp backend tests need; .ci/run installs it."""
+    for module in ("gguf", "llama_cpp"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing_prerequisite(f"the gguf extra is not installed ({module}): pip install -e '.[gguf]'")
 
 
 @pytest.fixture(scope="session")

@@ -158,4 +158,20 @@ def _with_new_rows(weight: torch.Tensor, num_rows: int, generator: torch.Generat
     return torch.cat([weight.detach(), new_rows.to(weight)])
 
 
-__all__ = ["SpiritLMLoadingMixin", "SpiritLMPreTrainedModel", "SpiritLMModel", "SpiritLMForCausalLM"]
+def load_language_model(repo: str | os.PathLike, device: str | None = None, gguf: str | os.PathLike | None = None):
+    """The language model of the converted repo `repo` on `device` (eval mode), or, with `gguf`, its llama.cpp export
+    (`spiritlm export-gguf`, needs the `[gguf]` extra) checked against the repo."""
+    if gguf is not None:
+        from .llama_cpp_backend import SpiritLMLlamaCppForCausalLM
+
+        return SpiritLMLlamaCppForCausalLM.from_pretrained(repo, gguf)
+    return SpiritLMForCausalLM.from_pretrained(repo).to(device).eval()
+
+
+__all__ = [
+    "SpiritLMLoadingMixin",
+    "SpiritLMPreTrainedModel",
+    "SpiritLMModel",
+    "SpiritLMForCausalLM",
+    "load_language_model",
+]

@@ -56,7 +56,7 @@ def training_output(output: str | os.PathLike, resume: bool = False, force: bool
             checkpoint.unlink()
         yield checkpoint
     finally:
-        # Removed while held, as corpus.py does: a job that opened the old lock file cannot run beside a new one.
+        # Removed while held, as sharding.py does: a job that opened the old lock file cannot run beside a new one.
         lock_path.unlink(missing_ok=True)
         lock.release()
 

@@ -1,5 +1,5 @@
 """The `spiritlm` command line: demo | tiny-repo | tokenize | resynthesize | generate | convert | eval | serve | init |
-train-units | train-vocoder.
+train-units | train-vocoder | export-gguf.
 
 One module per subcommand, each a thin layer over the library with an `add_parser(commands)` that registers it.
 """
@@ -11,10 +11,12 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__, register_auto_classes
+from ..extras import MissingExtraError
 from . import (
     convert,
     demo,
     eval,
+    export_gguf,
     generate,
     init,
     resynthesize,
@@ -71,6 +73,7 @@ SUBCOMMANDS = (
     init,
     train_units,
     train_vocoder,
+    export_gguf,
 )
 
 
@@ -113,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_auto_classes()
         set_verbosity(args.verbose)
         return args.handler(args)
-    except (OSError, ValueError) as error:  # bad input: files, repos, values; bugs keep their traceback
+    # Bad input (files, repos, values) and a missing extra; bugs keep their traceback.
+    except (OSError, ValueError, MissingExtraError) as error:
         print(f"spiritlm {args.command}: error: {error}", file=sys.stderr)
         return 2

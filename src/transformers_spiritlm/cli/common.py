@@ -152,10 +152,24 @@ def write_wav(path: Path, audio: np.ndarray, sampling_rate: int) -> None:
     write_wav(path, audio, sampling_rate)
 
 
-def load_pipeline(repo: str, device: str):
+def add_gguf_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gguf",
+        metavar="FILE",
+        help="run the language model with llama.cpp from this GGUF file of --repo (`spiritlm export-gguf`); the repo "
+        "still gives the processor and vocoder. Needs the [gguf] extra",
+    )
+
+
+def load_pipeline(repo: str, device: str, gguf: str | None = None):
+    """The `"spirit-lm"` pipeline of `repo`; with `gguf`, its language model runs in llama.cpp from that file."""
     from transformers import pipeline
 
-    return pipeline("spirit-lm", model=repo, device=device)
+    from ..modeling_spiritlm import load_language_model
+
+    if gguf is None:
+        return pipeline("spirit-lm", model=repo, device=device)
+    return pipeline("spirit-lm", model=load_language_model(repo, device, gguf), processor=repo, device=device)
 
 
 def describe_segment(segment: dict) -> str:

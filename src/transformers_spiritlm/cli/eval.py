@@ -5,7 +5,7 @@ the published figures, and the minimal-pair benchmarks (each one process or many
 import json
 import sys
 
-from .common import add_device_argument
+from .common import add_device_argument, add_gguf_argument
 
 
 # evaluation.DIRECTIONS and evaluation.REDUCTIONS, written out so that building the parser does not import the
@@ -61,6 +61,7 @@ def run_stsp(args) -> int:
         max_new_tokens=args.max_new_tokens,
         speaker_id=args.speaker_id,
         write_wav=args.write_wav,
+        gguf=args.gguf,
     )
     shard = f" (process {run.process_index} of {run.num_processes})" if run.num_processes > 1 else ""
     skipped = f", {run.already_done} already done" if args.resume else ""
@@ -325,6 +326,7 @@ def add_parser(commands) -> None:
     add_sampling_arguments(stsp, "50 for text, 300 for speech")
     stsp.add_argument("--speaker-id", type=int, default=2, help="vocoder speaker of speech outputs")
     add_job_arguments(stsp)
+    add_gguf_argument(stsp)
     stsp.set_defaults(handler=run_stsp)
 
     score = tasks.add_parser(

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..modalities import OUTPUT_MODALITIES
 from ..units import string_to_units
-from .common import add_device_argument, describe_segment, load_pipeline, write_wav
+from .common import add_device_argument, add_gguf_argument, describe_segment, load_pipeline, write_wav
 
 
 class ProgressiveWav:
@@ -113,7 +113,7 @@ def run_generate(args) -> int:
             raise type(error)(f"prompt 0, segment {index}: {error}") from None
     if not args.force and args.output_modality != "text":
         _refuse_existing(Path(args.output))
-    pipe = load_pipeline(args.repo, args.device)
+    pipe = load_pipeline(args.repo, args.device, args.gguf)
     kwargs = {"max_new_tokens": args.max_new_tokens, "do_sample": not args.greedy, "speaker_id": args.speaker_id}
     for name in ("seed", "temperature", "top_p"):
         if getattr(args, name) is not None:
@@ -200,5 +200,6 @@ def add_parser(commands) -> None:
         "first audio",
     )
     generate.add_argument("--force", action="store_true", help="overwrite existing output WAV files")
+    add_gguf_argument(generate)
     add_device_argument(generate)
     generate.set_defaults(handler=run_generate, segments=[])

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..extras import install_hint
-from .common import add_device_argument, default_cache_dir
+from .common import add_device_argument, add_gguf_argument, default_cache_dir, load_pipeline
 from .demo import demo_repo
 
 
@@ -36,7 +36,7 @@ def run_serve(args) -> int:
             "Serve a converted checkpoint with `spiritlm serve --repo path/to/spiritlm-expressive`."
         )
     app = web.build_app(
-        repo,
+        repo if args.gguf is None else load_pipeline(str(repo), args.device, args.gguf),
         device=args.device,
         concurrency_limit=args.concurrency,
         max_upload_mb=args.max_upload_mb,
@@ -101,5 +101,6 @@ def add_parser(commands) -> None:
         default=str(default_cache_dir()),
         help="where the tiny demo checkpoint is kept (default: %(default)s)",
     )
+    add_gguf_argument(serve)
     add_device_argument(serve)
     serve.set_defaults(handler=run_serve)

@@ -221,6 +221,7 @@ def run_stsp(
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
+    gguf: str | os.PathLike | None = None,
     **generation_kwargs,
 ) -> StspRun:
     """
@@ -230,10 +231,13 @@ def run_stsp(
     `output` and scores it ([`score_stsp`]). The classifier of the output modality (`text_classifier` or
     `speech_classifier`, a Hugging Face model path) reads the sentiment; `few_shot` examples from
     `few_shot_manifest` make the official few-shot prefix. Under `accelerate launch` / `torchrun` each process
-    predicts one shard; `resume=True` skips items an interrupted run wrote (see `sharding.sharded_output`).
+    predicts one shard; `resume=True` skips items an interrupted run wrote (see `sharding.sharded_output`). With
+    `gguf`, the language model runs in llama.cpp from that export of `repo`, one item at a time (each item samples
+    from its own seed, so the predictions are those of a batched run).
     """
-    from transformers import AutoModelForCausalLM, AutoProcessor
+    from transformers import AutoProcessor
 
+    from ..modeling_spiritlm import load_language_model
     from ..sharding import distributed_state, run_sharded
     from ..vocoder import load_vocoder
 
@@ -253,7 +257,7 @@ def run_stsp(
             classifier_path, target, label_map, tokenizer=text_classifier_tokenizer, device=device
         )
         processor = AutoProcessor.from_pretrained(repo)
-        model = AutoModelForCausalLM.from_pretrained(repo).to(device).eval()
+        model = load_language_model(repo, device, gguf)
         if processor.speech_tokenizer is not None:
             processor.speech_tokenizer.to(device)
         vocoder = load_vocoder(repo).to(device) if target == "speech" else None
@@ -276,7 +280,7 @@ def run_stsp(
             few_shot_prompt=prefix,
             vocoder=vocoder,
             progress=state.is_main_process and progress,
-            **generation_kwargs,
+            **{**generation_kwargs, **({"batch_size": 1} if gguf is not None else {})},
         )
 
     counts = run_sharded(output, rows, predict, state, key="id", resume=resume, force=force, inputs=inputs)
