@@ -38,6 +38,7 @@ from transformers_spiritlm.vocoder_training import (
 pytest.importorskip("sklearn.cluster", reason="the [train] extra (scikit-learn) is not installed")
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 UNITS = 32
+HELD_OUT = AUDIO / "speech_2s_16k.wav"  # another sentence of the same espeak-ng voice
 # A small generator (32 channels, one residual block per stage) and discriminators at 1/16 of HiFi-GAN's widths.
 TINY_VOCODER = {
     "upsample_initial_channel": 32,
@@ -55,6 +56,7 @@ RUN = {
     "vocoder_config": TINY_VOCODER,
     "discriminator_scale": 1 / 16,
     "checkpoint_every": 20,
+    "validation_files": [str(HELD_OUT)],
     "progress": False,
 }
 
@@ -97,16 +99,15 @@ def trained(data, tmp_path_factory):
 def test_training_lowers_the_mel_loss_on_held_out_speech(data, trained):
     _, speech_tokenizer = data
     output, result = trained
-    # The held-out clip: another sentence of the same espeak-ng voice.
-    held_out = load_unit_audio(
-        [AUDIO / "speech_2s_16k.wav"], SpiritLMSpeechTokenizer.from_pretrained(speech_tokenizer)
-    )
+    held_out = load_unit_audio([HELD_OUT], SpiritLMSpeechTokenizer.from_pretrained(speech_tokenizer))
     torch.manual_seed(0)  # the initial weights of the run
     untrained = SpiritLMVocoder(SpiritLMVocoderConfig(num_hubert_units=UNITS, **TINY_VOCODER))
     vocoder = SpiritLMVocoder.from_pretrained(output)
     before, after = mel_l1(untrained, held_out), mel_l1(vocoder, held_out)
     # Measured: 6.47 -> 2.05 (3.2x) in 80 steps (about 40 s of one CPU core).
     assert after < before / 2.5, (before, after)
+    assert [step for step, _ in result.validation] == [20, 40, 60, 80]
+    assert result.validation[-1][1] == pytest.approx(after, rel=1e-6)
     assert len(result.losses["mel"]) == 80 and all(len(values) == 80 for values in result.losses.values())
     assert sum(result.losses["duration"][-10:]) < sum(result.losses["duration"][:10])
     assert (vocoder.config.num_hubert_units, vocoder.config.hop_length, vocoder.config.num_speakers) == (
@@ -128,7 +129,7 @@ def test_the_trained_vocoder_speaks_in_the_pipeline(data, trained):
     )
     torch.manual_seed(0)
     pipe = pipeline("spirit-lm", model=SpiritLMForCausalLM(config), processor=processor, vocoder=str(output))
-    prompt = [{"type": "speech", "audio": str(AUDIO / "speech_2s_16k.wav")}]
+    prompt = [{"type": "speech", "audio": str(HELD_OUT)}]
     (segment,) = pipe(prompt, output_modality="speech", max_new_tokens=12, do_sample=False)
     expected = SpiritLMVocoder.from_pretrained(output).decode_string(segment["units"])
     assert "[Hu" in segment["units"] and len(segment["audio"]) == len(expected) > 0
@@ -165,7 +166,7 @@ def test_a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one(data, traine
         killed_at = json.loads(file.metadata()["state"])["step"]
     resumed = train_vocoder(clips, speech_tokenizer, output, **RUN, resume=True)
     assert killed_at in (20, 40, 60) and resumed.resumed_from == killed_at
-    assert resumed.losses == whole.losses
+    assert (resumed.losses, resumed.validation) == (whole.losses, whole.validation)
     for (name, value), (_, expected) in zip(
         SpiritLMVocoder.from_pretrained(output).state_dict().items(),
         SpiritLMVocoder.from_pretrained(whole_output).state_dict().items(),
@@ -207,3 +208,18 @@ def test_bad_input_is_one_clear_error(data, tmp_path, capsys):
     assert cli.main(["train-vocoder", str(clips), *base, "--steps", "0"]) == 2
     assert "steps, batch_size, segment_frames and checkpoint_every must be positive" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_speaker_folders_give_a_named_speaker_embedding(data, tmp_path):
+    clips, speech_tokenizer = data
+    for index, path in enumerate(sorted(clips.glob("*.wav"))[:4]):
+        folder = tmp_path / "audio" / ("ann" if index % 2 else "bob")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / path.name).write_bytes(path.read_bytes())
+    run = {**RUN, "steps": 1}
+    train_vocoder(tmp_path / "audio", speech_tokenizer, tmp_path / "vocoder", **run, speaker_folders=True)
+    config = SpiritLMVocoder.from_pretrained(tmp_path / "vocoder").config
+    assert (config.num_speakers, config.speakers) == (2, ["ann", "bob"])
+    (tmp_path / "audio" / "loose.wav").write_bytes((clips / "clip_00.wav").read_bytes())
+    with pytest.raises(ValueError, match=r"speaker_folders: .*loose.wav is not inside a speaker folder of "):
+        train_vocoder(tmp_path / "audio", speech_tokenizer, tmp_path / "other", **run, speaker_folders=True)

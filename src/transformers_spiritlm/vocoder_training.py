@@ -215,14 +215,14 @@ def load_unit_audio(
 def mel_l1(vocoder: SpiritLMVocoder, items: Sequence[UnitAudio], mel: LogMelSpectrogram | None = None) -> float:
     """Mean log-mel L1 between each item's audio and the vocoder's synthesis of its frame-rate units (the measure
     of the mel loss, on whole clips)."""
-    mel = mel or LogMelSpectrogram(vocoder.config.sampling_rate)
+    mel = mel or LogMelSpectrogram(vocoder.config.sampling_rate).to(vocoder.device)
     was_training = vocoder.training
     vocoder.eval()
     total = 0.0
     for item in items:
         speaker = 0 if item.speaker is None else item.speaker
         audio = vocoder(item.units[None].to(vocoder.device), speaker_id=speaker, dur_pred=False).waveform
-        total += float(torch.mean(torch.abs(mel(audio.cpu().float()) - mel(item.waveform[None]))))
+        total += float(torch.mean(torch.abs(mel(audio.float()) - mel(item.waveform[None].to(vocoder.device)))))
     vocoder.train(was_training)
     return total / len(items)
 
@@ -230,10 +230,12 @@ def mel_l1(vocoder: SpiritLMVocoder, items: Sequence[UnitAudio], mel: LogMelSpec
 @dataclass
 class VocoderTrainingResult:
     """What `train_vocoder` did: the losses of every step, `{"mel", "adversarial", "feature_matching", "duration",
-    "discriminator"}` lists (a resumed run's include the steps before its checkpoint), and the step it resumed from
-    (0 for a fresh run)."""
+    "discriminator"}` lists (a resumed run's include the steps before its checkpoint), `[step, mel L1]` on the
+    validation files at each checkpoint and at the end (see [`mel_l1`]), and the step it resumed from (0 for a fresh
+    run)."""
 
     losses: dict[str, list[float]] = field(default_factory=dict)
+    validation: list[list[float]] = field(default_factory=list)
     resumed_from: int = 0
 
 
@@ -261,6 +263,7 @@ def train_vocoder(
     discriminator_scale: float = 1.0,
     speaker_folders: bool = False,
     checkpoint_every: int = 100,
+    validation_files: Sequence[str | os.PathLike] = (),
     device: str | torch.device = "cpu",
     resume: bool = False,
     force: bool = False,
@@ -282,6 +285,8 @@ def train_vocoder(
             folders); otherwise a single-speaker vocoder.
         checkpoint_every: steps between checkpoints (`<output>.checkpoint.safetensors`); a killed run resumes from
             the last one.
+        validation_files: held-out audio files whose mel L1 ([`mel_l1`]) is measured at each checkpoint and at the
+            end (`VocoderTrainingResult.validation`).
         resume, force: continue an earlier run's checkpoint; replace an existing `output` (and discard a checkpoint).
     """
     from .speech_tokenizer.modeling_speech_tokenizer import SpiritLMSpeechTokenizer
@@ -323,12 +328,14 @@ def train_vocoder(
         "vocoder_config": config.to_dict(),
         "discriminator_scale": discriminator_scale,
         "speaker_folders": speaker_folders,
+        "validation_files": [str(path) for path in validation_files],
     }
     settings["vocoder_config"].pop("transformers_version", None)
 
     with training_output(output, resume=resume, force=force) as checkpoint:
         with torch.inference_mode():
             items = [item for item in load_unit_audio(files, tokenizer, speakers) if len(item.units) >= segment_frames]
+            held_out = load_unit_audio(validation_files, tokenizer)
         if not items:
             raise ValueError(
                 f"no audio file in {audio_dir} is {segment_frames} units ({segment_frames / tokenizer.config.frame_rate:g} "
@@ -355,7 +362,7 @@ def train_vocoder(
             "scheduler_g": scheduler_g,
             "scheduler_d": scheduler_d,
         }
-        start = 0
+        start, validation = 0, []
         loaded = load_checkpoint(checkpoint, settings)
         if loaded is not None:
             tensors, state = loaded
@@ -364,7 +371,7 @@ def train_vocoder(
                 module.load_state_dict(restored[name])
             sampler.set_state(restored["sampler"])
             torch.set_rng_state(restored["torch_rng"])
-            start, losses = state["step"], state["losses"]
+            start, losses, validation = state["step"], state["losses"], state["validation"]
 
         hop = config.hop_length
         for step in tqdm(range(start, steps), initial=start, total=steps, desc="vocoder", disable=not progress):
@@ -404,18 +411,22 @@ def train_vocoder(
                 ("discriminator", loss_d),
             ):
                 losses[name].append(float(value.detach()))
+            if held_out and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+                validation.append([step + 1, mel_l1(vocoder, held_out, mel)])
             if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
                 state = {name: module.state_dict() for name, module in modules.items()}
                 state.update(sampler=sampler.get_state(), torch_rng=torch.get_rng_state())
                 tree, tensors = pack_state(state)
                 save_checkpoint(
-                    checkpoint, tensors, {"settings": settings, "step": step + 1, "losses": losses, "tree": tree}
+                    checkpoint,
+                    tensors,
+                    {"settings": settings, "step": step + 1, "losses": losses, "validation": validation, "tree": tree},
                 )
 
         vocoder.eval()
         publish(output, lambda folder: vocoder.cpu().save_pretrained(folder))
         checkpoint.unlink(missing_ok=True)
-    return VocoderTrainingResult(losses, resumed_from=start)
+    return VocoderTrainingResult(losses, validation, resumed_from=start)
 
 
 __all__ = [

@@ -4,7 +4,10 @@ from .common import add_device_argument
 
 
 def run_train_vocoder(args) -> int:
+    from ..audio import find_audio_files
     from ..vocoder_training import train_vocoder
+
+    validation = find_audio_files([args.validation_dir]) if args.validation_dir else ()
 
     result = train_vocoder(
         args.audio_dir,
@@ -19,16 +22,16 @@ def run_train_vocoder(args) -> int:
         discriminator_scale=args.discriminator_scale,
         speaker_folders=args.speaker_folders,
         checkpoint_every=args.checkpoint_every,
+        validation_files=validation,
         device=args.device,
         resume=args.resume,
         force=args.force,
         progress=not args.quiet,
     )
-    last = {name: values[-1] for name, values in result.losses.items()}
-    print(
-        f"wrote a vocoder to {args.output} after {args.steps} steps; last losses "
-        + ", ".join(f"{name} {value:.4f}" for name, value in last.items())
-    )
+    last = ", ".join(f"{name} {values[-1]:.4f}" for name, values in result.losses.items())
+    print(f"wrote a vocoder to {args.output} after {args.steps} steps; last losses {last}")
+    for step, value in result.validation:
+        print(f"step {step}: mel L1 {value:.4f} on {args.validation_dir}")
     return 0
 
 
@@ -68,6 +71,9 @@ def add_parser(commands) -> None:
     )
     train_vocoder.add_argument(
         "--checkpoint-every", type=int, default=100, help="steps between checkpoints (default: %(default)s)"
+    )
+    train_vocoder.add_argument(
+        "--validation-dir", help="held-out audio: its mel L1 is printed for each checkpoint and the end"
     )
     train_vocoder.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --output")
     train_vocoder.add_argument(
