@@ -122,16 +122,7 @@ def _lock_output(output: Path, resume: bool, force: bool, inputs: Sequence[str |
         written = output.stat()
         if any(os.path.samestat(written, Path(item).stat()) for item in inputs if Path(item).exists()):
             raise ValueError(f"the output {output} is one of the inputs; give another output file")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = output.with_name(f"{output.name}.lock")
-    lock = FileLock(lock_path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise BlockingIOError(
-            f"another job is writing {output} (it holds {lock_path}; `lsof {lock_path}` names its process): wait "
-            "for it to end or choose another output"
-        ) from None
+    lock = lock_job_output(output)
     try:
         if not resume and not force:
             if output.exists():
@@ -142,12 +133,29 @@ def _lock_output(output: Path, resume: bool, force: bool, inputs: Sequence[str |
                     "--resume to continue them or --force to start over"
                 )
     except BaseException:
-        _unlock_output(lock)
+        unlock_job_output(lock)
         raise
     return lock
 
 
-def _unlock_output(lock: FileLock) -> None:
+def lock_job_output(output: Path) -> FileLock:
+    """Takes `<output>.lock` for the one job that writes `output` (its folder is created); a second job gets a
+    `BlockingIOError` at once. The operating system releases the lock of a killed job."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = output.with_name(f"{output.name}.lock")
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise BlockingIOError(
+            f"another job is writing {output} (it holds {lock_path}; `lsof {lock_path}` names its process): wait "
+            "for it to end or choose another output"
+        ) from None
+    return lock
+
+
+def unlock_job_output(lock: FileLock) -> None:
+    """Releases a lock of [`lock_job_output`]."""
     # Removed while still held: filelock (>= 3.20.4) takes a lock won on a file removed meanwhile as not acquired, so
     # a job that opened the old file cannot run beside one that creates a new file.
     Path(lock.lock_file).unlink(missing_ok=True)
@@ -251,7 +259,7 @@ def sharded_output(
         state.wait_for_everyone()
     finally:
         if lock is not None:
-            _unlock_output(lock)
+            unlock_job_output(lock)
 
 
 def run_sharded(
@@ -289,9 +297,11 @@ def run_sharded(
 __all__ = [
     "distributed_state",
     "finished_records",
+    "lock_job_output",
     "part_files",
     "process_shard",
     "run_sharded",
     "shard_range",
     "sharded_output",
+    "unlock_job_output",
 ]

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from filelock import FileLock, Timeout
 from safetensors.torch import load_file, safe_open, save_file
+
+from .sharding import lock_job_output, unlock_job_output
 
 
 def checkpoint_path(output: str | os.PathLike) -> Path:
@@ -35,15 +36,7 @@ def training_output(output: str | os.PathLike, resume: bool = False, force: bool
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise FileExistsError(f"the output {output} is a file; give a folder path")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = output.with_name(f"{output.name}.lock")
-    lock = FileLock(lock_path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise BlockingIOError(
-            f"another job is writing {output} (it holds {lock_path}): wait for it to end or choose another output"
-        ) from None
+    lock = lock_job_output(output)
     try:
         checkpoint = checkpoint_path(output)
         if output.exists() and not force:
@@ -56,9 +49,7 @@ def training_output(output: str | os.PathLike, resume: bool = False, force: bool
             checkpoint.unlink()
         yield checkpoint
     finally:
-        # Removed while held, as sharding.py does: a job that opened the old lock file cannot run beside a new one.
-        lock_path.unlink(missing_ok=True)
-        lock.release()
+        unlock_job_output(lock)
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict) -> None:

@@ -77,6 +77,19 @@ def _width(channels: int, scale: float) -> int:
     return max(1, round(channels * scale))
 
 
+def _scores_and_features(
+    convs: nn.ModuleList, conv_post: nn.Module, hidden: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A HiFi-GAN discriminator's layers on `hidden`: its scores, flattened per item, and every layer's feature map."""
+    features = []
+    for conv in convs:
+        hidden = nn.functional.leaky_relu(conv(hidden), 0.1)
+        features.append(hidden)
+    hidden = conv_post(hidden)
+    features.append(hidden)
+    return hidden.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """HiFi-GAN discriminator of one period: the waveform folded into `(samples / period, period)`, 2-D convolutions
     along time."""
@@ -97,14 +110,7 @@ class PeriodDiscriminator(nn.Module):
         samples = waveform.shape[-1]
         padding = (-samples) % self.period
         hidden = nn.functional.pad(waveform[:, None], (0, padding), mode="reflect")
-        hidden = hidden.view(hidden.shape[0], 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            hidden = nn.functional.leaky_relu(conv(hidden), 0.1)
-            features.append(hidden)
-        hidden = self.conv_post(hidden)
-        features.append(hidden)
-        return hidden.flatten(1), features
+        return _scores_and_features(self.convs, self.conv_post, hidden.view(hidden.shape[0], 1, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -124,13 +130,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """`(batch, samples)` -> `(batch, scores)` and the feature maps of every layer."""
-        hidden, features = waveform[:, None], []
-        for conv in self.convs:
-            hidden = nn.functional.leaky_relu(conv(hidden), 0.1)
-            features.append(hidden)
-        hidden = self.conv_post(hidden)
-        features.append(hidden)
-        return hidden.flatten(1), features
+        return _scores_and_features(self.convs, self.conv_post, waveform[:, None])
 
 
 class HifiGanDiscriminator(nn.Module):
