@@ -12,7 +12,7 @@ from typing import Any, TypedDict
 from tqdm.auto import tqdm
 
 from .manifest import read_jsonl
-from .scoring import REDUCTIONS, _unwrap, render_segments, score_continuations
+from .scoring import REDUCTIONS, render_segments, score_continuations, text_and_speech_tokenizers
 
 
 class Pair(TypedDict, total=False):
@@ -57,7 +57,7 @@ def score_pairs(
     on a tie or 0. `processor` is a [`SpiritLMProcessor`] (its speech tokenizer encodes audio items), or the
     tokenizer alone for pairs given as SPIRIT LM strings.
     """
-    tokenizer, speech_tokenizer = _unwrap(processor, None)
+    tokenizer, speech_tokenizer = text_and_speech_tokenizers(processor)
     with tqdm(total=len(pairs), desc="Scoring pairs", unit="pair", disable=not progress) as bar:
         for batch in pair_batches(pairs, batch_size):
             # A prompt given as audio is encoded once for both items.

@@ -67,8 +67,8 @@ def render_segments(item, speech_tokenizer=None, previous_modality: str | None =
     return "".join(pieces)
 
 
-def _unwrap(tokenizer, speech_tokenizer):
-    # A SpiritLMProcessor carries both the text tokenizer and the speech tokenizer.
+def text_and_speech_tokenizers(tokenizer, speech_tokenizer=None) -> tuple:
+    """`(text tokenizer, speech tokenizer)` of a [`SpiritLMProcessor`] (which carries both) or of the two given."""
     if hasattr(tokenizer, "tokenizer") and hasattr(tokenizer, "speech_tokenizer"):
         return tokenizer.tokenizer, speech_tokenizer or tokenizer.speech_tokenizer
     return tokenizer, speech_tokenizer
@@ -157,7 +157,7 @@ def score_continuations(
         raise ValueError(f"give one prompt per continuation: got {got} for {len(continuations)} continuations")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
-    tokenizer, speech_tokenizer = _unwrap(tokenizer, speech_tokenizer)
+    tokenizer, speech_tokenizer = text_and_speech_tokenizers(tokenizer, speech_tokenizer)
     pairs = _encode_pairs(tokenizer, speech_tokenizer, prompts, continuations)
     for index, (prompt_ids, continuation_ids) in enumerate(pairs):
         inputs = len(prompt_ids) + len(continuation_ids) - 1  # see below: the last token is only a target
@@ -227,4 +227,10 @@ def minimal_pair_accuracy(
     return float(np.mean([correct > wrong for correct, wrong in zip(scores[0::2], scores[1::2])]))
 
 
-__all__ = ["minimal_pair_accuracy", "render_segments", "score_continuations", "tokenize_pair"]
+__all__ = [
+    "minimal_pair_accuracy",
+    "render_segments",
+    "score_continuations",
+    "text_and_speech_tokenizers",
+    "tokenize_pair",
+]
