@@ -218,9 +218,11 @@ def test_tiny_expressive_speech_tokenizer():
     wave, _ = soundfile.read(CLIPS["speech_7s_16k"], dtype="float32")
     units = model.encode_units(wave, sampling_rate=16000)
     assert [len(units[name]) for name in ("hubert", "pitch", "style")] == [174, 87, 7]
-    assert len(set(units["pitch"])) >= 10  # the converted random codebook spreads speech over many codes
-    # The style encoder is the recorded one (official_expressive.json) and the seed-0 writer's.
-    assert units["style"] == RECORDED["clips"]["speech_7s_16k"]["style"]
+    # The seeded N(0, 1/fan-in) weights (testing/weights.py) spread speech over many pitch codes and, unlike a default
+    # initialisation, give the seconds of speech different styles. (Official parity of the style units is checked on
+    # the converted official-format encoder, whose weights the tiny one no longer shares.)
+    assert len(set(units["pitch"])) >= 10
+    assert len(set(units["style"])) >= 2
     with pytest.raises(ValueError, match="unknown variant 'expresive'"):
         tiny_speech_tokenizer_config(variant="expresive")
     with pytest.raises(ValueError, match="style encoder config lacks"):

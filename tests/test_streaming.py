@@ -404,7 +404,7 @@ def test_cli_generate_stream_writes_a_wav_valid_at_every_chunk(pipes, repos, tmp
         assert sizes[-1] == self.num_bytes // 2
 
     monkeypatch.setattr(generate_command.ProgressiveWav, "write", checked_write)
-    monkeypatch.setattr(generate_command, "load_pipeline", lambda repo, device: pipes["base"])
+    monkeypatch.setattr(generate_command, "load_pipeline", lambda repo, device, gguf=None: pipes["base"])
     args = ["generate", "--repo", str(repos["base"]), "--text", "Hello, this is", "--output-modality", "speech"]
     args += ["--max-new-tokens", "80", "--seed", "3", "--stream", "-o", str(output)]
     assert main(args) == 0
@@ -426,7 +426,7 @@ def test_cli_generate_stream_prints_text_deltas(pipes, repos, tmp_path, monkeypa
 
     deltas = []
     stream = pipes["base"].stream
-    monkeypatch.setattr(generate_command, "load_pipeline", lambda repo, device: pipes["base"])
+    monkeypatch.setattr(generate_command, "load_pipeline", lambda repo, device, gguf=None: pipes["base"])
     monkeypatch.setattr(pipes["base"], "stream", lambda *a, **k: (deltas.append(c) or c for c in stream(*a, **k)))
     args = ["generate", "--repo", str(repos["base"]), "--text", "one two", "--output-modality", "text"]
     args += ["--max-new-tokens", "20", "--seed", "0", "--stream", "-o", str(tmp_path / "unused.wav")]
