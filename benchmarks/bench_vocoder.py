@@ -225,15 +225,15 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", choices=("base", "expressive"), default=["base", "expressive"])
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported); one warm-up first")
     parser.add_argument("--batched", action="store_true", help="also time ours on all sequences as one padded batch")
-    parser.add_argument("--official-src", required=True, help="a checkout of facebookresearch/spiritlm")
-    parser.add_argument(
-        "--official-python", required=True, help="VENV/bin/python of tools/official_reference/setup.sh VENV"
-    )
+    parser.add_argument("--official-src", help="a checkout of facebookresearch/spiritlm")
+    parser.add_argument("--official-python", help="VENV/bin/python of tools/official_reference/setup.sh VENV")
     parser.add_argument("--official-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.official_worker:
         official_worker(*args.official_worker)
         return 0
+    if not (args.official_src and args.official_python):
+        parser.error("the following arguments are required: --official-src, --official-python")
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import common
