@@ -18,10 +18,8 @@ from official_hubert import (
     weights_digest,
     write_official_hubert_checkpoints,
 )
-from official_pitch import (
-    write_official_vqvae_f0,
-)
-from official_style import write_official_style_encoder
+from official_pitch import random_fcpe_checkpoint, tiny_official_vqvae_f0_config, write_official_vqvae_f0
+from official_style import tiny_official_style_config, write_official_style_encoder
 from transformers import AutoModel, Wav2Vec2Config
 
 from transformers_spiritlm import SpiritLMSpeechTokenizer, units_to_string
@@ -31,10 +29,16 @@ from transformers_spiritlm.configuration_spiritlm import (
     PitchUnitEncoderConfig,
     SpiritLMStyleEncoderConfig,
 )
+from transformers_spiritlm.conversion.convert_pitch import convert_fcpe, vqvae_config_to_pitch_kwargs
 from transformers_spiritlm.conversion.convert_speech_tokenizer import convert_speech_tokenizer
 from transformers_spiritlm.conversion.convert_speech_tokenizer import main as convert_main
+from transformers_spiritlm.conversion.convert_style import convert_style_config
 from transformers_spiritlm.speech_tokenizer.style import SpiritLMStyleEncoder
-from transformers_spiritlm.testing.speech_tokenizer import tiny_speech_tokenizer, tiny_speech_tokenizer_config
+from transformers_spiritlm.testing.speech_tokenizer import (
+    tiny_expressive_sub_configs,
+    tiny_speech_tokenizer,
+    tiny_speech_tokenizer_config,
+)
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -229,6 +233,17 @@ def test_tiny_expressive_speech_tokenizer():
         SpiritLMSpeechTokenizer(tiny_speech_tokenizer_config(style_config={"num_styles": 100}))
     with pytest.raises(ValueError, match="unknown PitchUnitEncoderConfig keys"):
         SpiritLMSpeechTokenizer(tiny_speech_tokenizer_config(pitch_config={"bins": 64}))
+
+
+def test_tiny_sub_configs_are_the_converted_official_format_ones():
+    # The tiny HF configs are written out (the package does not import the official-format writers): they must stay
+    # the shapes the conversion gives for the writers' tiny checkpoints, as the vocoder's do (test_vocoder.py).
+    _, fcpe = convert_fcpe(random_fcpe_checkpoint())
+    pitch = {"fcpe": fcpe, **vqvae_config_to_pitch_kwargs(tiny_official_vqvae_f0_config())}
+    tiny = tiny_expressive_sub_configs()
+    assert tiny["pitch_config"].to_dict() == type(tiny["pitch_config"])(**pitch).to_dict()
+    converted_style = type(tiny["style_config"])(**convert_style_config(tiny_official_style_config()))
+    assert tiny["style_config"].to_dict() == converted_style.to_dict()
 
 
 def test_a_speech_tokenizer_saved_with_dict_sub_configs_keeps_loading(tmp_path):
